@@ -1,0 +1,374 @@
+// Package state owns the gate's record of each netbooted machine: where it
+// is in its install (install, installing, installed, failed), its one-time
+// install token, its last progress report or error, and its first-boot
+// report. Records are JSON files in the state directory (one per MAC),
+// replaced atomically (write, fsync, rename) and serialised across
+// processes by a lock file, so `kiln gate reinstall` can re-arm a machine
+// while the gate is serving and a record survives a power cut.
+package state
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Machine states.
+const (
+	// Install: the next netboot installs the machine (the default for a
+	// machine never seen, and what re-arming sets).
+	Install = "install"
+	// Installing: the installer traded its token for the install manifest.
+	Installing = "installing"
+	// Installed: the installer reported success; netboots exit to disk.
+	Installed = "installed"
+	// Failed: the installer reported an error; netboots exit to disk
+	// until someone re-arms the machine.
+	Failed = "failed"
+)
+
+// Errors the HTTP layer maps to 403.
+var (
+	ErrBadToken   = errors.New("wrong or consumed install token")
+	ErrWrongState = errors.New("machine is not in a state that allows this")
+)
+
+// Progress is the installer's last progress report.
+type Progress struct {
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
+	Done    int64  `json:"done,omitempty"`
+	Total   int64  `json:"total,omitempty"`
+}
+
+// Booted is the role OS's first-boot report.
+type Booted struct {
+	Hostname string    `json:"hostname"`
+	Address  string    `json:"address"`
+	At       time.Time `json:"at"`
+}
+
+// Record is one machine's state on disk.
+type Record struct {
+	MAC     string `json:"mac"`
+	Machine string `json:"machine"`
+	State   string `json:"state"`
+	// Since is when the machine entered State; Updated is the last change
+	// of any kind (progress reports included).
+	Since   time.Time `json:"since"`
+	Updated time.Time `json:"updated"`
+	// Token is the one-time install credential handed out on the iPXE
+	// leg. Empty when none is outstanding.
+	Token    string    `json:"token,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Booted   *Booted   `json:"booted,omitempty"`
+}
+
+// Store is the state directory.
+type Store struct {
+	dir string
+	mu  sync.Mutex // serialises this process; the lock file serialises processes
+	now func() time.Time
+}
+
+// Open opens (creating) the state directory. now may be nil (time.Now).
+func Open(dir string, now func() time.Time) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{dir: dir, now: now}, nil
+}
+
+// NormalizeMAC returns mac in lower-case colon form, the key of a record.
+func NormalizeMAC(mac string) (string, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return "", fmt.Errorf("mac %q: %w", mac, err)
+	}
+	if len(hw) != 6 {
+		return "", fmt.Errorf("mac %q: not an Ethernet address", mac)
+	}
+	return hw.String(), nil
+}
+
+func (s *Store) path(mac string) string {
+	return filepath.Join(s.dir, strings.ReplaceAll(mac, ":", "-")+".json")
+}
+
+// Get returns the record of mac; a machine never seen is in Install.
+func (s *Store) Get(mac, machine string) (Record, error) {
+	var r Record
+	err := s.locked(func() error {
+		var err error
+		r, err = s.read(mac, machine)
+		return err
+	})
+	return r, err
+}
+
+// Update applies fn to the record of mac under the lock and writes the
+// result back atomically. If fn returns an error nothing is written.
+func (s *Store) Update(mac, machine string, fn func(*Record) error) (Record, error) {
+	var r Record
+	err := s.locked(func() error {
+		var err error
+		if r, err = s.read(mac, machine); err != nil {
+			return err
+		}
+		before := r
+		if err := fn(&r); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		r.Updated = now
+		if r.State != before.State {
+			r.Since = now
+		}
+		return s.write(r)
+	})
+	return r, err
+}
+
+// List returns every record on disk, sorted by machine name then MAC.
+func (s *Store) List() ([]Record, error) {
+	var out []Record
+	err := s.locked(func() error {
+		ents, err := os.ReadDir(s.dir)
+		if err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		for _, e := range ents {
+			if !strings.HasSuffix(e.Name(), ".json") {
+				continue
+			}
+			r, err := readFile(filepath.Join(s.dir, e.Name()))
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Machine != out[j].Machine {
+			return out[i].Machine < out[j].Machine
+		}
+		return out[i].MAC < out[j].MAC
+	})
+	return out, err
+}
+
+// ArmToken hands out a fresh one-time install token for a machine in
+// Install (or Installing: a machine that netboots again mid-install was
+// interrupted, and the old token dies with that attempt). It returns
+// ErrWrongState otherwise.
+func (s *Store) ArmToken(mac, machine string) (string, error) {
+	tok, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	_, err = s.Update(mac, machine, func(r *Record) error {
+		if r.State != Install && r.State != Installing {
+			return ErrWrongState
+		}
+		r.State = Install
+		r.Token = tok
+		r.Progress = nil
+		r.Error = ""
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// BeginInstall checks token and moves the machine to Installing; the
+// installer may ask again (a retried fetch) while Installing.
+func (s *Store) BeginInstall(mac, machine, token string) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		if err := checkToken(r, token); err != nil {
+			return err
+		}
+		if r.State != Install && r.State != Installing {
+			return ErrWrongState
+		}
+		r.State = Installing
+		return nil
+	})
+}
+
+// ReportProgress records a progress report of an install under way.
+func (s *Store) ReportProgress(mac, machine, token string, p Progress) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		if err := checkToken(r, token); err != nil {
+			return err
+		}
+		if r.State != Installing {
+			return ErrWrongState
+		}
+		r.Progress = &p
+		return nil
+	})
+}
+
+// Finish records the installer's result: ok -> Installed, else Failed
+// with msg. Either way the token is consumed.
+func (s *Store) Finish(mac, machine, token string, ok bool, msg string) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		if err := checkToken(r, token); err != nil {
+			return err
+		}
+		if r.State != Installing && r.State != Install {
+			return ErrWrongState
+		}
+		r.Token = ""
+		if ok {
+			r.State, r.Error = Installed, ""
+			return nil
+		}
+		if msg == "" {
+			msg = "installer reported failure without a message"
+		}
+		r.State, r.Error = Failed, msg
+		return nil
+	})
+}
+
+// MarkBooted records the role OS's first-boot report.
+func (s *Store) MarkBooted(mac, machine string, b Booted) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		b.At = s.now().UTC()
+		r.Booted = &b
+		return nil
+	})
+}
+
+// Rearm sets the machine back to Install: its next netboot reinstalls it.
+func (s *Store) Rearm(mac, machine string) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		r.State, r.Token, r.Progress, r.Error = Install, "", nil, ""
+		return nil
+	})
+}
+
+func checkToken(r *Record, token string) error {
+	if r.Token == "" || subtle.ConstantTimeCompare([]byte(r.Token), []byte(token)) != 1 {
+		return ErrBadToken
+	}
+	return nil
+}
+
+func newToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("install token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// locked runs fn holding both the process mutex and an flock on the
+// directory's lock file.
+func (s *Store) locked(fn func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := os.OpenFile(filepath.Join(s.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("state lock: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("state lock: %w", err)
+	}
+	defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return fn()
+}
+
+func (s *Store) read(mac, machine string) (Record, error) {
+	r, err := readFile(s.path(mac))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{MAC: mac, Machine: machine, State: Install}, nil
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	if machine != "" {
+		r.Machine = machine
+	}
+	return r, nil
+}
+
+func readFile(path string) (Record, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Record{}, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, fmt.Errorf("state %s: %w", filepath.Base(path), err)
+	}
+	return r, nil
+}
+
+// write replaces the record file atomically: a reader (or a power cut)
+// sees the old record or the new one, never half of one.
+func (s *Store) write(r Record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(s.path(r.MAC), append(b, '\n'), 0o600)
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it,
+// renames it over path and syncs the directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", filepath.Base(path), err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
