@@ -27,23 +27,21 @@ func WriteImage(ctx context.Context, dev Device, p plan.Partition, r io.Reader, 
 		return "", err
 	}
 	h := sha256.New()
-	buf := make([]byte, min(ChunkSize, max(size, 1)))
-	for off := int64(0); off < size; {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), size-off)])
-		if err != nil {
+	err := chunks(ctx, size, func(buf []byte, off int64) error {
+		if _, err := io.ReadFull(r, buf); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return "", fmt.Errorf("partition %d: read image at %d: %w", p.Number, off, err)
+			return fmt.Errorf("partition %d: read image at %d: %w", p.Number, off, err)
 		}
-		if _, err := dev.WriteAt(buf[:n], int64(p.Start)+off); err != nil {
-			return "", fmt.Errorf("partition %d: write at %d: %w", p.Number, off, err)
+		if _, err := dev.WriteAt(buf, int64(p.Start)+off); err != nil {
+			return fmt.Errorf("partition %d: write at %d: %w", p.Number, off, err)
 		}
-		h.Write(buf[:n])
-		off += int64(n)
+		h.Write(buf)
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	if err := syncDevice(dev); err != nil {
 		return "", err
@@ -71,17 +69,15 @@ func HashPartition(ctx context.Context, dev Device, p plan.Partition, size int64
 		return "", err
 	}
 	h := sha256.New()
-	buf := make([]byte, min(ChunkSize, max(size, 1)))
-	for off := int64(0); off < size; {
-		if err := ctx.Err(); err != nil {
-			return "", err
+	err := chunks(ctx, size, func(buf []byte, off int64) error {
+		if _, err := dev.ReadAt(buf, int64(p.Start)+off); err != nil {
+			return fmt.Errorf("partition %d: read at %d: %w", p.Number, off, err)
 		}
-		n := min(int64(len(buf)), size-off)
-		if _, err := dev.ReadAt(buf[:n], int64(p.Start)+off); err != nil {
-			return "", fmt.Errorf("partition %d: read at %d: %w", p.Number, off, err)
-		}
-		h.Write(buf[:n])
-		off += n
+		h.Write(buf)
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -89,6 +85,23 @@ func HashPartition(ctx context.Context, dev Device, p plan.Partition, size int64
 func fits(p plan.Partition, size int64) error {
 	if size < 0 || uint64(size) > p.Size {
 		return fmt.Errorf("%w: partition %d (%s) holds %d bytes, image is %d", ErrInvalidLayout, p.Number, p.Name, p.Size, size)
+	}
+	return nil
+}
+
+// chunks calls fn for consecutive pieces of [0, size) of at most
+// ChunkSize bytes, reusing one buffer, and stops early on cancellation.
+func chunks(ctx context.Context, size int64, fn func(buf []byte, off int64) error) error {
+	buf := make([]byte, min(ChunkSize, max(size, 1)))
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), size-off)
+		if err := fn(buf[:n], off); err != nil {
+			return err
+		}
+		off += n
 	}
 	return nil
 }
