@@ -1,0 +1,260 @@
+// Package gateclient owns the installer's and the role OS's side of the
+// gate's HTTP API: fetching the install manifest with the one-time token,
+// streaming bundle files, and reporting progress, the result and the first
+// boot. Everything it receives is checked before use: it comes from the
+// network.
+package gateclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/kilnlab/kiln/plan"
+)
+
+// Sentinel errors the installer decides on.
+var (
+	// ErrForbidden: the gate refused the token (used twice, wrong MAC,
+	// machine not in state install). The install must stop loudly.
+	ErrForbidden = errors.New("gate refused the install credential")
+	// ErrBadManifest: the manifest is not usable as it is.
+	ErrBadManifest = errors.New("invalid install manifest")
+)
+
+// File keys of a manifest.
+const (
+	FileESP    = "esp"
+	FileRoot   = "root"
+	FileState  = "state"
+	FileGPTMBR = "gptmbr"
+)
+
+// File is one bundle file the installer streams.
+type File struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest is GET /api/v1/install/{mac}'s answer.
+type Manifest struct {
+	Machine plan.Machine    `json:"machine"`
+	Files   map[string]File `json:"files"`
+}
+
+// Progress is POST /api/v1/progress/{mac}'s body.
+type Progress struct {
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
+	Done    int64  `json:"done,omitempty"`
+	Total   int64  `json:"total,omitempty"`
+}
+
+// Result is POST /api/v1/result/{mac}'s body.
+type Result struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// Booted is POST /api/v1/booted/{mac}'s body.
+type Booted struct {
+	Hostname string `json:"hostname"`
+	Address  string `json:"address"`
+}
+
+// maxManifest bounds what is read of a manifest: a plan of one machine is
+// a few KiB.
+const maxManifest = 1 << 20
+
+// DecodeManifest parses and checks a manifest: every file the installer
+// needs is named by a clean relative path with a SHA-256, and the machine
+// has a name and a MAC.
+func DecodeManifest(r io.Reader) (Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(io.LimitReader(r, maxManifest))
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("%w: %w", ErrBadManifest, err)
+	}
+	if m.Machine.Name == "" || m.Machine.MAC == "" {
+		return Manifest{}, fmt.Errorf("%w: machine without name or mac", ErrBadManifest)
+	}
+	for _, k := range []string{FileESP, FileRoot, FileState, FileGPTMBR} {
+		f, ok := m.Files[k]
+		if !ok {
+			return Manifest{}, fmt.Errorf("%w: no %s file", ErrBadManifest, k)
+		}
+		if err := checkFile(f); err != nil {
+			return Manifest{}, fmt.Errorf("%w: %s: %w", ErrBadManifest, k, err)
+		}
+	}
+	return m, nil
+}
+
+func checkFile(f File) error {
+	if f.Path == "" || path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.HasPrefix(f.Path, "../") || f.Path == ".." {
+		return fmt.Errorf("path %q is not a clean relative path", f.Path)
+	}
+	if f.Size < 0 {
+		return fmt.Errorf("negative size %d", f.Size)
+	}
+	if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 {
+		return fmt.Errorf("sha256 %q is not 64 hex digits", f.SHA256)
+	}
+	return nil
+}
+
+// Client talks to one gate for one machine.
+type Client struct {
+	Base  string // http://host:port
+	MAC   string
+	Token string
+	HTTP  *http.Client
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) api(kind string, token bool) string {
+	u := c.Base + "/api/v1/" + kind + "/" + url.PathEscape(c.MAC)
+	if token {
+		u += "?token=" + url.QueryEscape(c.Token)
+	}
+	return u
+}
+
+// Manifest fetches and checks this machine's install manifest.
+func (c *Client) Manifest(ctx context.Context) (Manifest, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.api("install", true), nil)
+	if err != nil {
+		return Manifest{}, err
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("fetch manifest: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := status(resp); err != nil {
+		return Manifest{}, fmt.Errorf("fetch manifest: %w", err)
+	}
+	return DecodeManifest(resp.Body)
+}
+
+// Open streams one bundle file. The caller closes the body and checks the
+// bytes against the manifest's SHA-256; a length other than f.Size is an
+// error here already.
+func (c *Client) Open(ctx context.Context, f File) (io.ReadCloser, error) {
+	if err := checkFile(f); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/files/"+escapePath(f.Path), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", f.Path, err)
+	}
+	if err := status(resp); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("fetch %s: %w", f.Path, err)
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != f.Size {
+		resp.Body.Close()
+		return nil, fmt.Errorf("fetch %s: gate sends %d bytes, manifest says %d", f.Path, resp.ContentLength, f.Size)
+	}
+	return resp.Body, nil
+}
+
+// Fetch reads a whole small bundle file (gptmbr.bin) and checks its hash.
+func (c *Client) Fetch(ctx context.Context, f File, limit int64) ([]byte, error) {
+	if f.Size > limit {
+		return nil, fmt.Errorf("fetch %s: %d bytes, at most %d", f.Path, f.Size, limit)
+	}
+	rc, err := c.Open(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", f.Path, err)
+	}
+	if err := Verify(b, f); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Progress reports an install phase.
+func (c *Client) Progress(ctx context.Context, p Progress) error {
+	return c.post(ctx, c.api("progress", true), p)
+}
+
+// Result reports the end of the install.
+func (c *Client) Result(ctx context.Context, r Result) error {
+	return c.post(ctx, c.api("result", true), r)
+}
+
+// Booted reports the role OS's first boot; it needs no token.
+func (c *Client) Booted(ctx context.Context, b Booted) error {
+	return c.post(ctx, c.api("booted", false), b)
+}
+
+func (c *Client) post(ctx context.Context, u string, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return fmt.Errorf("post %s: %w", redact(u), err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if err := status(resp); err != nil {
+		return fmt.Errorf("post %s: %w", redact(u), err)
+	}
+	return nil
+}
+
+func status(resp *http.Response) error {
+	switch {
+	case resp.StatusCode == http.StatusForbidden:
+		return ErrForbidden
+	case resp.StatusCode/100 != 2:
+		return fmt.Errorf("gate answered %s", resp.Status)
+	}
+	return nil
+}
+
+// redact keeps the token out of logs and console lines.
+func redact(u string) string {
+	base, _, _ := strings.Cut(u, "?")
+	return base
+}
+
+func escapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		parts[i] = url.PathEscape(s)
+	}
+	return strings.Join(parts, "/")
+}

@@ -1,0 +1,131 @@
+// Package gatetest is a stand-in gate for tests: it serves one machine's
+// install manifest and bundle files over httptest on loopback and records
+// what the installer reports.
+package gatetest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kilnlab/kiln/installer/gateclient"
+	"github.com/kilnlab/kiln/plan"
+)
+
+// Gate is a running stand-in gate.
+type Gate struct {
+	URL   string
+	Token string
+
+	mu       sync.Mutex
+	manifest gateclient.Manifest
+	files    map[string][]byte
+	progress []gateclient.Progress
+	results  []gateclient.Result
+	booted   []gateclient.Booted
+	// Corrupt, when set, is a bundle path served with its first byte
+	// flipped (the manifest keeps the right hash).
+	Corrupt string
+}
+
+// New serves m with files (bundle path -> content; manifest entries are
+// filled in from them) until the test ends.
+func New(t testing.TB, m plan.Machine, token string, files map[string]string, named map[string]string) *Gate {
+	t.Helper()
+	g := &Gate{Token: token, files: map[string][]byte{}}
+	g.manifest = gateclient.Manifest{Machine: m, Files: map[string]gateclient.File{}}
+	for p, c := range files {
+		g.files[p] = []byte(c)
+	}
+	for key, p := range named {
+		sum := sha256.Sum256(g.files[p])
+		g.manifest.Files[key] = gateclient.File{Path: p, Size: int64(len(g.files[p])), SHA256: hex.EncodeToString(sum[:])}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/install/{mac}", g.install)
+	mux.HandleFunc("GET /files/{path...}", g.file)
+	mux.HandleFunc("POST /api/v1/progress/{mac}", record(g, &g.progress, true))
+	mux.HandleFunc("POST /api/v1/result/{mac}", record(g, &g.results, true))
+	mux.HandleFunc("POST /api/v1/booted/{mac}", record(g, &g.booted, false))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	g.URL = srv.URL
+	return g
+}
+
+func (g *Gate) allowed(r *http.Request) bool {
+	return r.URL.Query().Get("token") == g.Token && strings.EqualFold(r.PathValue("mac"), g.manifest.Machine.MAC)
+}
+
+func (g *Gate) install(w http.ResponseWriter, r *http.Request) {
+	if !g.allowed(r) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(g.manifest)
+}
+
+func (g *Gate) file(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	b, ok := g.files[r.PathValue("path")]
+	corrupt := r.PathValue("path") == g.Corrupt
+	g.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if corrupt && len(b) > 0 {
+		b = append([]byte{b[0] ^ 0xff}, b[1:]...)
+	}
+	_, _ = w.Write(b)
+}
+
+func record[T any](g *Gate, into *[]T, token bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if token && !g.allowed(r) {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		var v T
+		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		g.mu.Lock()
+		*into = append(*into, v)
+		g.mu.Unlock()
+	}
+}
+
+// Progress returns the reported progress so far.
+func (g *Gate) Progress() []gateclient.Progress {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]gateclient.Progress(nil), g.progress...)
+}
+
+// Results returns the reported results so far.
+func (g *Gate) Results() []gateclient.Result {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]gateclient.Result(nil), g.results...)
+}
+
+// Booted returns the reported first boots so far.
+func (g *Gate) Booted() []gateclient.Booted {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]gateclient.Booted(nil), g.booted...)
+}
+
+// Client returns a client of this gate for its machine.
+func (g *Gate) Client() *gateclient.Client {
+	return &gateclient.Client{Base: g.URL, MAC: g.manifest.Machine.MAC, Token: g.Token}
+}
