@@ -321,8 +321,8 @@ func TestPoolExhausted(t *testing.T) {
 
 func TestVendorArch(t *testing.T) {
 	for in, want := range map[string]int{
-		"PXEClient:Arch:00000:UNDI:002001": 0,
-		"PXEClient:Arch:00007:UNDI:003016": 7,
+		"PXEClient:Arch:00000:UNDI:002001":  0,
+		"PXEClient:Arch:00007:UNDI:003016":  7,
 		"HTTPClient:Arch:00016:UNDI:003001": 16,
 		"PXEClient":                         -1,
 		"PXEClient:Arch:":                   -1,
