@@ -55,18 +55,17 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// String prints the size in the largest binary unit that divides it, so
-// that layouts read as they were written.
+// String prints the size with the unit that gives the smallest whole
+// number, binary or decimal, so that layouts and disk labels read as they
+// were written ("50GiB", "1TB"); ParseSize reads it back.
 func (s Size) String() string {
-	for _, u := range []struct {
-		suffix string
-		factor uint64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if s != 0 && uint64(s)%u.factor == 0 {
-			return fmt.Sprintf("%d%s", uint64(s)/u.factor, u.suffix)
+	best, unit := uint64(s), "B"
+	for _, u := range sizeUnits {
+		if s != 0 && uint64(s)%u.factor == 0 && uint64(s)/u.factor < best {
+			best, unit = uint64(s)/u.factor, u.suffix
 		}
 	}
-	return fmt.Sprintf("%dB", uint64(s))
+	return fmt.Sprintf("%d%s", best, unit)
 }
 
 // Human prints an approximate decimal size for tables ("1.0 TB").

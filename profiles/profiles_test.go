@@ -1,0 +1,257 @@
+package profiles
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func TestDefaultValidates(t *testing.T) {
+	p, err := Default()
+	if err != nil {
+		t.Fatalf("homelab.yaml does not validate:\n%v", err)
+	}
+	if p.Source != "homelab.yaml" || p.Name != "homelab" || len(p.Machines) != 5 {
+		t.Errorf("Default() = source %q name %q %d machines", p.Source, p.Name, len(p.Machines))
+	}
+	// The file on disk is the one embedded.
+	q, err := Load("homelab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(p, q); diff != "" {
+		t.Errorf("Load(homelab.yaml) differs from Default() (-want +got):\n%s", diff)
+	}
+}
+
+func TestDefaultsApplied(t *testing.T) {
+	p, err := Load("testdata/good-minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{p.Debian.Suite, p.Debian.Mirror, p.Network.DHCP.Mode, p.Machines[0].MAC, p.Machines[1].Disks[0].WWN}
+	want := []string{"bookworm", "http://deb.debian.org/debian", "proxy", "52:54:00:aa:00:01", "0x50014ee2b5f0c1a2"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults and normalisation (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load("testdata/does-not-exist.yaml")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestBadProfiles pins the exact problems of each bad profile: place,
+// field and message are the user interface of validation.
+func TestBadProfiles(t *testing.T) {
+	seen := map[string]bool{}
+	defer func() {
+		files, _ := filepath.Glob("testdata/bad-*.yaml")
+		for _, f := range files {
+			if !seen[filepath.Base(f)] {
+				t.Errorf("%s has no case in TestBadProfiles", f)
+			}
+		}
+	}()
+	for _, tc := range []struct {
+		file string
+		want []string // each a Problem.String(), in order
+	}{
+		{"bad-empty.yaml", []string{"bad-empty.yaml:1:1: the profile is empty"}},
+		{"bad-syntax.yaml", []string{"bad-syntax.yaml:4:1: YAML syntax: mapping values are not allowed in this context"}},
+		{"bad-unknown-key.yaml", []string{
+			"bad-unknown-key.yaml:5:3: network.vlan: unknown field (known: cidr, gateway, dns, ntp, dhcp)",
+			"bad-unknown-key.yaml:13:5: machines[0].colour: unknown field (known: name, role, hardware, board, arch, firmware, mac, address, disks)",
+			"bad-unknown-key.yaml:26:9: machines[1].disks[0].systemsize: unknown field (known: name, serial, wwn, size, use, system_size, wipe)",
+		}},
+		{"bad-types.yaml", []string{
+			"bad-types.yaml:3:9: network.cidr: want a single value, not a list",
+			"bad-types.yaml:6:5: machines[0]: YAML anchors and aliases are not supported in profiles",
+			`bad-types.yaml:23:15: machines[1].disks[0].size: size "lots": want a whole number with a unit such as 500GB or 50GiB`,
+			"bad-types.yaml:25:15: machines[1].disks[0].wipe: want true or false",
+			"bad-types.yaml:26:5: machines[2]: YAML anchors and aliases are not supported in profiles",
+		}},
+		{"bad-required.yaml", []string{
+			"bad-required.yaml:1:1: name: required",
+			"bad-required.yaml:1:1: network.cidr: required",
+			"bad-required.yaml:1:1: network.gateway: required",
+			"bad-required.yaml:2:3: network.dhcp.range: required in mode full (the pool the gate leases from, e.g. 192.168.1.100-192.168.1.199)",
+			"bad-required.yaml:5:5: machines[0].mac: required",
+			"bad-required.yaml:5:5: machines[0].address: required",
+			"bad-required.yaml:9:5: machines[1].name: required",
+			"bad-required.yaml:9:5: machines[1].firmware: required",
+			"bad-required.yaml:9:5: machines[1].mac: required",
+			"bad-required.yaml:9:5: machines[1].address: required",
+			"bad-required.yaml:13:9: machines[1].disks[0].name: required",
+			"bad-required.yaml:13:9: machines[1].disks[0]: a disk without serial or wwn: the installer could not find it (/dev names change between boots)",
+		}},
+		{"bad-enums.yaml", []string{
+			`bad-enums.yaml:6:5: network.dhcp.mode: unknown value "relay" (want proxy, full)`,
+			"bad-enums.yaml:7:1: machines: no machine has role gate; a lab needs exactly one (a Raspberry Pi 4)",
+			`bad-enums.yaml:9:5: machines[0].role: unknown value "gateway" (want storage, compute, gate)`,
+			`bad-enums.yaml:10:5: machines[0].board: unknown value "rpi5" (want pc, rpi4)`,
+			`bad-enums.yaml:17:5: machines[1].arch: unknown value "x86_64" (want amd64, arm64)`,
+			`bad-enums.yaml:18:5: machines[1].firmware: unknown value "coreboot" (want bios, uefi)`,
+			"bad-enums.yaml:21:5: machines[1].disks: want exactly one disk with use: system, found 0",
+			`bad-enums.yaml:25:9: machines[1].disks[0].use: unknown value "os" (want system, data)`,
+		}},
+		{"bad-names.yaml", []string{
+			`bad-names.yaml:1:1: name: "My Lab" is not a valid lab name: use at most 63 lowercase letters, digits and '-', not starting or ending with '-'`,
+			`bad-names.yaml:3:3: debian.suite: "Bookworm!" is not a Debian suite name such as bookworm`,
+			`bad-names.yaml:4:3: debian.mirror: "ftp.debian.org/debian" is not an http:// or https:// URL`,
+			`bad-names.yaml:8:19: network.dns[1]: "dns.example" is not an IP address`,
+			`bad-names.yaml:9:23: network.ntp[1]: "not a host" is neither an IP address nor a host name`,
+			`bad-names.yaml:17:5: machines[1].name: "Node_1" is not a valid machine name (an RFC 1123 host name): use at most 63 lowercase letters, digits and '-', not starting or ending with '-'`,
+			`bad-names.yaml:22:5: machines[1].mac: "52-54-00-00-00-02" is not a MAC address such as 52:54:00:12:34:56`,
+			`bad-names.yaml:25:9: machines[1].disks[0].name: "-system" is not a valid disk name: use at most 63 lowercase letters, digits and '-', not starting or ending with '-'`,
+			`bad-names.yaml:26:9: machines[1].disks[0].serial: "WD 123" has spaces or non-ASCII characters; write it as udev's ID_SERIAL_SHORT does (spaces as _)`,
+			`bad-names.yaml:27:9: machines[1].disks[0].wwn: "0x1234" is not a WWN as udev's ID_WWN spells it (0x, naa. or eui. and 16 or 32 hex digits)`,
+			`bad-names.yaml:35:5: machines[2].mac: 01:00:5e:00:00:01 is a multicast address, not a network card's`,
+		}},
+		{"bad-duplicates.yaml", []string{
+			`bad-duplicates.yaml:28:5: machines[2].name: "node-1" is also the name of a machine (line 12)`,
+			`bad-duplicates.yaml:33:5: machines[2].mac: "52:54:00:00:00:02" is also the MAC of node-1 (line 17)`,
+			`bad-duplicates.yaml:34:5: machines[2].address: "10.0.0.3" is also the address of node-1 (line 18)`,
+			`bad-duplicates.yaml:36:9: machines[2].disks[0].name: "system" is also the name of a disk of node-1 (line 20)`,
+			`bad-duplicates.yaml:37:9: machines[2].disks[0].serial: "S1" is also the serial of node-1 disk system (line 21)`,
+			`bad-duplicates.yaml:40:9: machines[2].disks[1].name: "system" is also the name of a disk of node-1 (line 20)`,
+			`bad-duplicates.yaml:41:9: machines[2].disks[1].wwn: "0x5000C500A1B2C3D4" is also the WWN of node-1 disk osd (line 25)`,
+		}},
+		{"bad-network.yaml", []string{
+			"bad-network.yaml:4:3: network.gateway: 10.0.1.1 is outside network.cidr 10.0.0.0/24",
+			`bad-network.yaml:7:5: network.dhcp.range: "10.0.0.200-10.0.0.100" ends before it starts`,
+			"bad-network.yaml:14:5: machines[0].address: 10.0.0.0 is the network address of 10.0.0.0/24",
+			"bad-network.yaml:21:5: machines[1].address: 10.0.0.255 is the broadcast address of 10.0.0.0/24",
+			"bad-network.yaml:33:5: machines[2].address: 10.1.0.3 is outside network.cidr 10.0.0.0/24",
+		}},
+		{"bad-cidr.yaml", []string{
+			`bad-cidr.yaml:3:3: network.cidr: "10.0.0.5/24" has host bits set; the network is 10.0.0.0/24`,
+			`bad-cidr.yaml:6:5: network.dhcp.range: "10.0.0.100" is not a range such as 192.168.1.100-192.168.1.199`,
+		}},
+		{"bad-range.yaml", []string{
+			"bad-range.yaml:7:5: network.dhcp.range: 10.0.0.1-10.0.0.50 contains network.gateway 10.0.0.1",
+			"bad-range.yaml:7:5: network.dhcp.range: 10.0.0.1-10.0.0.50 contains the address 10.0.0.1 of gate (line 14)",
+			"bad-range.yaml:7:5: network.dhcp.range: 10.0.0.1-10.0.0.50 contains the address 10.0.0.20 of node-1 (line 21)",
+			"bad-range.yaml:14:5: machines[0].address: 10.0.0.1 is network.gateway",
+		}},
+		{"bad-gates.yaml", []string{
+			"bad-gates.yaml:8:5: machines[0].board: the gate must be board rpi4, not pc",
+			"bad-gates.yaml:14:5: machines[1].role: a second gate (the first is gate-1, line 7); a lab has exactly one",
+			"bad-gates.yaml:16:5: machines[1].arch: board rpi4 is arm64, not amd64",
+			"bad-gates.yaml:17:5: machines[1].firmware: only board pc has a firmware choice",
+			"bad-gates.yaml:22:5: machines[2].board: board rpi4 can only be the gate (role gate)",
+		}},
+		{"bad-nogate.yaml", []string{
+			"bad-nogate.yaml:5:1: machines: no machine has role gate; a lab needs exactly one (a Raspberry Pi 4)",
+			"bad-nogate.yaml:6:5: machines[0].firmware: required",
+			"bad-nogate.yaml:9:5: machines[0].arch: board pc is amd64, not arm64",
+		}},
+		{"bad-disks.yaml", []string{
+			"bad-disks.yaml:19:5: machines[1].disks: want exactly one disk with use: system, found 0",
+			"bad-disks.yaml:24:9: machines[1].disks[0].system_size: only a disk with use: system has a system_size",
+			"bad-disks.yaml:32:5: machines[2].disks: want exactly one disk with use: system, found 2",
+			"bad-disks.yaml:37:9: machines[2].disks[1]: a disk without serial or wwn: the installer could not find it (/dev names change between boots)",
+			"bad-disks.yaml:50:9: machines[3].disks[0].size: layout does not fit: the disk (3GiB) is smaller than the 3202MiB a system needs (1MiB GPT headroom at each end, ESP 128MiB, root 2GiB, state at least 1GiB)",
+			"bad-disks.yaml:64:9: machines[4].disks[0].system_size: layout does not fit: system_size 1TB is larger than the disk (100GB)",
+			"bad-disks.yaml:65:5: machines[5].disks: want exactly one disk with use: system, found 0",
+		}},
+	} {
+		seen[tc.file] = true
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tc.file))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Load = %v, want a *ValidationError", err)
+			}
+			var got []string
+			for _, p := range ve.Problems {
+				got = append(got, strings.TrimPrefix(p.String(), "testdata/"))
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestGolden records the decoded form of every good profile (defaults
+// applied, spellings normalised); run with -update after an intended change.
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good-*.yaml")
+	for _, f := range append(files, "homelab.yaml") {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			p, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.MarshalIndent(p, "", "  ")
+			got = append(got, '\n')
+			golden(t, strings.TrimSuffix(filepath.Join("testdata", filepath.Base(f)), ".yaml")+".golden", got)
+		})
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
+
+// FuzzParse: any input either parses into a profile whose system disks lay
+// out, or is rejected with located problems; it never panics.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, file := range append(files, "homelab.yaml") {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+				t.Fatalf("Parse error %v is not a *ValidationError with problems", err)
+			}
+			for _, pr := range ve.Problems {
+				if pr.File != "fuzz.yaml" || pr.Line < 0 || pr.Msg == "" {
+					t.Fatalf("bad problem %+v", pr)
+				}
+			}
+			return
+		}
+		for _, m := range p.Machines {
+			for _, d := range m.Disks {
+				if m.Role != RoleGate && d.Use == UseSystem {
+					if _, err := SystemSlices(d.Size, d.SystemSize); err != nil {
+						t.Fatalf("valid profile, but %s/%s does not lay out: %v", m.Name, d.Name, err)
+					}
+				}
+			}
+		}
+	})
+}
