@@ -1,93 +1,40 @@
-package disks
+package disks_test
 
 import (
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kilnlab/kiln/installer/disks"
+	"github.com/kilnlab/kiln/installer/disks/diskstest"
 	"github.com/kilnlab/kiln/plan"
 )
 
 const mib = 1 << 20
 
-// fakeDisk describes one disk of a fake sysfs tree.
-type fakeDisk struct {
-	name   string
-	size   uint64
-	attrs  map[string]string // sysfs path below /sys/block/<name> -> content
-	writes map[int64][]byte  // offset -> bytes written on the disk file
-}
-
-// fakeSystem builds sys/block and dev under a temp dir; disks are sparse
-// regular files.
-func fakeSystem(t *testing.T, disks ...fakeDisk) System {
-	t.Helper()
-	root := t.TempDir()
-	s := System{SysRoot: filepath.Join(root, "sys"), DevRoot: filepath.Join(root, "dev")}
-	mustMkdir(t, filepath.Join(s.SysRoot, "block"))
-	mustMkdir(t, s.DevRoot)
-	for _, d := range disks {
-		dir := filepath.Join(s.SysRoot, "block", d.name)
-		attrs := map[string]string{"size": strconv.FormatUint(d.size/512, 10) + "\n"}
-		for k, v := range d.attrs {
-			attrs[k] = v
-		}
-		for p, v := range attrs {
-			mustMkdir(t, filepath.Dir(filepath.Join(dir, p)))
-			if err := os.WriteFile(filepath.Join(dir, p), []byte(v), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		f, err := os.Create(filepath.Join(s.DevRoot, d.name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Truncate(int64(d.size)); err != nil {
-			t.Fatal(err)
-		}
-		for off, b := range d.writes {
-			if _, err := f.WriteAt(b, off); err != nil {
-				t.Fatal(err)
-			}
-		}
-		f.Close()
-	}
-	return s
-}
-
-func mustMkdir(t *testing.T, p string) {
-	t.Helper()
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func serial(s string) map[string]string { return map[string]string{"serial": s} }
-
 func TestList(t *testing.T) {
 	vpd := append([]byte{0, 0x80, 0, 12}, []byte("  ZA1B2C3D  ")...)
-	s := fakeSystem(t,
-		fakeDisk{name: "vda", size: 64 * mib, attrs: serial("VIRTIO-A\n")},
-		fakeDisk{name: "sda", size: 128 * mib, attrs: map[string]string{
+	s := diskstest.New(t,
+		diskstest.Disk{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("VIRTIO-A\n")},
+		diskstest.Disk{Name: "sda", Size: 128 * mib, Attrs: map[string]string{
 			"device/vpd_pg80": string(vpd), "device/wwid": "naa.5000c500a1b2c3d4\n"}},
-		fakeDisk{name: "nvme0n1", size: 32 * mib, attrs: map[string]string{
+		diskstest.Disk{Name: "nvme0n1", Size: 32 * mib, Attrs: map[string]string{
 			"device/serial": "S4EWNX0N123456  \n", "wwid": "eui.0025388b91b2c3d4\n"}},
-		fakeDisk{name: "loop0", size: mib},
-		fakeDisk{name: "ram0", size: mib},
-		fakeDisk{name: "sr0", size: mib},
-		fakeDisk{name: "zram0", size: mib},
-		fakeDisk{name: "dm-0", size: mib},
-		fakeDisk{name: "md127", size: mib},
+		diskstest.Disk{Name: "loop0", Size: mib},
+		diskstest.Disk{Name: "ram0", Size: mib},
+		diskstest.Disk{Name: "sr0", Size: mib},
+		diskstest.Disk{Name: "zram0", Size: mib},
+		diskstest.Disk{Name: "dm-0", Size: mib},
+		diskstest.Disk{Name: "md127", Size: mib},
 	)
 	got, err := s.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Disk{
+	want := []disks.Disk{
 		{Name: "nvme0n1", Path: filepath.Join(s.DevRoot, "nvme0n1"), Serial: "S4EWNX0N123456", WWN: "eui.0025388b91b2c3d4", Size: 32 * mib},
 		{Name: "sda", Path: filepath.Join(s.DevRoot, "sda"), Serial: "ZA1B2C3D", WWN: "naa.5000c500a1b2c3d4", Size: 128 * mib},
 		{Name: "vda", Path: filepath.Join(s.DevRoot, "vda"), Serial: "VIRTIO-A", Size: 64 * mib},
@@ -98,7 +45,7 @@ func TestList(t *testing.T) {
 }
 
 func TestListRefusesPartitionEntry(t *testing.T) {
-	s := fakeSystem(t, fakeDisk{name: "vda1", size: mib, attrs: map[string]string{"partition": "1\n"}})
+	s := diskstest.New(t, diskstest.Disk{Name: "vda1", Size: mib, Attrs: map[string]string{"partition": "1\n"}})
 	if _, err := s.List(); err == nil {
 		t.Fatal("List() accepted a partition as a disk")
 	}
@@ -108,77 +55,77 @@ func TestSelect(t *testing.T) {
 	layout := &plan.Layout{SectorSize: 512, Partitions: []plan.Partition{{Number: 1, Start: mib, Size: 30 * mib}}}
 	tests := []struct {
 		name    string
-		disks   []fakeDisk
+		disks   []diskstest.Disk
 		planned []plan.Disk
 		wantErr []error // every one must be in the joined error
 		want    map[string]string
 	}{{
 		name:    "by serial",
-		disks:   []fakeDisk{{name: "vda", size: 64 * mib, attrs: serial("A")}, {name: "vdb", size: 64 * mib, attrs: serial("B")}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("A")}, {Name: "vdb", Size: 64 * mib, Attrs: diskstest.Serial("B")}},
 		planned: []plan.Disk{{Name: "os", Serial: "B", Size: 64 * mib, Layout: layout}, {Name: "data", Serial: "A", Size: 64 * mib}},
 		want:    map[string]string{"os": "vdb", "data": "vda"},
 	}, {
 		name:    "by wwn in profile form",
-		disks:   []fakeDisk{{name: "sda", size: 64 * mib, attrs: map[string]string{"device/wwid": "naa.5000C500A1B2C3D4"}}},
+		disks:   []diskstest.Disk{{Name: "sda", Size: 64 * mib, Attrs: map[string]string{"device/wwid": "naa.5000C500A1B2C3D4"}}},
 		planned: []plan.Disk{{Name: "os", WWN: "0x5000c500a1b2c3d4", Size: 64 * mib}},
 		want:    map[string]string{"os": "sda"},
 	}, {
 		name:    "missing",
-		disks:   []fakeDisk{{name: "vda", size: 64 * mib, attrs: serial("A")}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("A")}},
 		planned: []plan.Disk{{Name: "os", Serial: "Z", Size: mib}},
-		wantErr: []error{ErrDiskMissing},
+		wantErr: []error{disks.ErrDiskMissing},
 	}, {
 		name:    "no selector",
-		disks:   []fakeDisk{{name: "vda", size: 64 * mib}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 64 * mib}},
 		planned: []plan.Disk{{Name: "os", Size: mib}},
-		wantErr: []error{ErrNoSelector},
+		wantErr: []error{disks.ErrNoSelector},
 	}, {
 		name:    "two disks with the same serial",
-		disks:   []fakeDisk{{name: "vda", size: 64 * mib, attrs: serial("A")}, {name: "vdb", size: 64 * mib, attrs: serial("A")}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("A")}, {Name: "vdb", Size: 64 * mib, Attrs: diskstest.Serial("A")}},
 		planned: []plan.Disk{{Name: "os", Serial: "A", Size: mib}},
-		wantErr: []error{ErrAmbiguousDisk},
+		wantErr: []error{disks.ErrAmbiguousDisk},
 	}, {
 		name:    "serial and wwn name two different disks",
-		disks:   []fakeDisk{{name: "sda", size: 64 * mib, attrs: serial("A")}, {name: "sdb", size: 64 * mib, attrs: map[string]string{"device/wwid": "naa.1234"}}},
+		disks:   []diskstest.Disk{{Name: "sda", Size: 64 * mib, Attrs: diskstest.Serial("A")}, {Name: "sdb", Size: 64 * mib, Attrs: map[string]string{"device/wwid": "naa.1234"}}},
 		planned: []plan.Disk{{Name: "os", Serial: "A", WWN: "0x1234", Size: mib}},
-		wantErr: []error{ErrAmbiguousDisk},
+		wantErr: []error{disks.ErrAmbiguousDisk},
 	}, {
 		name:    "two planned disks on one device",
-		disks:   []fakeDisk{{name: "vda", size: 64 * mib, attrs: map[string]string{"serial": "A", "wwid": "naa.99"}}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 64 * mib, Attrs: map[string]string{"serial": "A", "wwid": "naa.99"}}},
 		planned: []plan.Disk{{Name: "os", Serial: "A", Size: mib}, {Name: "data", WWN: "0x99", Size: mib}},
-		wantErr: []error{ErrAmbiguousDisk},
+		wantErr: []error{disks.ErrAmbiguousDisk},
 	}, {
 		name:    "smaller than the plan",
-		disks:   []fakeDisk{{name: "vda", size: 16 * mib, attrs: serial("A")}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 16 * mib, Attrs: diskstest.Serial("A")}},
 		planned: []plan.Disk{{Name: "os", Serial: "A", Size: 64 * mib}},
-		wantErr: []error{ErrDiskTooSmall},
+		wantErr: []error{disks.ErrDiskTooSmall},
 	}, {
 		name:    "layout does not fit",
-		disks:   []fakeDisk{{name: "vda", size: 31 * mib, attrs: serial("A")}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 31 * mib, Attrs: diskstest.Serial("A")}},
 		planned: []plan.Disk{{Name: "os", Serial: "A", Size: 16 * mib, Layout: layout}},
-		wantErr: []error{ErrDiskTooSmall},
+		wantErr: []error{disks.ErrDiskTooSmall},
 	}, {
 		name:    "not blank without wipe",
-		disks:   []fakeDisk{{name: "vda", size: 64 * mib, attrs: serial("A"), writes: map[int64][]byte{0: []byte("hsqs")}}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("A"), Writes: map[int64][]byte{0: []byte("hsqs")}}},
 		planned: []plan.Disk{{Name: "os", Serial: "A", Size: mib}},
-		wantErr: []error{ErrDiskNotBlank},
+		wantErr: []error{disks.ErrDiskNotBlank},
 	}, {
 		name:    "not blank with wipe",
-		disks:   []fakeDisk{{name: "vda", size: 64 * mib, attrs: serial("A"), writes: map[int64][]byte{0: []byte("hsqs")}}},
+		disks:   []diskstest.Disk{{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("A"), Writes: map[int64][]byte{0: []byte("hsqs")}}},
 		planned: []plan.Disk{{Name: "os", Serial: "A", Size: mib, Wipe: true}},
 		want:    map[string]string{"os": "vda"},
 	}, {
 		name: "every disk is checked before refusing",
-		disks: []fakeDisk{
-			{name: "vda", size: 64 * mib, attrs: serial("A"), writes: map[int64][]byte{510: {0x55, 0xaa}}},
-			{name: "vdb", size: 8 * mib, attrs: serial("B")},
+		disks: []diskstest.Disk{
+			{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("A"), Writes: map[int64][]byte{510: {0x55, 0xaa}}},
+			{Name: "vdb", Size: 8 * mib, Attrs: diskstest.Serial("B")},
 		},
 		planned: []plan.Disk{{Name: "os", Serial: "A", Size: mib}, {Name: "data", Serial: "B", Size: 64 * mib}, {Name: "gone", Serial: "C"}},
-		wantErr: []error{ErrDiskNotBlank, ErrDiskTooSmall, ErrDiskMissing},
+		wantErr: []error{disks.ErrDiskNotBlank, disks.ErrDiskTooSmall, disks.ErrDiskMissing},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := fakeSystem(t, tc.disks...)
+			s := diskstest.New(t, tc.disks...)
 			got, err := s.Select(tc.planned)
 			for _, w := range tc.wantErr {
 				if !errors.Is(err, w) {
@@ -231,18 +178,18 @@ func TestSignatureSynthetic(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := fakeSystem(t, fakeDisk{name: "vda", size: 8 * mib, writes: tc.writes})
+			s := diskstest.New(t, diskstest.Disk{Name: "vda", Size: 8 * mib, Writes: tc.writes})
 			f, err := os.Open(filepath.Join(s.DevRoot, "vda"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			got, err := Signature(f, 8*mib)
+			got, err := disks.Signature(f, 8*mib)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != tc.want {
-				t.Errorf("Signature() = %q, want %q", got, tc.want)
+				t.Errorf("disks.Signature() = %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -286,12 +233,12 @@ func TestSignatureRealTools(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			got, err := Signature(f, 64*mib)
+			got, err := disks.Signature(f, 64*mib)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != tc.want {
-				t.Errorf("Signature() = %q, want %q", got, tc.want)
+				t.Errorf("disks.Signature() = %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -315,7 +262,7 @@ func TestSignatureSquashfsTool(t *testing.T) {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	if got, _ := Signature(f, uint64(st.Size())); got != "squashfs" {
-		t.Errorf("Signature() = %q, want squashfs", got)
+	if got, _ := disks.Signature(f, uint64(st.Size())); got != "squashfs" {
+		t.Errorf("disks.Signature() = %q, want squashfs", got)
 	}
 }

@@ -1,0 +1,267 @@
+// Package install owns one machine's install, from the gate's manifest to a
+// verified disk: it selects every planned disk and runs every check before
+// the first byte is written, then writes the GPT layout with its boot code,
+// streams the ESP, role and state images into their partitions, reads each
+// back to compare its SHA-256 with the manifest, clears data disks, and
+// reports progress and the result to the gate and to the console.
+//
+// Console markers (tests wait for these exact prefixes):
+//
+//	KILN-INSTALL-START <name>
+//	KILN-INSTALL-REFUSED <name>: <reason>   nothing was written
+//	KILN-INSTALL-FAILED <name>: <reason>    something was written
+//	KILN-INSTALL-OK <name>
+//
+// Any error before the first write is a refusal, whatever its cause (a
+// disk check, a layout that does not fit, the gate refusing the token or
+// being unreachable): the marker then promises the disks are untouched.
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/kilnlab/kiln/image/disklayout"
+	"github.com/kilnlab/kiln/installer/disks"
+	"github.com/kilnlab/kiln/installer/gateclient"
+	"github.com/kilnlab/kiln/plan"
+)
+
+// ErrRefused wraps every error returned before anything was written.
+var ErrRefused = errors.New("install refused")
+
+// Installer installs one machine.
+type Installer struct {
+	Log     *slog.Logger
+	Console io.Writer // markers and human progress lines
+	Gate    *gateclient.Client
+	Disks   disks.System
+	// Name is what the markers call the machine until the manifest
+	// names it (the MAC, usually).
+	Name string
+	// Step is how many bytes of an image pass between two progress
+	// reports; 0 means 32 MiB.
+	Step int64
+}
+
+// contentFile maps a partition's content to its manifest file.
+var contentFile = map[string]string{
+	plan.ContentESP:   gateclient.FileESP,
+	plan.ContentRoot:  gateclient.FileRoot,
+	plan.ContentState: gateclient.FileState,
+}
+
+// Run installs and reports. It returns nil after KILN-INSTALL-OK; the
+// caller reboots. A returned error wraps ErrRefused when nothing was
+// written.
+func (in *Installer) Run(ctx context.Context) error {
+	name := in.Name
+	w, err := in.prepare(ctx, &name)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrRefused, err)
+		in.finish(ctx, name, "KILN-INSTALL-REFUSED", err)
+		return err
+	}
+	if err := in.write(ctx, w); err != nil {
+		in.finish(ctx, name, "KILN-INSTALL-FAILED", err)
+		return err
+	}
+	in.finish(ctx, name, "KILN-INSTALL-OK", nil)
+	return nil
+}
+
+// work is everything decided before writing.
+type work struct {
+	manifest gateclient.Manifest
+	targets  []disks.Target
+	bootCode []byte
+}
+
+// prepare fetches the manifest, prints START, checks every disk and every
+// image against its partition, and fetches the boot code. It writes nothing.
+func (in *Installer) prepare(ctx context.Context, name *string) (*work, error) {
+	m, err := in.Gate.Manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	*name = m.Machine.Name
+	fmt.Fprintf(in.Console, "KILN-INSTALL-START %s\n", *name)
+	in.progress(ctx, gateclient.Progress{Phase: "check", Message: "selecting disks"})
+	targets, err := in.Disks.Select(m.Machine.Disks)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range targets {
+		in.Log.Info("disk selected", "disk", t.Plan.Name, "device", t.Disk.Path, "serial", t.Disk.Serial, "wwn", t.Disk.WWN, "size", t.Disk.Size, "found", t.Signature, "action", t.Plan.Action)
+		if err := checkTarget(t, m); err != nil {
+			return nil, fmt.Errorf("disk %s: %w", t.Plan.Name, err)
+		}
+	}
+	mbr, err := in.Gate.Fetch(ctx, m.Files[gateclient.FileGPTMBR], disklayout.BootCodeSize)
+	if err != nil {
+		return nil, err
+	}
+	return &work{manifest: m, targets: targets, bootCode: mbr}, nil
+}
+
+// checkTarget checks what disklayout would refuse later, plus that every
+// image fits its partition.
+func checkTarget(t disks.Target, m gateclient.Manifest) error {
+	switch t.Plan.Action {
+	case plan.ActionClear:
+		return nil
+	case plan.ActionPartition:
+	default:
+		return fmt.Errorf("unknown action %q", t.Plan.Action)
+	}
+	if t.Plan.Layout == nil {
+		return errors.New("action partition without a layout")
+	}
+	if err := disklayout.Validate(t.Plan.Layout, int64(t.Disk.Size)); err != nil {
+		return err
+	}
+	for _, p := range t.Plan.Layout.Partitions {
+		key, ok := contentFile[p.Content]
+		if !ok {
+			continue
+		}
+		f := m.Files[key]
+		if uint64(f.Size) > p.Size {
+			return fmt.Errorf("partition %s holds %d bytes, %s is %d", p.Name, p.Size, f.Path, f.Size)
+		}
+	}
+	return nil
+}
+
+// finish prints the closing marker and reports the result; a gate that
+// cannot be told is logged, the console already says it all.
+func (in *Installer) finish(ctx context.Context, name, marker string, err error) {
+	res := gateclient.Result{OK: err == nil}
+	if err != nil {
+		res.Error = err.Error()
+		fmt.Fprintf(in.Console, "%s %s: %v\n", marker, name, err)
+	}
+	if rerr := in.Gate.Result(ctx, res); rerr != nil {
+		in.Log.Warn("report result to gate", "err", rerr)
+	}
+	if err == nil {
+		fmt.Fprintf(in.Console, "%s %s\n", marker, name)
+	}
+}
+
+func (in *Installer) progress(ctx context.Context, p gateclient.Progress) {
+	if err := in.Gate.Progress(ctx, p); err != nil {
+		in.Log.Warn("report progress to gate", "phase", p.Phase, "err", err)
+	}
+}
+
+// write does the writing, disk by disk.
+func (in *Installer) write(ctx context.Context, w *work) error {
+	for _, t := range w.targets {
+		if err := in.writeDisk(ctx, w, t); err != nil {
+			return fmt.Errorf("disk %s (%s): %w", t.Plan.Name, t.Disk.Path, err)
+		}
+	}
+	in.progress(ctx, gateclient.Progress{Phase: "done", Message: "installed"})
+	return nil
+}
+
+func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (err error) {
+	// O_EXCL on a block device fails while it is mounted or in use.
+	f, err := os.OpenFile(t.Disk.Path, os.O_RDWR|os.O_EXCL, 0)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	size := int64(t.Disk.Size)
+	if t.Plan.Action == plan.ActionClear {
+		in.progress(ctx, gateclient.Progress{Phase: "clear", Message: t.Plan.Name})
+		fmt.Fprintf(in.Console, "kiln: clearing %s (%s)\n", t.Plan.Name, t.Disk.Path)
+		return disklayout.Clear(ctx, f, size)
+	}
+	in.progress(ctx, gateclient.Progress{Phase: "partition", Message: t.Plan.Name})
+	fmt.Fprintf(in.Console, "kiln: partitioning %s (%s)\n", t.Plan.Name, t.Disk.Path)
+	if err := disklayout.Write(ctx, f, size, t.Plan.Layout, w.bootCode); err != nil {
+		return err
+	}
+	rereadPartitions(f)
+	var written []plan.Partition
+	for _, p := range t.Plan.Layout.Partitions {
+		key, ok := contentFile[p.Content]
+		if !ok {
+			continue
+		}
+		if err := in.writePartition(ctx, f, p, key, w.manifest.Files[key]); err != nil {
+			return err
+		}
+		written = append(written, p)
+	}
+	if err := dropCaches(f); err != nil {
+		return err
+	}
+	for _, p := range written {
+		file := w.manifest.Files[contentFile[p.Content]]
+		in.progress(ctx, gateclient.Progress{Phase: "verify", Message: p.Name, Total: file.Size})
+		fmt.Fprintf(in.Console, "kiln: verifying %s\n", p.Name)
+		if err := disklayout.VerifyPartition(ctx, f, p, file.Size, file.SHA256); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writePartition streams one image from the gate into its partition; the
+// hash computed while writing must already match the manifest.
+func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Partition, key string, file gateclient.File) error {
+	body, err := in.Gate.Open(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	phase := "write-" + key
+	step := in.Step
+	if step <= 0 {
+		step = 32 << 20
+	}
+	r := &meter{r: body, total: file.Size, step: step, report: func(done int64) {
+		in.progress(ctx, gateclient.Progress{Phase: phase, Message: p.Name, Done: done, Total: file.Size})
+		fmt.Fprintf(in.Console, "kiln: %s %s %d/%d MiB\n", phase, p.Name, done>>20, file.Size>>20)
+	}}
+	sum, err := disklayout.WriteImage(ctx, dev, p, r, file.Size)
+	if err != nil {
+		return err
+	}
+	if sum != file.SHA256 {
+		return fmt.Errorf("%s: %w while streaming: got %s, want %s", file.Path, disklayout.ErrChecksum, sum, file.SHA256)
+	}
+	return nil
+}
+
+// meter counts bytes read and reports every step bytes and at the end; by
+// bytes, not time, so that tests see the same reports every run.
+type meter struct {
+	r      io.Reader
+	total  int64
+	step   int64
+	done   int64
+	last   int64
+	report func(done int64)
+}
+
+func (m *meter) Read(b []byte) (int, error) {
+	n, err := m.r.Read(b)
+	m.done += int64(n)
+	if m.done-m.last >= m.step || (m.done == m.total && m.last != m.done) {
+		m.last = m.done
+		m.report(m.done)
+	}
+	return n, err
+}

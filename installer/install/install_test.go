@@ -1,0 +1,283 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kilnlab/kiln/image/disklayout"
+	"github.com/kilnlab/kiln/installer/disks"
+	"github.com/kilnlab/kiln/installer/disks/diskstest"
+	"github.com/kilnlab/kiln/installer/gateclient"
+	"github.com/kilnlab/kiln/installer/gateclient/gatetest"
+	"github.com/kilnlab/kiln/plan"
+)
+
+const mib = 1 << 20
+
+const (
+	espType   = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	linuxType = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+)
+
+func layout() *plan.Layout {
+	return &plan.Layout{
+		DiskGUID:   "5e0c1c52-1d1b-5f5a-9d55-000000000000",
+		SectorSize: 512,
+		Partitions: []plan.Partition{
+			{Number: 1, Name: "kiln-esp", Type: espType, GUID: "5e0c1c52-1d1b-5f5a-9d55-000000000001", Start: 1 * mib, Size: 8 * mib, Content: plan.ContentESP, LegacyBIOSBootable: true},
+			{Number: 2, Name: "kiln-root", Type: linuxType, GUID: "5e0c1c52-1d1b-5f5a-9d55-000000000002", Start: 9 * mib, Size: 16 * mib, Content: plan.ContentRoot},
+			{Number: 3, Name: "kiln-state", Type: linuxType, GUID: "5e0c1c52-1d1b-5f5a-9d55-000000000003", Start: 25 * mib, Size: 30 * mib, Content: plan.ContentState},
+			{Number: 4, Name: "kiln-osd", Type: linuxType, GUID: "5e0c1c52-1d1b-5f5a-9d55-000000000004", Start: 55 * mib, Size: 8 * mib, Content: plan.ContentEmpty},
+		},
+	}
+}
+
+func machine() plan.Machine {
+	return plan.Machine{
+		Name: "ceph-1", MAC: "52:54:00:00:00:11", Hostname: "ceph-1", RoleImage: "roles/storage.squashfs",
+		Disks: []plan.Disk{
+			{Name: "os", Serial: "WD-A", Size: 64 * mib, Use: "system", Action: plan.ActionPartition, Layout: layout()},
+			{Name: "osd", Serial: "WD-B", Size: 8 * mib, Use: "data", Action: plan.ActionClear},
+		},
+	}
+}
+
+// images are the bundle files; root is bigger than one progress step so
+// that progress is reported mid-stream.
+func images() map[string]string {
+	root := bytes.Repeat([]byte("squashfs"), mib) // 8 MiB
+	return map[string]string{
+		"machines/ceph-1/esp.img":   "ESP" + strings.Repeat("e", 4096),
+		"roles/storage.squashfs":    "hsqs" + string(root),
+		"machines/ceph-1/state.img": "STATE" + strings.Repeat("s", 70000),
+		"bios/gptmbr.bin":           strings.Repeat("\xeb", 440),
+	}
+}
+
+var named = map[string]string{
+	"esp": "machines/ceph-1/esp.img", "root": "roles/storage.squashfs",
+	"state": "machines/ceph-1/state.img", "gptmbr": "bios/gptmbr.bin",
+}
+
+type fixture struct {
+	gate    *gatetest.Gate
+	sys     disks.System
+	in      *Installer
+	console *bytes.Buffer
+}
+
+func newFixture(t *testing.T, m plan.Machine, ds ...diskstest.Disk) *fixture {
+	t.Helper()
+	if ds == nil {
+		ds = []diskstest.Disk{
+			{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("WD-A"), Writes: map[int64][]byte{510: {0x55, 0xaa}}},
+			{Name: "vdb", Size: 8 * mib, Attrs: diskstest.Serial("WD-B"), Writes: map[int64][]byte{0: []byte("hsqs")}},
+		}
+	}
+	fx := &fixture{gate: gatetest.New(t, m, "tok", images(), named), sys: diskstest.New(t, ds...), console: &bytes.Buffer{}}
+	fx.in = &Installer{
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Console: fx.console,
+		Gate:    fx.gate.Client(),
+		Disks:   fx.sys,
+		Name:    m.MAC,
+		Step:    mib,
+	}
+	return fx
+}
+
+func wipeAll(m plan.Machine) plan.Machine {
+	for i := range m.Disks {
+		m.Disks[i].Wipe = true
+	}
+	return m
+}
+
+func TestInstall(t *testing.T) {
+	fx := newFixture(t, wipeAll(machine()))
+	if err := fx.in.Run(context.Background()); err != nil {
+		t.Fatalf("Run(): %v\nconsole:\n%s", err, fx.console)
+	}
+	out := fx.console.String()
+	if !strings.HasPrefix(out, "KILN-INSTALL-START ceph-1\n") || !strings.HasSuffix(out, "KILN-INSTALL-OK ceph-1\n") {
+		t.Errorf("console:\n%s", out)
+	}
+	if r := fx.gate.Results(); len(r) != 1 || !r[0].OK {
+		t.Errorf("results = %+v", r)
+	}
+	phases := map[string]bool{}
+	midStream := false
+	for _, p := range fx.gate.Progress() {
+		phases[p.Phase] = true
+		if p.Phase == "write-root" && p.Done > 0 && p.Done < p.Total {
+			midStream = true
+		}
+	}
+	for _, ph := range []string{"check", "partition", "write-esp", "write-root", "write-state", "verify", "clear", "done"} {
+		if !phases[ph] {
+			t.Errorf("no progress for phase %s: %v", ph, phases)
+		}
+	}
+	if !midStream {
+		t.Error("no progress in the middle of the root image")
+	}
+
+	sys := filepath.Join(fx.sys.DevRoot, "vda")
+	f, err := os.Open(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img := images()
+	for _, p := range layout().Partitions {
+		want, ok := map[string]string{"esp": img[named["esp"]], "root": img[named["root"]], "state": img[named["state"]]}[p.Content]
+		if !ok {
+			continue
+		}
+		got := make([]byte, len(want))
+		if _, err := f.ReadAt(got, int64(p.Start)); err != nil {
+			t.Fatal(err)
+		}
+		if sha256.Sum256(got) != sha256.Sum256([]byte(want)) {
+			t.Errorf("partition %s does not hold its image", p.Name)
+		}
+	}
+	boot := make([]byte, 440)
+	if _, err := f.ReadAt(boot, 0); err != nil || string(boot) != img["bios/gptmbr.bin"] {
+		t.Errorf("boot code not in the first 440 bytes")
+	}
+	got, err := disklayout.ReadLayout(f, 64*mib, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Partitions) != 4 || !strings.EqualFold(got.Partitions[2].GUID, layout().Partitions[2].GUID) {
+		t.Errorf("ReadLayout() = %+v", got)
+	}
+	sgdiskVerify(t, sys)
+
+	data, err := os.ReadFile(filepath.Join(fx.sys.DevRoot, "vdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data[:4], make([]byte, 4)) {
+		t.Error("data disk still has its squashfs signature")
+	}
+}
+
+// sgdiskVerify checks the written table with an independent Debian tool.
+func sgdiskVerify(t *testing.T, path string) {
+	t.Helper()
+	if _, err := exec.LookPath("sgdisk"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sgdisk missing under CI")
+		}
+		t.Skip("sgdisk missing")
+	}
+	out, err := exec.Command("sgdisk", "-v", path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "No problems found") {
+		t.Errorf("sgdisk -v: %v\n%s", err, out)
+	}
+}
+
+func hashFiles(t *testing.T, dir string) map[string][32]byte {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][32]byte{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = sha256.Sum256(b)
+	}
+	return out
+}
+
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(m *plan.Machine)
+		token  string
+		disks  []diskstest.Disk
+		want   error
+	}{
+		{name: "not blank without wipe", mutate: func(m *plan.Machine) {}, want: disks.ErrDiskNotBlank},
+		{name: "missing disk", mutate: func(m *plan.Machine) { m.Disks[1].Serial = "WD-Z" }, want: disks.ErrDiskMissing},
+		{name: "ambiguous disk", mutate: func(m *plan.Machine) {}, disks: []diskstest.Disk{
+			{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("WD-A")},
+			{Name: "vdb", Size: 8 * mib, Attrs: diskstest.Serial("WD-B")},
+			{Name: "vdc", Size: 8 * mib, Attrs: diskstest.Serial("WD-B")},
+		}, want: disks.ErrAmbiguousDisk},
+		{name: "too small", mutate: func(m *plan.Machine) { m.Disks[1].Size = 16 * mib }, want: disks.ErrDiskTooSmall},
+		{name: "layout invalid", mutate: func(m *plan.Machine) {
+			m.Disks[0].Layout.Partitions[1].Start = 2 * mib // overlaps the ESP
+		}, want: disklayout.ErrInvalidLayout},
+		{name: "image bigger than its partition", mutate: func(m *plan.Machine) {
+			m.Disks[0].Layout.Partitions[0].Size = 4096
+		}},
+		{name: "wrong token", mutate: func(m *plan.Machine) {}, token: "stolen", want: gateclient.ErrForbidden},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := machine()
+			if tc.name != "not blank without wipe" {
+				m = wipeAll(m)
+			}
+			tc.mutate(&m)
+			fx := newFixture(t, m, tc.disks...)
+			if tc.token != "" {
+				fx.in.Gate.Token = tc.token
+			}
+			before := hashFiles(t, fx.sys.DevRoot)
+			err := fx.in.Run(context.Background())
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("Run() = %v, want ErrRefused", err)
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("Run() = %v, want %v", err, tc.want)
+			}
+			name := "ceph-1"
+			if tc.token != "" {
+				name = m.MAC
+			}
+			if !strings.Contains(fx.console.String(), "KILN-INSTALL-REFUSED "+name+": ") {
+				t.Errorf("console:\n%s", fx.console)
+			}
+			if after := hashFiles(t, fx.sys.DevRoot); after["vda"] != before["vda"] || after["vdb"] != before["vdb"] {
+				t.Error("a refused install wrote to a disk")
+			}
+			if tc.token == "" {
+				if r := fx.gate.Results(); len(r) != 1 || r[0].OK || r[0].Error == "" {
+					t.Errorf("results = %+v", r)
+				}
+			}
+		})
+	}
+}
+
+func TestFailedChecksum(t *testing.T) {
+	fx := newFixture(t, wipeAll(machine()))
+	fx.gate.Corrupt = "roles/storage.squashfs"
+	err := fx.in.Run(context.Background())
+	if err == nil || errors.Is(err, ErrRefused) || !errors.Is(err, disklayout.ErrChecksum) {
+		t.Fatalf("Run() = %v, want a checksum failure", err)
+	}
+	if !strings.Contains(fx.console.String(), "KILN-INSTALL-FAILED ceph-1: ") {
+		t.Errorf("console:\n%s", fx.console)
+	}
+	if r := fx.gate.Results(); len(r) != 1 || r[0].OK {
+		t.Errorf("results = %+v", r)
+	}
+}
