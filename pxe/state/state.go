@@ -200,6 +200,22 @@ func (s *Store) ArmToken(mac, machine string) (string, error) {
 	return tok, nil
 }
 
+// Authorize checks token against a machine in Install or Installing
+// without changing anything.
+func (s *Store) Authorize(mac, machine, token string) error {
+	r, err := s.Get(mac, machine)
+	if err != nil {
+		return err
+	}
+	if err := checkToken(&r, token); err != nil {
+		return err
+	}
+	if r.State != Install && r.State != Installing {
+		return ErrWrongState
+	}
+	return nil
+}
+
 // BeginInstall checks token and moves the machine to Installing; the
 // installer may ask again (a retried fetch) while Installing.
 func (s *Store) BeginInstall(mac, machine, token string) (Record, error) {

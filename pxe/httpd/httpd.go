@@ -1,0 +1,203 @@
+// Package httpd owns the gate's HTTP side of netboot: the static
+// /boot.ipxe every iPXE client is sent to, the per-machine /ipxe/{mac}
+// script chosen by the machine's install state, the bundle files under
+// /files/ (read-only, confined to the bundle by an os.Root), and the
+// installer API (install manifest for a one-time token, progress, result,
+// first boot). It decides what a netboot does; pxe/state remembers it.
+//
+// The iPXE leg is plain HTTP (Debian's iPXE has no HTTPS), so the only
+// credential on it is the one-time install token of a machine in state
+// install, bound to its MAC and consumed by its result.
+package httpd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe/state"
+)
+
+// DefaultInstallTimeout bounds how long a machine may sit in installing:
+// a machine that netboots again after that exits to its disk instead of
+// starting yet another install (no install loops).
+const DefaultInstallTimeout = time.Hour
+
+// maxBody bounds installer API request bodies.
+const maxBody = 64 << 10
+
+// Config is what the HTTP service needs.
+type Config struct {
+	Plan      *plan.Plan
+	BundleDir string
+	States    *state.Store
+	// GateURL is how machines reach this service, e.g.
+	// "http://192.168.1.10:8080" (no trailing slash).
+	GateURL        string
+	Log            *slog.Logger
+	InstallTimeout time.Duration
+	Now            func() time.Time
+}
+
+// File is one bundle file as listed in manifest.json.
+type File struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// InstallManifest is GET /api/v1/install/{mac}'s answer.
+type InstallManifest struct {
+	Machine plan.Machine    `json:"machine"`
+	Files   map[string]File `json:"files"`
+}
+
+// Server serves the gate's HTTP API.
+type Server struct {
+	cfg   Config
+	root  *os.Root
+	files map[string]File
+	byMAC map[string]*plan.Machine
+}
+
+// New opens the bundle and reads its manifest.json.
+func New(cfg Config) (*Server, error) {
+	if cfg.Plan == nil || cfg.States == nil || cfg.Log == nil {
+		return nil, errors.New("httpd: Plan, States and Log are required")
+	}
+	if cfg.InstallTimeout <= 0 {
+		cfg.InstallTimeout = DefaultInstallTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	files, err := readManifest(filepath.Join(cfg.BundleDir, "manifest.json"))
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(cfg.BundleDir)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	s := &Server{cfg: cfg, root: root, files: files, byMAC: map[string]*plan.Machine{}}
+	for i := range cfg.Plan.Machines {
+		m := &cfg.Plan.Machines[i]
+		mac, err := state.NormalizeMAC(m.MAC)
+		if err != nil {
+			root.Close()
+			return nil, fmt.Errorf("plan machine %s: %w", m.Name, err)
+		}
+		s.byMAC[mac] = m
+	}
+	return s, nil
+}
+
+// Close releases the bundle.
+func (s *Server) Close() error { return s.root.Close() }
+
+func readManifest(path string) (map[string]File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bundle manifest: %w", err)
+	}
+	var m struct {
+		Files []File `json:"files"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("bundle manifest: %w", err)
+	}
+	out := make(map[string]File, len(m.Files))
+	for _, f := range m.Files {
+		out[f.Path] = f
+	}
+	return out, nil
+}
+
+// Netboot says whether kiln may netboot m, and why not: the gate itself
+// and Raspberry Pi boards boot from their SD card, never from the gate.
+func Netboot(p *plan.Plan, m *plan.Machine) (bool, string) {
+	switch {
+	case m.Name == p.Gate.Name:
+		return false, "the gate itself"
+	case m.Board == profiles.BoardRPi4:
+		return false, "board " + profiles.BoardRPi4 + " boots from its SD card"
+	}
+	return true, ""
+}
+
+// Handler routes the API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boot.ipxe", s.bootScript)
+	mux.HandleFunc("GET /ipxe/{mac}", s.machineScript)
+	mux.HandleFunc("GET /files/{path...}", s.file)
+	mux.HandleFunc("GET /api/v1/install/{mac}", s.install)
+	mux.HandleFunc("POST /api/v1/progress/{mac}", s.progress)
+	mux.HandleFunc("POST /api/v1/result/{mac}", s.result)
+	mux.HandleFunc("POST /api/v1/booted/{mac}", s.booted)
+	return mux
+}
+
+// machine resolves the {mac} of a request to a plan machine.
+func (s *Server) machine(r *http.Request) (string, *plan.Machine, error) {
+	mac, err := state.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		return "", nil, err
+	}
+	m, ok := s.byMAC[mac]
+	if !ok {
+		return mac, nil, errors.New("MAC not in the plan")
+	}
+	return mac, m, nil
+}
+
+func (s *Server) reqLog(r *http.Request) *slog.Logger {
+	return s.cfg.Log.With("peer", r.RemoteAddr, "path", r.URL.Path)
+}
+
+// file serves a bundle file with http.ServeContent (Range, sizes).
+func (s *Server) file(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("path")
+	if !confined(name) {
+		s.reqLog(r).Warn("http: bundle path refused")
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	f, err := s.root.Open(name)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			s.reqLog(r).Warn("http: bundle file refused", "err", err)
+		}
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	http.ServeContent(w, r, name, st.ModTime(), f)
+}
+
+// confined is the lexical half of the /files/ confinement (os.Root does
+// the symlink half): a clean relative path with no "..", NUL or "\".
+func confined(name string) bool {
+	if name == "" || strings.ContainsAny(name, "\x00\\") || !filepath.IsLocal(name) {
+		return false
+	}
+	for _, e := range strings.Split(name, "/") {
+		if e == "" || e == "." || e == ".." {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,408 @@
+package httpd
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/state"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+const (
+	gateURL = "http://192.168.1.10:8080"
+	macC1   = "52:54:00:00:01:01"
+	macGate = "52:54:00:00:00:0a"
+	macLost = "02:00:00:00:99:99"
+)
+
+func testPlan() *plan.Plan {
+	return &plan.Plan{
+		Lab:  "homelab",
+		Gate: plan.Gate{Name: "gate-1", Address: "192.168.1.10"},
+		Machines: []plan.Machine{
+			{Name: "gate-1", Role: "gate", Board: "rpi4", Arch: "arm64", MAC: macGate, Address: "192.168.1.10/24"},
+			{Name: "ceph-1", Role: "storage", Board: "pc", Arch: "amd64", Firmware: "uefi", MAC: macC1,
+				Address: "192.168.1.11/24", Hostname: "ceph-1", RoleImage: "roles/storage.squashfs"},
+			{Name: "ceph-2", Role: "storage", Board: "pc", Arch: "amd64", MAC: "52:54:00:00:01:02",
+				Address: "192.168.1.12/24", Hostname: "ceph-2", RoleImage: "roles/storage.squashfs"},
+		},
+	}
+}
+
+// fakeBundle writes a tiny bundle (dummy bytes) with its manifest.json.
+// ceph-2 has no machine images, to exercise an incomplete bundle.
+func fakeBundle(t *testing.T) string {
+	t.Helper()
+	top := t.TempDir()
+	dir := filepath.Join(top, "bundle")
+	type entry struct {
+		Path   string `json:"path"`
+		Size   int64  `json:"size"`
+		SHA256 string `json:"sha256"`
+	}
+	var man struct {
+		Files []entry `json:"files"`
+	}
+	for _, p := range []string{
+		"tftp/undionly.kpxe", "tftp/ipxe.efi", "tftp/snponly.efi",
+		"amd64/vmlinuz", "amd64/initramfs.cpio.gz", "bios/gptmbr.bin",
+		"roles/storage.squashfs", "machines/ceph-1/esp.img", "machines/ceph-1/state.img",
+	} {
+		data := []byte(strings.Repeat("fake "+p+"\n", 10))
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		man.Files = append(man.Files, entry{p, int64(len(data)), hex.EncodeToString(sum[:])})
+	}
+	b, err := json.Marshal(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(top, "secret"), []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../secret", filepath.Join(dir, "tftp", "escape")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	srv    *httptest.Server
+	states *state.Store
+	clock  *clock
+	logs   *bytes.Buffer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+	states, err := state.Open(t.TempDir(), c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	s, err := New(Config{
+		Plan: testPlan(), BundleDir: fakeBundle(t), States: states, GateURL: gateURL,
+		Log: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, states: states, clock: c, logs: logs}
+}
+
+func (f *fixture) do(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", name, diff)
+	}
+}
+
+var tokenRE = regexp.MustCompile(`kiln\.token=([0-9a-f]{32}) `)
+
+// installScript fetches /ipxe/{mac}, checks it against the install golden
+// and returns the token it carries.
+func (f *fixture) installScript(t *testing.T, mac string) string {
+	t.Helper()
+	code, body := f.do(t, "GET", "/ipxe/"+mac, "")
+	if code != 200 {
+		t.Fatalf("GET /ipxe/%s = %d", mac, code)
+	}
+	m := tokenRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no token in script:\n%s", body)
+	}
+	golden(t, "install-ceph-1.ipxe", strings.ReplaceAll(body, m[1], "TOKEN"))
+	return m[1]
+}
+
+func TestBootScript(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "GET", "/boot.ipxe", "")
+	if code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	golden(t, "boot.ipxe", body)
+}
+
+func TestInstallLifecycle(t *testing.T) {
+	f := newFixture(t)
+	tok := f.installScript(t, macC1)
+
+	// Wrong token, another machine's MAC, no token: 403.
+	for _, path := range []string{
+		"/api/v1/install/" + macC1 + "?token=00000000000000000000000000000000",
+		"/api/v1/install/" + macC1,
+		"/api/v1/install/52:54:00:00:01:02?token=" + tok,
+		"/api/v1/install/" + macLost + "?token=" + tok,
+		"/api/v1/install/" + macGate + "?token=" + tok,
+	} {
+		if code, _ := f.do(t, "GET", path, ""); code != http.StatusForbidden {
+			t.Errorf("GET %s = %d, want 403", path, code)
+		}
+	}
+	if strings.Contains(f.logs.String(), tok) {
+		t.Error("the install token appears in the logs")
+	}
+
+	code, body := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, "")
+	if code != 200 {
+		t.Fatalf("install manifest = %d %s", code, body)
+	}
+	var man InstallManifest
+	if err := json.Unmarshal([]byte(body), &man); err != nil {
+		t.Fatal(err)
+	}
+	if man.Machine.Name != "ceph-1" {
+		t.Errorf("manifest machine %q", man.Machine.Name)
+	}
+	paths := map[string]string{}
+	for k, v := range man.Files {
+		paths[k] = v.Path
+		if v.Size == 0 || len(v.SHA256) != 64 {
+			t.Errorf("file %s: %+v", k, v)
+		}
+	}
+	if diff := cmp.Diff(map[string]string{
+		"esp": "machines/ceph-1/esp.img", "root": "roles/storage.squashfs",
+		"state": "machines/ceph-1/state.img", "gptmbr": "bios/gptmbr.bin",
+	}, paths); diff != "" {
+		t.Errorf("manifest files (-want +got):\n%s", diff)
+	}
+	// A retried manifest fetch during the install is fine.
+	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 200 {
+		t.Errorf("second manifest fetch while installing = %d", code)
+	}
+
+	if code, _ := f.do(t, "POST", "/api/v1/progress/"+macC1+"?token="+tok, `{"phase":"write","message":"root","done":5,"total":10}`); code != 204 {
+		t.Errorf("progress = %d", code)
+	}
+	if code, _ := f.do(t, "POST", "/api/v1/progress/"+macC1+"?token=bad", `{"phase":"x"}`); code != 403 {
+		t.Errorf("progress with a bad token = %d", code)
+	}
+	if code, _ := f.do(t, "POST", "/api/v1/result/"+macC1+"?token="+tok, `{"ok":true}`); code != 204 {
+		t.Errorf("result = %d", code)
+	}
+	rec, err := f.states.Get(macC1, "ceph-1")
+	if err != nil || rec.State != state.Installed || rec.Progress.Phase != "write" {
+		t.Fatalf("after result: %+v, %v", rec, err)
+	}
+
+	// Installed: the next netboot exits to the disk; the token is spent.
+	code, body = f.do(t, "GET", "/ipxe/"+macC1, "")
+	if code != 200 {
+		t.Fatalf("GET /ipxe = %d", code)
+	}
+	golden(t, "exit-installed.ipxe", body)
+	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 403 {
+		t.Errorf("reused token = %d, want 403", code)
+	}
+
+	// First boot report.
+	if code, _ := f.do(t, "POST", "/api/v1/booted/"+macC1, `{"hostname":"ceph-1","address":"192.168.1.11/24"}`); code != 204 {
+		t.Errorf("booted = %d", code)
+	}
+	if code, _ := f.do(t, "POST", "/api/v1/booted/"+macLost, `{"hostname":"x"}`); code != 404 {
+		t.Errorf("booted from unknown = %d", code)
+	}
+
+	// Re-arm: install again, with a new token.
+	if _, err := f.states.Rearm(macC1, "ceph-1"); err != nil {
+		t.Fatal(err)
+	}
+	if tok2 := f.installScript(t, macC1); tok2 == tok {
+		t.Error("re-armed install reuses the old token")
+	}
+}
+
+func TestInstallFailed(t *testing.T) {
+	f := newFixture(t)
+	tok := f.installScript(t, macC1)
+	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 200 {
+		t.Fatal(code)
+	}
+	if code, _ := f.do(t, "POST", "/api/v1/result/"+macC1+"?token="+tok, `{"ok":false,"error":"disk WD-KILN-CEPH1-B not found"}`); code != 204 {
+		t.Fatal(code)
+	}
+	rec, _ := f.states.Get(macC1, "ceph-1")
+	if rec.State != state.Failed || rec.Error != "disk WD-KILN-CEPH1-B not found" {
+		t.Fatalf("record %+v", rec)
+	}
+	_, body := f.do(t, "GET", "/ipxe/"+macC1, "")
+	golden(t, "exit-failed.ipxe", body)
+}
+
+func TestInstallingTooLong(t *testing.T) {
+	f := newFixture(t)
+	tok := f.installScript(t, macC1)
+	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 200 {
+		t.Fatal(code)
+	}
+	// Netbooting again soon after: the install was interrupted; retry.
+	f.clock.add(time.Minute)
+	if tok2 := f.installScript(t, macC1); tok2 == tok {
+		t.Error("retry reuses the old token")
+	}
+	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 403 {
+		t.Errorf("old token after a retry = %d, want 403", code)
+	}
+	// Stuck in installing past the timeout: exit to the disk.
+	st, _ := f.states.Get(macC1, "ceph-1")
+	if st.State != state.Install {
+		t.Fatalf("state %s", st.State)
+	}
+	f.clock.add(time.Minute)
+	tok3 := f.installScript(t, macC1)
+	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok3, ""); code != 200 {
+		t.Fatal(code)
+	}
+	f.clock.add(DefaultInstallTimeout + time.Minute)
+	_, body := f.do(t, "GET", "/ipxe/"+macC1, "")
+	golden(t, "exit-timeout.ipxe", body)
+}
+
+func TestNotBooted(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct{ mac, golden, log string }{
+		{macLost, "exit-unknown.ipxe", "unknown machine"},
+		{"not-a-mac", "exit-unknown.ipxe", "unknown machine"},
+		{macGate, "exit-gate.ipxe", "never netbooted"},
+	} {
+		code, body := f.do(t, "GET", "/ipxe/"+tc.mac, "")
+		if code != 200 {
+			t.Errorf("%s: %d", tc.mac, code)
+		}
+		golden(t, tc.golden, body)
+		if !strings.Contains(f.logs.String(), tc.log) {
+			t.Errorf("%s: no %q in logs", tc.mac, tc.log)
+		}
+	}
+}
+
+func TestIncompleteBundle(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "GET", "/ipxe/52:54:00:00:01:02", "")
+	tok := tokenRE.FindStringSubmatch(body)
+	if code != 200 || tok == nil {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, _ := f.do(t, "GET", "/api/v1/install/52:54:00:00:01:02?token="+tok[1], ""); code != 500 {
+		t.Errorf("manifest with missing bundle files = %d, want 500", code)
+	}
+	// Nothing was consumed: the machine is still in install.
+	if rec, _ := f.states.Get("52:54:00:00:01:02", "ceph-2"); rec.State != state.Install {
+		t.Errorf("state %s", rec.State)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "GET", "/files/tftp/undionly.kpxe", "")
+	if code != 200 || body != strings.Repeat("fake tftp/undionly.kpxe\n", 10) {
+		t.Errorf("undionly.kpxe: %d %q", code, body)
+	}
+	req, _ := http.NewRequest("GET", f.srv.URL+"/files/amd64/vmlinuz", nil)
+	req.Header.Set("Range", "bytes=5-8")
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 206 || string(b) != "amd6" {
+		t.Errorf("range: %d %q", resp.StatusCode, b)
+	}
+	for _, p := range []string{"/files/tftp/escape", "/files/tftp", "/files/missing", "/files/..%2fsecret", "/files/tftp/..%2f..%2fsecret", "/files/"} {
+		code, body := f.do(t, "GET", p, "")
+		if code == 200 || strings.Contains(body, "outside") {
+			t.Errorf("GET %s = %d %q: want refusal", p, code, body)
+		}
+	}
+}
+
+func FuzzConfined(f *testing.F) {
+	for _, s := range []string{"tftp/ipxe.efi", "../x", "/x", "a/./b", "a\x00b", "a//b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !confined(name) {
+			return
+		}
+		if !filepath.IsLocal(name) || filepath.Clean(name) != name {
+			t.Fatalf("confined(%q) but not a clean local path", name)
+		}
+	})
+}

@@ -1,0 +1,127 @@
+package httpd
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/state"
+)
+
+// bootAttempts is how often /boot.ipxe tries to chain the machine script.
+const bootAttempts = 5
+
+// BootScript is /boot.ipxe: the same for every machine. It chains to the
+// machine's own script by the MAC of the NIC that booted (${mac}, right on
+// multi-NIC machines). iPXE can finish DHCP before the proxyDHCP reply or
+// the gate can be briefly unreachable, so it retries, renewing DHCP
+// between attempts, and finally exits so the firmware tries the disk.
+func BootScript(gateURL string) string {
+	return fmt.Sprintf(`#!ipxe
+# kiln boot script: chain this machine's script, chosen by MAC and state.
+set kiln-try:int8 0
+:retry
+chain --autofree --replace %[1]s/ipxe/${mac} ||
+inc kiln-try
+iseq ${kiln-try} %[2]d && goto give-up ||
+echo kiln: %[1]s did not answer (attempt ${kiln-try} of %[2]d), retrying
+sleep 3
+dhcp ||
+goto retry
+:give-up
+echo kiln: gate %[1]s unreachable, booting the local disk
+sleep 5
+exit
+`, gateURL, bootAttempts)
+}
+
+// ExitScript sends the firmware on to the next boot device: the disk.
+func ExitScript(why string) string {
+	return "#!ipxe\n# kiln: " + oneLine(why) + "\necho kiln: " + oneLine(why) + ", booting the local disk\nexit\n"
+}
+
+// InstallCmdline is the installer's kernel command line, per contract.
+func InstallCmdline(gateURL, mac, token string) string {
+	return fmt.Sprintf("kiln.mode=install kiln.gate=%s kiln.mac=%s kiln.token=%s console=tty0 console=ttyS0,115200",
+		gateURL, mac, token)
+}
+
+// InstallScript boots m's installer. Under UEFI the kernel's EFI stub
+// finds the initramfs only through an initrd= argument naming it (the
+// iPXE in Debian bookworm predates the LoadFile2 initrd protocol), so EFI
+// boots append initrd=initrd to the contract's command line.
+func InstallScript(gateURL string, m *plan.Machine, mac, token string) string {
+	kernel := fmt.Sprintf("%s/files/%s/vmlinuz", gateURL, m.Arch)
+	initrd := fmt.Sprintf("%s/files/%s/initramfs.cpio.gz", gateURL, m.Arch)
+	cmdline := InstallCmdline(gateURL, mac, token)
+	return fmt.Sprintf(`#!ipxe
+# kiln: install %[1]s (%[2]s, role %[3]s)
+echo kiln: installing %[1]s
+iseq ${platform} efi && goto efi ||
+kernel %[4]s %[6]s
+goto initrd
+:efi
+kernel %[4]s %[6]s initrd=initrd
+:initrd
+initrd --name initrd %[5]s
+boot
+`, oneLine(m.Name), mac, oneLine(m.Role), kernel, initrd, cmdline)
+}
+
+func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }
+
+func (s *Server) bootScript(w http.ResponseWriter, r *http.Request) {
+	writeScript(w, BootScript(s.cfg.GateURL))
+}
+
+func writeScript(w http.ResponseWriter, script string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprint(w, script)
+}
+
+// machineScript is /ipxe/{mac}: install, or exit to the disk.
+func (s *Server) machineScript(w http.ResponseWriter, r *http.Request) {
+	log := s.reqLog(r)
+	mac, m, err := s.machine(r)
+	if err != nil {
+		log.Warn("ipxe: not booting an unknown machine", "mac", r.PathValue("mac"), "err", err)
+		writeScript(w, ExitScript("unknown machine"))
+		return
+	}
+	log = log.With("mac", mac, "machine", m.Name)
+	if ok, why := Netboot(s.cfg.Plan, m); !ok {
+		log.Warn("ipxe: machine is never netbooted", "reason", why)
+		writeScript(w, ExitScript(m.Name+" is never netbooted"))
+		return
+	}
+	rec, err := s.cfg.States.Get(mac, m.Name)
+	if err != nil {
+		log.Error("ipxe: reading state", "err", err)
+		writeScript(w, ExitScript("gate state unreadable"))
+		return
+	}
+	switch rec.State {
+	case state.Install:
+	case state.Installing:
+		if age := s.cfg.Now().Sub(rec.Since); age > s.cfg.InstallTimeout {
+			log.Warn("ipxe: install never finished; booting the disk (re-arm to retry)", "installing_for", age.Round(1e9).String())
+			writeScript(w, ExitScript(m.Name+" install timed out"))
+			return
+		}
+		log.Warn("ipxe: machine netbooted mid-install: starting over with a new token")
+	default:
+		log.Info("ipxe: exit to disk", "state", rec.State)
+		writeScript(w, ExitScript(m.Name+" is "+rec.State))
+		return
+	}
+	token, err := s.cfg.States.ArmToken(mac, m.Name)
+	if err != nil {
+		log.Error("ipxe: arming install token", "err", err)
+		writeScript(w, ExitScript("gate could not arm the install"))
+		return
+	}
+	log.Info("ipxe: install script served")
+	writeScript(w, InstallScript(s.cfg.GateURL, m, mac, token))
+}
