@@ -1,0 +1,168 @@
+package roles
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	v35 "github.com/coreos/ignition/v2/config/v3_5"
+	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/vincent-petithory/dataurl"
+
+	"github.com/kilnlab/kiln/profiles"
+)
+
+// GatePort is the gate's HTTP port (kiln-contracts.md, "Gate HTTP API").
+const GatePort = 8080
+
+// Paths of the files Render writes.
+const (
+	HostnamePath = "/etc/hostname"
+	NetworkPath  = "/etc/systemd/network/10-kiln.network"
+	IdentityPath = "/etc/kiln/machine.json"
+	HostsPath    = "/etc/hosts"
+	ResolvPath   = "/etc/resolv.conf"
+)
+
+// Identity is /etc/kiln/machine.json: who the machine is, for its first-boot
+// tasks. It holds no secrets (the state image is not secret).
+type Identity struct {
+	Lab     string   `json:"lab"`
+	Name    string   `json:"name"`
+	Role    string   `json:"role"`
+	MAC     string   `json:"mac"`
+	Address string   `json:"address"` // with prefix, e.g. 192.168.1.11/24
+	Gateway string   `json:"gateway"`
+	DNS     []string `json:"dns,omitempty"`
+	NTP     []string `json:"ntp,omitempty"`
+	Gate    string   `json:"gate"`     // the gate's address
+	GateURL string   `json:"gate_url"` // its HTTP API, e.g. http://192.168.1.10:8080
+}
+
+// Render returns machine m's configuration as an Ignition v3.5 config,
+// validated by Ignition's own parser. p must be a validated profile.
+func Render(p *profiles.Profile, m *profiles.Machine) (types.Config, error) {
+	role, err := Lookup(m.Role)
+	if err != nil {
+		return types.Config{}, fmt.Errorf("render %s: %w", m.Name, err)
+	}
+	id, err := identity(p, m)
+	if err != nil {
+		return types.Config{}, fmt.Errorf("render %s: %w", m.Name, err)
+	}
+	idJSON, _ := json.MarshalIndent(id, "", "  ")
+	cfg := types.Config{Ignition: types.Ignition{Version: types.MaxVersion.String()}}
+	cfg.Storage.Files = []types.File{
+		file(HostnamePath, m.Name+"\n"),
+		file(HostsPath, hosts(p)),
+		file(NetworkPath, networkd(id)),
+		file(IdentityPath, string(idJSON)+"\n"),
+	}
+	if len(id.DNS) > 0 {
+		cfg.Storage.Files = append(cfg.Storage.Files, file(ResolvPath, resolvConf(id.DNS)))
+	}
+	if role.HasRootfs() {
+		cfg.Storage.Links = networkdLinks()
+	}
+	if err := Validate(cfg); err != nil {
+		return types.Config{}, fmt.Errorf("render %s: %w", m.Name, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks cfg with Ignition's v3.5 parser (config.Parse would pick
+// the experimental spec, DESIGN.md §8).
+func Validate(cfg types.Config) error {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if _, rpt, err := v35.Parse(raw); err != nil {
+		return fmt.Errorf("invalid ignition config: %w: %s", err, strings.TrimSpace(rpt.String()))
+	}
+	return nil
+}
+
+func identity(p *profiles.Profile, m *profiles.Machine) (Identity, error) {
+	prefix, err := netip.ParsePrefix(p.Network.CIDR)
+	if err != nil {
+		return Identity{}, fmt.Errorf("network.cidr: %w", err)
+	}
+	gate := ""
+	for _, g := range p.Machines {
+		if g.Role == profiles.RoleGate {
+			gate = g.Address
+		}
+	}
+	return Identity{
+		Lab: p.Name, Name: m.Name, Role: m.Role, MAC: strings.ToLower(m.MAC),
+		Address: fmt.Sprintf("%s/%d", m.Address, prefix.Bits()),
+		Gateway: p.Network.Gateway, DNS: p.Network.DNS, NTP: p.Network.NTP,
+		Gate: gate, GateURL: fmt.Sprintf("http://%s:%d", gate, GatePort),
+	}, nil
+}
+
+// networkd configures the NIC that netboots, matched by its MAC so that
+// interface names never matter.
+func networkd(id Identity) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by kiln: %s of lab %s, the NIC it netboots from.\n", id.Name, id.Lab)
+	fmt.Fprintf(&b, "[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s\nGateway=%s\n", id.MAC, id.Address, id.Gateway)
+	for _, d := range id.DNS {
+		fmt.Fprintf(&b, "DNS=%s\n", d)
+	}
+	for _, n := range id.NTP {
+		fmt.Fprintf(&b, "NTP=%s\n", n)
+	}
+	return b.String()
+}
+
+// hosts names every machine of the lab, so services find each other by
+// name without depending on the ISP box's DNS.
+func hosts(p *profiles.Profile) string {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\n")
+	fmt.Fprintf(&b, "# lab %s\n", p.Name)
+	for _, m := range p.Machines {
+		fmt.Fprintf(&b, "%s\t%s\n", m.Address, m.Name)
+	}
+	return b.String()
+}
+
+// resolvConf: bookworm's systemd-networkd hands DNS= only to
+// systemd-resolved, which the base set leaves out; a static file is enough.
+func resolvConf(dns []string) string {
+	var b strings.Builder
+	for _, d := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", d)
+	}
+	return b.String()
+}
+
+// networkdLinks enable systemd-networkd as `systemctl enable` would (its
+// [Install] section in bookworm's systemd 252), plus wait-online so that
+// first-boot tasks can order themselves after network-online.target.
+func networkdLinks() []types.Link {
+	const lib = "/lib/systemd/system/"
+	const etc = "/etc/systemd/system/"
+	return []types.Link{
+		link(etc+"multi-user.target.wants/systemd-networkd.service", lib+"systemd-networkd.service"),
+		link(etc+"sockets.target.wants/systemd-networkd.socket", lib+"systemd-networkd.socket"),
+		link(etc+"dbus-org.freedesktop.network1.service", lib+"systemd-networkd.service"),
+		link(etc+"network-online.target.wants/systemd-networkd-wait-online.service", lib+"systemd-networkd-wait-online.service"),
+	}
+}
+
+func file(path, contents string) types.File {
+	src := "data:," + dataurl.EscapeString(contents)
+	mode := 0o644
+	return types.File{
+		Node:          types.Node{Path: path},
+		FileEmbedded1: types.FileEmbedded1{Contents: types.Resource{Source: &src}, Mode: &mode},
+	}
+}
+
+func link(path, target string) types.Link {
+	return types.Link{Node: types.Node{Path: path}, LinkEmbedded1: types.LinkEmbedded1{Target: &target}}
+}

@@ -1,0 +1,78 @@
+// Package roles owns what each role of a lab machine is: the Debian packages
+// of its root filesystem, the name of its data partition, its first-boot
+// phases, and the per-machine configuration it renders as an Ignition v3.5
+// config (the machine's identity: host name, static network, machine.json).
+// Apply writes the files/links/units subset of such a config into a
+// directory tree, because Ignition's own apply engine is internal to it.
+package roles
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/kilnlab/kiln/profiles"
+)
+
+// Role is what one role runs.
+type Role struct {
+	Name string
+	// Packages are the Debian packages of the role's root filesystem
+	// (mmdebstrap --include); empty for the gate, which runs from its
+	// u-root initramfs and has no Debian root.
+	Packages []string
+	// DataPartition names what the system disk holds after system_size;
+	// the GPT partition is "kiln-" + DataPartition. Empty: none.
+	DataPartition string
+	// FirstBoot names the phases of the role OS's first boot, in order.
+	FirstBoot []string
+}
+
+// ErrUnknownRole is returned by Lookup for a role not in the catalogue.
+var ErrUnknownRole = errors.New("unknown role")
+
+// base is the smallest root that boots to multi-user with a static network:
+// systemd as init (systemd-sysv), udev for devices, systemd-networkd (part
+// of the systemd package in bookworm) configured by Render, dbus for
+// networkctl and hostnamed, netbase for /etc/services and /etc/protocols,
+// kmod for modules, e2fsprogs for the ext4 state partition (resize2fs).
+func base() []string {
+	return []string{"systemd", "systemd-sysv", "udev", "dbus", "iproute2", "netbase", "kmod", "e2fsprogs"}
+}
+
+// catalogue builds the roles afresh on every call, so no caller can change
+// another's view of them. Storage and compute share the minimal package set
+// for now; their lists stay separate because Ceph and k3s will differ.
+//
+// The first-boot phases are the design's full sequence (DESIGN.md §1):
+// "network" waits for the static address, "booted" reports to the gate
+// (KILN-BOOTED); the later phases bring up the role's services.
+func catalogue() []Role {
+	return []Role{
+		{
+			Name: profiles.RoleStorage, Packages: base(), DataPartition: "osd",
+			FirstBoot: []string{"network", "booted", "consul", "vault", "ceph-mon", "ceph-mgr", "ceph-osd"},
+		},
+		{
+			Name: profiles.RoleCompute, Packages: base(), DataPartition: "data",
+			FirstBoot: []string{"network", "booted", "k3s", "argocd"},
+		},
+		{Name: profiles.RoleGate},
+	}
+}
+
+// All returns every role, in catalogue order.
+func All() []Role { return catalogue() }
+
+// Lookup returns the role called name.
+func Lookup(name string) (Role, error) {
+	for _, r := range catalogue() {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return Role{}, fmt.Errorf("%w %q", ErrUnknownRole, name)
+}
+
+// HasRootfs reports whether the role runs from a Debian role image
+// (roles/<name>.squashfs) that the installer writes to the root partition.
+func (r Role) HasRootfs() bool { return len(r.Packages) > 0 }
