@@ -1,0 +1,136 @@
+package pxe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/httpd"
+	"github.com/kilnlab/kiln/pxe/state"
+)
+
+// Sentinel errors for `kiln gate reinstall`.
+var (
+	ErrUnknownMachine = errors.New("no such machine in the plan")
+	ErrNotNetbooted   = errors.New("machine is never netbooted")
+)
+
+// MachineStatus is one row of `kiln gate machines`.
+type MachineStatus struct {
+	Machine string    `json:"machine"`
+	MAC     string    `json:"mac"`
+	State   string    `json:"state"` // a state.* value, or "-" if never netbooted
+	Updated time.Time `json:"updated,omitzero"`
+	// Detail is the last progress report, the error, or the first boot.
+	Detail string `json:"detail,omitempty"`
+}
+
+func openStates(stateDir string) (*state.Store, error) {
+	return state.Open(filepath.Join(stateDir, "machines"), nil)
+}
+
+// Machines lists every machine of the plan with its netboot state, in
+// plan order. It reads the state directory the running gate writes.
+func Machines(p *plan.Plan, stateDir string) ([]MachineStatus, error) {
+	states, err := openStates(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MachineStatus, 0, len(p.Machines))
+	for i := range p.Machines {
+		m := &p.Machines[i]
+		mac, err := state.NormalizeMAC(m.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("plan machine %s: %w", m.Name, err)
+		}
+		row := MachineStatus{Machine: m.Name, MAC: mac}
+		if ok, why := httpd.Netboot(p, m); !ok {
+			row.State, row.Detail = "-", "never netbooted: "+why
+			out = append(out, row)
+			continue
+		}
+		rec, err := states.Get(mac, m.Name)
+		if err != nil {
+			return nil, err
+		}
+		row.State, row.Updated, row.Detail = rec.State, rec.Updated, detail(rec)
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+func detail(r state.Record) string {
+	switch {
+	case r.State == state.Failed:
+		return "error: " + r.Error
+	case r.Booted != nil && r.State == state.Installed:
+		return fmt.Sprintf("booted host=%s addr=%s", r.Booted.Hostname, r.Booted.Address)
+	case r.Progress != nil:
+		d := r.Progress.Phase
+		if r.Progress.Message != "" {
+			d += " " + r.Progress.Message
+		}
+		if r.Progress.Total > 0 {
+			d += fmt.Sprintf(" %d/%d", r.Progress.Done, r.Progress.Total)
+		}
+		return d
+	case r.State == state.Install && r.Updated.IsZero():
+		return "waiting for its first netboot"
+	}
+	return ""
+}
+
+// WriteMachines prints rows as the table `kiln gate machines` shows.
+func WriteMachines(w io.Writer, rows []MachineStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MACHINE\tMAC\tSTATE\tUPDATED\tLAST")
+	for _, r := range rows {
+		updated := "-"
+		if !r.Updated.IsZero() {
+			updated = r.Updated.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Machine, r.MAC, r.State, updated, strings.ReplaceAll(r.Detail, "\n", " "))
+	}
+	return tw.Flush()
+}
+
+// Reinstall re-arms a machine (by name or MAC): its next netboot installs
+// it again, with a fresh token. It works while the gate is serving.
+func Reinstall(p *plan.Plan, stateDir, nameOrMAC string) (MachineStatus, error) {
+	m, mac, err := findMachine(p, nameOrMAC)
+	if err != nil {
+		return MachineStatus{}, err
+	}
+	if ok, why := httpd.Netboot(p, m); !ok {
+		return MachineStatus{}, fmt.Errorf("%s: %w (%s)", m.Name, ErrNotNetbooted, why)
+	}
+	states, err := openStates(stateDir)
+	if err != nil {
+		return MachineStatus{}, err
+	}
+	rec, err := states.Rearm(mac, m.Name)
+	if err != nil {
+		return MachineStatus{}, err
+	}
+	return MachineStatus{Machine: m.Name, MAC: mac, State: rec.State, Updated: rec.Updated}, nil
+}
+
+func findMachine(p *plan.Plan, nameOrMAC string) (*plan.Machine, string, error) {
+	want, macErr := state.NormalizeMAC(nameOrMAC)
+	for i := range p.Machines {
+		m := &p.Machines[i]
+		mac, err := state.NormalizeMAC(m.MAC)
+		if err != nil {
+			continue
+		}
+		if m.Name == nameOrMAC || (macErr == nil && mac == want) {
+			return m, mac, nil
+		}
+	}
+	return nil, "", fmt.Errorf("%q: %w", nameOrMAC, ErrUnknownMachine)
+}
