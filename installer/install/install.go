@@ -62,9 +62,8 @@ func (in *Installer) Run(ctx context.Context) error {
 	name := in.Name
 	w, err := in.prepare(ctx, &name)
 	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrRefused, err)
-		in.finish(ctx, name, "KILN-INSTALL-REFUSED", err)
-		return err
+		in.Name = name
+		return in.Refuse(ctx, err)
 	}
 	if err := in.write(ctx, w); err != nil {
 		in.finish(ctx, name, "KILN-INSTALL-FAILED", err)
@@ -72,6 +71,15 @@ func (in *Installer) Run(ctx context.Context) error {
 	}
 	in.finish(ctx, name, "KILN-INSTALL-OK", nil)
 	return nil
+}
+
+// Refuse ends an install that could not start (no network, say): it
+// prints KILN-INSTALL-REFUSED under Name, tries to tell the gate, and
+// returns err wrapped in ErrRefused.
+func (in *Installer) Refuse(ctx context.Context, err error) error {
+	err = fmt.Errorf("%w: %w", ErrRefused, err)
+	in.finish(ctx, in.Name, "KILN-INSTALL-REFUSED", err)
+	return err
 }
 
 // work is everything decided before writing.

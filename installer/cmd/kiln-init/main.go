@@ -1,0 +1,133 @@
+// Command kiln-init is the one kiln program in the initramfs.
+//
+//	kiln.mode=install  runs as u-root init's uinit: loads modules, gets a
+//	                   DHCP lease on the NIC named by kiln.mac, installs
+//	                   the machine from the gate, reboots.
+//	kiln.mode=boot     runs as PID 1 (rdinit=/bbin/kiln-init): mounts the
+//	                   pseudo filesystems, loads modules, mounts the role
+//	                   root and state by PARTUUID, switch_roots to systemd.
+//
+// A failed install does not reboot: a reboot would netboot the installer
+// again (or boot a half-written disk) in a loop. kiln-init returns instead,
+// and u-root's init then starts its shell on the console, where the marker
+// line and the log above it say what went wrong; the gate has been told.
+// A failed boot as PID 1 execs that same shell (PID 1 must not exit).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kilnlab/kiln/installer/bootmode"
+	"github.com/kilnlab/kiln/installer/cmdline"
+	"github.com/kilnlab/kiln/installer/disks"
+	"github.com/kilnlab/kiln/installer/gateclient"
+	"github.com/kilnlab/kiln/installer/install"
+	"github.com/kilnlab/kiln/installer/kmod"
+	"github.com/kilnlab/kiln/installer/netup"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-init:", err)
+		if os.Getpid() == 1 {
+			rescue(os.Stderr)
+		}
+		os.Exit(1)
+	}
+}
+
+// rescue replaces a failed PID 1 with u-root's shell, so that the kernel
+// does not panic and a person at the console can look around.
+func rescue(stderr io.Writer) {
+	for _, sh := range []string{"/bin/defaultsh", "/bbin/gosh", "/bin/sh"} {
+		fmt.Fprintf(stderr, "kiln-init: starting %s\n", sh)
+		_ = unix.Exec(sh, []string{sh}, os.Environ())
+	}
+	select {} // nothing to exec: stay alive rather than panic the kernel
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	line := fs.String("cmdline", "", "kernel command line to use instead of /proc/cmdline")
+	noReboot := fs.Bool("no-reboot", false, "install mode: do not reboot after KILN-INSTALL-OK")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if os.Getpid() == 1 {
+		if err := bootmode.PseudoFS("/"); err != nil {
+			return err
+		}
+	}
+	if *line == "" {
+		b, err := os.ReadFile("/proc/cmdline")
+		if err != nil {
+			return err
+		}
+		*line = string(b)
+	}
+	p := cmdline.Parse(*line)
+	loadModules(log)
+	switch p.Mode {
+	case "install":
+		return installMode(ctx, log, p, stdout, *noReboot)
+	case "boot":
+		b := &bootmode.Booter{Log: log, Console: stdout, Disks: disks.Host, NewRoot: "/newroot", Wait: 30 * time.Second, Init: "/sbin/init"}
+		return b.Run(ctx, p)
+	case "":
+		return fmt.Errorf("no kiln.mode on the kernel command line")
+	}
+	return fmt.Errorf("unknown kiln.mode=%q", p.Mode)
+}
+
+func loadModules(log *slog.Logger) {
+	dir, err := kmod.Dir("/")
+	if err != nil {
+		log.Warn("modules", "err", err)
+		return
+	}
+	n, err := kmod.Loader{Dir: dir, Log: log}.LoadAll()
+	if err != nil {
+		log.Warn("some modules did not load", "err", err)
+	}
+	log.Info("modules loaded", "count", n, "dir", dir)
+}
+
+func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, console io.Writer, noReboot bool) error {
+	in := &install.Installer{
+		Log:     log,
+		Console: console,
+		Gate:    &gateclient.Client{Base: p.Gate, MAC: p.MAC, Token: p.Token},
+		Disks:   disks.Host,
+		Name:    p.MAC,
+	}
+	if err := p.Need("kiln.gate", "kiln.mac", "kiln.token"); err != nil {
+		if in.Name == "" {
+			in.Name = "unknown"
+		}
+		return in.Refuse(ctx, err)
+	}
+	if _, _, err := netup.DHCP(ctx, log, p.MAC); err != nil {
+		return in.Refuse(ctx, err)
+	}
+	if err := in.Run(ctx); err != nil {
+		return err
+	}
+	if noReboot {
+		return nil
+	}
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return nil
+}
