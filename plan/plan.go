@@ -65,6 +65,9 @@ const (
 	// ActionClear: erase partition tables and signatures so the role can
 	// take the whole disk (e.g. a Ceph OSD) at first boot.
 	ActionClear = "clear"
+	// ActionFlash: the gate's card, written by the user from kiln's gate
+	// image; the installer never touches it.
+	ActionFlash = "flash"
 )
 
 // Disk is one physical disk and what happens to it.

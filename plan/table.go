@@ -1,0 +1,123 @@
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/kilnlab/kiln/profiles"
+)
+
+// WriteJSON writes the plan as indented JSON, the form machines read
+// (plan.json in the netboot bundle, `kiln plan --json`).
+func WriteJSON(w io.Writer, p *Plan) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // boot chains read "->", not "-\u003e"
+	return enc.Encode(p)
+}
+
+// WriteTable writes the plan for people: a summary row per machine, then
+// each machine's boot chain and disks, and each system disk's partitions.
+func WriteTable(w io.Writer, p *Plan) error {
+	ew := &errWriter{w: w}
+	fmt.Fprintf(ew, "lab %s: network %s, gateway %s, DHCP %s, gate %s at %s\n\n",
+		p.Lab, p.Network.CIDR, p.Network.Gateway, p.Network.DHCPMode, p.Gate.Name, p.Gate.Address)
+	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MACHINE\tROLE\tBOARD\tFIRMWARE\tMAC\tADDRESS\tROLE IMAGE")
+	for _, m := range p.Machines {
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\n",
+			m.Name, m.Role, m.Board, m.Arch, dash(m.Firmware), m.MAC, m.Address, dash(m.RoleImage))
+	}
+	tw.Flush()
+	for _, m := range p.Machines {
+		writeMachine(ew, m)
+	}
+	return ew.err
+}
+
+func writeMachine(w io.Writer, m Machine) {
+	fmt.Fprintf(w, "\n%s (%s)\n", m.Name, m.Role)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"netboot", m.Netboot}, {"disk boot", m.DiskBoot}, {"cmdline", m.Cmdline},
+		{"first boot", strings.Join(m.FirstBoot, ", ")},
+	} {
+		if kv[1] != "" {
+			fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
+		}
+	}
+	tw.Flush()
+	if len(m.Disks) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  DISK\tFOUND BY\tSIZE\tUSE\tACTION\tWIPE")
+	for _, d := range m.Disks {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Name, foundBy(d), profiles.Size(d.Size).Human(), d.Use, d.Action, yesNo(d.Wipe))
+	}
+	tw.Flush()
+	for _, d := range m.Disks {
+		if d.Layout != nil {
+			writeLayout(w, d)
+		}
+	}
+}
+
+func writeLayout(w io.Writer, d Disk) {
+	fmt.Fprintf(w, "\n  disk %s: GPT, disk GUID %s\n", d.Name, d.Layout.DiskGUID)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  #\tPARTITION\tSTART\tSIZE\t\tCONTENT\tPARTUUID")
+	for _, p := range d.Layout.Partitions {
+		content := p.Content
+		if p.LegacyBIOSBootable {
+			content += ", BIOS bootable"
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, profiles.Size(p.Start),
+			profiles.Size(p.Size), profiles.Size(p.Size).Human(), content, p.GUID)
+	}
+	tw.Flush()
+}
+
+func foundBy(d Disk) string {
+	var ids []string
+	if d.Serial != "" {
+		ids = append(ids, "serial "+d.Serial)
+	}
+	if d.WWN != "" {
+		ids = append(ids, "wwn "+d.WWN)
+	}
+	return dash(strings.Join(ids, ", "))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// errWriter keeps the first write error, so the table code stays linear.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(b []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(b)
+	e.err = err
+	return n, err
+}
