@@ -177,10 +177,10 @@ func (s *Server) Run(ctx context.Context) error {
 		closers = append(closers, proxyConn.Close)
 	}
 	ip := net.IP(s.addr.AsSlice())
-	tftpConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: s.cfg.TFTPPort})
+	tftpConn, err := tftp.Listen(&net.UDPAddr{IP: ip, Port: s.cfg.TFTPPort})
 	if err != nil {
 		closeAll()
-		return fmt.Errorf("tftp on %s (is it %s's address?): %w", s.addr, s.cfg.Interface, err)
+		return fmt.Errorf("%w (is %s %s's address?)", err, s.addr, s.cfg.Interface)
 	}
 	closers = append(closers, tftpConn.Close)
 	httpLn, err := net.Listen("tcp4", net.JoinHostPort(s.addr.String(), strconv.Itoa(s.cfg.HTTPPort)))

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/pin/tftp/v3"
+	"golang.org/x/net/ipv4"
 )
 
 // BlockSize is the largest block offered. pin/tftp's MTU clamp is 4 bytes
@@ -58,6 +59,22 @@ func CleanName(name string) (string, error) {
 // rule is visible: relative, no "..", not empty.
 func isLocal(p string) bool {
 	return p != "" && !strings.HasPrefix(p, "/") && p != ".." && !strings.HasPrefix(p, "../")
+}
+
+// Listen opens the TFTP socket on addr with packet info enabled before any
+// request can arrive: pin/tftp learns the interface MTU (its block size
+// clamp) from that info, and falls back to 512-byte blocks for requests
+// that came in before it enabled it itself.
+func Listen(addr *net.UDPAddr) (*net.UDPConn, error) {
+	conn, err := net.ListenUDP("udp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tftp: %w", err)
+	}
+	if err := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tftp: packet info: %w", err)
+	}
+	return conn, nil
 }
 
 // Server serves Root read-only.

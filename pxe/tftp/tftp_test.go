@@ -112,7 +112,7 @@ func serve(t *testing.T) (addr string, payload []byte, logs *logBuf) {
 			t.Fatal(err)
 		}
 	}
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
