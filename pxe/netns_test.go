@@ -27,6 +27,7 @@ import (
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/pxe/dhcp"
+	"github.com/kilnlab/kiln/pxe/internal/fakebundle"
 )
 
 // The integration test runs the real server (a re-exec of this test binary
@@ -150,7 +151,7 @@ func TestNetnsProxy(t *testing.T) {
 
 	dir := t.TempDir()
 	bundle := dir + "/bundle"
-	fakeBundle(t, bundle)
+	fakebundle.Write(t, bundle)
 	planPath := dir + "/plan.json"
 	b, _ := json.Marshal(testPlan())
 	if err := os.WriteFile(planPath, b, 0o644); err != nil {
@@ -226,27 +227,7 @@ func TestNetnsProxy(t *testing.T) {
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
 	}
 	t.Run("proxy offer on 67", func(t *testing.T) {
-		var offer *dhcpv4.DHCPv4
-		err := inNetns(t, cliNS, func() error {
-			sfd, err := client4.MakeBroadcastSocket("veth1")
-			if err != nil {
-				return err
-			}
-			defer unix.Close(sfd)
-			rfd, err := client4.MakeListeningSocket("veth1")
-			if err != nil {
-				return err
-			}
-			defer unix.Close(rfd)
-			disc, err := dhcpv4.NewDiscoveryForInterface("veth1", pxeMods...)
-			if err != nil {
-				return err
-			}
-			c := client4.NewClient()
-			c.ReadTimeout = 10 * time.Second
-			offer, err = c.SendReceive(sfd, rfd, disc, dhcpv4.MessageTypeOffer)
-			return err
-		})
+		offer, err := discover(t, cliNS, "52:54:00:00:01:02", pxeMods, 10*time.Second)
 		if err != nil {
 			t.Fatalf("exchange: %v", err)
 		}
@@ -288,27 +269,7 @@ func TestNetnsProxy(t *testing.T) {
 	})
 
 	t.Run("unknown mac gets nothing", func(t *testing.T) {
-		err := inNetns(t, cliNS, func() error {
-			sfd, err := client4.MakeBroadcastSocket("veth1")
-			if err != nil {
-				return err
-			}
-			defer unix.Close(sfd)
-			rfd, err := client4.MakeListeningSocket("veth1")
-			if err != nil {
-				return err
-			}
-			defer unix.Close(rfd)
-			mac, _ := net.ParseMAC("02:00:00:00:99:99")
-			disc, err := dhcpv4.NewDiscovery(mac, pxeMods...)
-			if err != nil {
-				return err
-			}
-			c := client4.NewClient()
-			c.ReadTimeout = 2 * time.Second
-			_, err = c.SendReceive(sfd, rfd, disc, dhcpv4.MessageTypeOffer)
-			return err
-		})
+		_, err := discover(t, cliNS, "02:00:00:00:99:99", pxeMods, 2*time.Second)
 		if err == nil {
 			t.Fatal("the gate answered a MAC not in the plan")
 		}
@@ -342,10 +303,41 @@ func TestNetnsProxy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := bytes.Repeat([]byte("fake tftp/undionly.kpxe\n"), 300); !bytes.Equal(got.Bytes(), want) {
+		if want := fakebundle.Content("tftp/undionly.kpxe"); !bytes.Equal(got.Bytes(), want) {
 			t.Errorf("tftp: got %d bytes, want %d", got.Len(), len(want))
 		}
 	})
+}
+
+// discover broadcasts a DHCPDISCOVER from mac on veth1 in ns, as
+// client4 does, and waits for an offer.
+func discover(t *testing.T, ns, mac string, mods []dhcpv4.Modifier, wait time.Duration) (*dhcpv4.DHCPv4, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offer *dhcpv4.DHCPv4
+	err = inNetns(t, ns, func() error {
+		sfd, err := client4.MakeBroadcastSocket("veth1")
+		if err != nil {
+			return err
+		}
+		defer unix.Close(sfd)
+		rfd, err := client4.MakeListeningSocket("veth1")
+		if err != nil {
+			return err
+		}
+		defer unix.Close(rfd)
+		disc, err := dhcpv4.NewDiscovery(hw, mods...)
+		if err != nil {
+			return err
+		}
+		c := client4.NewClient()
+		c.ReadTimeout = wait
+		offer, err = c.SendReceive(sfd, rfd, disc, dhcpv4.MessageTypeOffer)
+		return err
+	})
+	return offer, err
 }
 
 func checkProxyReply(t *testing.T, r *dhcpv4.DHCPv4, mt dhcpv4.MessageType) {

@@ -2,13 +2,8 @@ package pxe
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,35 +21,6 @@ func testPlan() *plan.Plan {
 			{Name: "ceph-1", Role: "storage", Board: "pc", Arch: "amd64", MAC: "52:54:00:00:01:01", Address: "10.77.0.11/24", RoleImage: "roles/storage.squashfs"},
 			{Name: "ceph-2", Role: "storage", Board: "pc", Arch: "amd64", MAC: "52:54:00:00:01:02", Address: "10.77.0.12/24", RoleImage: "roles/storage.squashfs"},
 		},
-	}
-}
-
-// fakeBundle writes a tiny bundle with dummy bytes and its manifest.json.
-func fakeBundle(t testing.TB, dir string) {
-	t.Helper()
-	type entry struct {
-		Path   string `json:"path"`
-		Size   int64  `json:"size"`
-		SHA256 string `json:"sha256"`
-	}
-	var man struct {
-		Files []entry `json:"files"`
-	}
-	for _, p := range []string{"tftp/undionly.kpxe", "tftp/ipxe.efi", "amd64/vmlinuz", "amd64/initramfs.cpio.gz",
-		"bios/gptmbr.bin", "roles/storage.squashfs", "machines/ceph-1/esp.img", "machines/ceph-1/state.img"} {
-		data := bytes.Repeat([]byte("fake "+p+"\n"), 300)
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(data)
-		man.Files = append(man.Files, entry{p, int64(len(data)), hex.EncodeToString(sum[:])})
-	}
-	b, _ := json.Marshal(man)
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -2,8 +2,6 @@ package httpd
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"io"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/internal/fakebundle"
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
@@ -46,42 +45,13 @@ func testPlan() *plan.Plan {
 	}
 }
 
-// fakeBundle writes a tiny bundle (dummy bytes) with its manifest.json.
+// fakeBundle writes a tiny bundle with an escaping symlink beside it.
 // ceph-2 has no machine images, to exercise an incomplete bundle.
 func fakeBundle(t *testing.T) string {
 	t.Helper()
 	top := t.TempDir()
 	dir := filepath.Join(top, "bundle")
-	type entry struct {
-		Path   string `json:"path"`
-		Size   int64  `json:"size"`
-		SHA256 string `json:"sha256"`
-	}
-	var man struct {
-		Files []entry `json:"files"`
-	}
-	for _, p := range []string{
-		"tftp/undionly.kpxe", "tftp/ipxe.efi", "tftp/snponly.efi",
-		"amd64/vmlinuz", "amd64/initramfs.cpio.gz", "bios/gptmbr.bin",
-		"roles/storage.squashfs", "machines/ceph-1/esp.img", "machines/ceph-1/state.img",
-	} {
-		data := []byte(strings.Repeat("fake "+p+"\n", 10))
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(data)
-		man.Files = append(man.Files, entry{p, int64(len(data)), hex.EncodeToString(sum[:])})
-	}
-	b, err := json.Marshal(man)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	fakebundle.Write(t, dir)
 	if err := os.WriteFile(filepath.Join(top, "secret"), []byte("outside"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +341,7 @@ func TestIncompleteBundle(t *testing.T) {
 func TestFiles(t *testing.T) {
 	f := newFixture(t)
 	code, body := f.do(t, "GET", "/files/tftp/undionly.kpxe", "")
-	if code != 200 || body != strings.Repeat("fake tftp/undionly.kpxe\n", 10) {
+	if code != 200 || body != string(fakebundle.Content("tftp/undionly.kpxe")) {
 		t.Errorf("undionly.kpxe: %d %q", code, body)
 	}
 	req, _ := http.NewRequest("GET", f.srv.URL+"/files/amd64/vmlinuz", nil)
