@@ -1,0 +1,91 @@
+package initramfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/kilnlab/kiln/image/initramfs/moddep"
+)
+
+// ErrNoRelease means a modules tree does not hold exactly one kernel
+// release directory with a modules.dep.
+var ErrNoRelease = errors.New("modules tree needs exactly one <release>/modules.dep (run depmod -b)")
+
+// Release returns the kernel release directory name in a lib/modules tree.
+func Release(modulesDir string) (string, error) {
+	ents, err := os.ReadDir(modulesDir)
+	if err != nil {
+		return "", err
+	}
+	var rel []string
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(modulesDir, e.Name(), "modules.dep")); err == nil {
+			rel = append(rel, e.Name())
+		}
+	}
+	if len(rel) != 1 {
+		return "", fmt.Errorf("%s: found %v: %w", modulesDir, rel, ErrNoRelease)
+	}
+	return rel[0], nil
+}
+
+// StageModules copies the wanted modules and their dependencies from a
+// lib/modules tree into dst/<release>/, with a modules.dep listing just
+// them in load order (kiln-init loads every line).
+func StageModules(modulesDir, dst string, want []string, log *slog.Logger) error {
+	rel, err := Release(modulesDir)
+	if err != nil {
+		return err
+	}
+	srcRel := filepath.Join(modulesDir, rel)
+	b, err := os.ReadFile(filepath.Join(srcRel, "modules.dep"))
+	if err != nil {
+		return err
+	}
+	all, err := moddep.Parse(bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	mods, err := moddep.Order(all, want)
+	if err != nil {
+		// Built-in or absent on this arch: the kernel has it or the
+		// machine does not need it.
+		log.Info("modules not in modules.dep, skipped", "err", err)
+	}
+	dstRel := filepath.Join(dst, rel)
+	for _, m := range mods {
+		if err := copyFile(filepath.Join(srcRel, m.Path), filepath.Join(dstRel, m.Path)); err != nil {
+			return err
+		}
+	}
+	var dep bytes.Buffer
+	if err := moddep.Format(&dep, mods); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dstRel, "modules.dep"), dep.Bytes(), 0o644)
+}
+
+func copyFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
