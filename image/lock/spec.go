@@ -30,10 +30,14 @@ type Spec struct {
 	Roots []string `json:"roots"`
 }
 
-// mmdebstrapRoots are added to every closure: mmdebstrap's merged-/usr hook
-// installs usr-is-merged from the given repository, and having it chosen
-// first keeps init-system-helpers' "usrmerge | usr-is-merged" from pulling
-// usrmerge and perl in.
+// mmdebstrapRoots are added to every closure. The rootfs must be built
+// with mmdebstrap --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr: that
+// hook merges /usr itself and installs usr-is-merged from the given
+// repository, and having usr-is-merged chosen first keeps
+// init-system-helpers' "usrmerge | usr-is-merged" from pulling usrmerge
+// and perl in. (Measured: mmdebstrap --variant=apt with that hook builds
+// the rootfs-storage-amd64 set from a copy:// flat repo of exactly the
+// locked files; without the hook usr-is-merged's preinst refuses.)
 var mmdebstrapRoots = []string{"usr-is-merged"}
 
 // BaseRootfs is the package list every role image starts from.
