@@ -245,9 +245,16 @@ func (vm *VM) Args(qmp string) []string {
 			"-drive", "if=pflash,format=raw,unit=1,file="+vm.vars)
 	}
 	// Net first, then the disks: iPXE's `exit` falls through to the disk.
+	nic := "virtio-net-pci,netdev=n0,mac=" + c.MAC + ",bootindex=1"
+	if c.Firmware == UEFI {
+		// No iPXE option ROM: OVMF's own virtio-net driver and PXE client
+		// boot, asking for ipxe.efi as real UEFI firmware does. (SeaBIOS
+		// has no PXE client: there the ROM, iPXE, is the firmware's PXE.)
+		nic += ",romfile="
+	}
 	args = append(args,
 		"-netdev", "tap,id=n0,ifname="+vm.tap+",script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac="+c.MAC+",bootindex=1")
+		"-device", nic)
 	return append(append(args, vm.diskArgs()...), c.ExtraArgs...)
 }
 
