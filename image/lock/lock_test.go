@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kilnlab/kiln/roles"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -155,10 +156,22 @@ func TestDefaultLock(t *testing.T) {
 	if len(k.Packages) != 1 || !strings.HasPrefix(k.Packages[0].Package, "linux-image-6.1.0-") {
 		t.Errorf("kernel-amd64 pins %+v", k.Packages)
 	}
-	r, _ := f.Set("rootfs-storage-amd64")
-	for _, want := range append(BaseRootfs(), "usr-is-merged", "apt", "dpkg", "base-files", "libc6") {
-		if _, ok := r.Find(want); !ok {
-			t.Errorf("rootfs-storage-amd64 lacks %s", want)
+	// The embedded lock must cover every role's package list: a role that
+	// gained a package without `kiln lock` would fail to build.
+	for _, role := range roles.All() {
+		if !role.HasRootfs() {
+			continue
+		}
+		name := "rootfs-" + role.Name + "-amd64"
+		r, err := f.Set(name)
+		if err != nil {
+			t.Errorf("lock: %v", err)
+			continue
+		}
+		for _, want := range append(role.Packages, "usr-is-merged", "apt", "dpkg", "base-files", "libc6") {
+			if _, ok := r.Find(want); !ok {
+				t.Errorf("%s lacks %s: run kiln lock", name, want)
+			}
 		}
 	}
 	again, err := f.Marshal()

@@ -40,11 +40,6 @@ type Spec struct {
 // locked files; without the hook usr-is-merged's preinst refuses.)
 var mmdebstrapRoots = []string{"usr-is-merged"}
 
-// BaseRootfs is the package list every role image starts from.
-func BaseRootfs() []string {
-	return []string{"systemd", "systemd-sysv", "udev", "iproute2", "e2fsprogs", "kmod"}
-}
-
 // KernelSpec pins the current Debian kernel of arch.
 func KernelSpec(arch string) Spec {
 	return Spec{Name: "kernel-" + arch, Arch: arch, Mode: ModeKernel, Roots: []string{"linux-image-" + arch}}
@@ -63,13 +58,13 @@ func RootfsSpec(role, arch string, pkgs []string) Spec {
 }
 
 // DefaultSpecs is what the lock in the repo holds: the amd64 kernel and
-// boot loaders, a rootfs per role (role -> extra packages beyond
-// BaseRootfs), and the arm64 kernel plus raspi-firmware for the Pi gate.
+// boot loaders, a rootfs per role (role -> its package list, which package
+// roles owns), and the arm64 kernel plus raspi-firmware for the Pi gate.
 func DefaultSpecs(roles map[string][]string) []Spec {
 	specs := []Spec{KernelSpec("amd64"), BootSpec("amd64"), KernelSpec("arm64"),
 		{Name: "firmware-arm64", Arch: "arm64", Mode: ModeExact, Roots: []string{"raspi-firmware"}}}
-	for role, extra := range roles {
-		specs = append(specs, RootfsSpec(role, "amd64", append(BaseRootfs(), extra...)))
+	for role, pkgs := range roles {
+		specs = append(specs, RootfsSpec(role, "amd64", pkgs))
 	}
 	return specs
 }
