@@ -203,7 +203,9 @@ func (n *Network) Start(name string, cmd *exec.Cmd) (*Process, error) {
 // Do runs fn on an OS thread switched into the namespace. Sockets fn opens
 // belong to the namespace and keep working after Do returns, so a Go
 // server (kiln's gate) can listen inside the lab and serve from any
-// goroutine. Goroutines started by fn do not run in the namespace.
+// goroutine. Goroutines started by fn do not run in the namespace: an
+// http.Client, which dials from its own goroutines, must get a connection
+// dialed inside fn.
 func (n *Network) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {

@@ -1,0 +1,205 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestNormalizeWWN(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"0x5000c500a1b2c3d4", "0x5000c500a1b2c3d4", true},
+		{"naa.5000C500A1B2C3D4", "0x5000c500a1b2c3d4", true},
+		{"5000c500a1b2c3d4", "0x5000c500a1b2c3d4", true},
+		{"0x5000c500", "", false},
+		{"naa.6000c500a1b2c3d4a1b2c3d4a1b2c3d4", "", false},
+		{"zz00c500a1b2c3d4", "", false},
+	} {
+		got, err := normalizeWWN(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("normalizeWWN(%q) = %q, %v; want %q, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestCreateSparse(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.img")
+	const size = 1_000_000_000_000 // 1 TB, as in the homelab profile
+	if err := createSparse(p, size); err != nil {
+		if errors.Is(err, ErrNotSparse) {
+			t.Skipf("temp folder cannot hold sparse files: %v", err)
+		}
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != size {
+		t.Errorf("size = %d, want %d", fi.Size(), size)
+	}
+	if used := fi.Sys().(*syscall.Stat_t).Blocks * 512; used > 1<<20 {
+		t.Errorf("%d bytes allocated, want a sparse file", used)
+	}
+	if err := createSparse(p, 0); err == nil {
+		t.Error("size 0 accepted")
+	}
+}
+
+// testVM is a VM whose files live in a temp folder, for argument tests.
+func testVM(t *testing.T, cfg VMConfig) *VM {
+	t.Helper()
+	if err := vmDefaults(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	vm := &VM{cfg: cfg, tap: "tap0", serial: "/out/vm.serial.log", vars: "/out/vm.OVMF_VARS.fd"}
+	for _, d := range cfg.Disks {
+		vm.disks = append(vm.disks, "/out/vm-"+d.Name+".img")
+	}
+	return vm
+}
+
+func TestArgs(t *testing.T) {
+	vm := testVM(t, VMConfig{
+		Name: "ceph-1", Firmware: UEFI, MAC: "52:54:00:12:34:01", UUID: "4b494c4e-0000-4000-8000-000000000001",
+		Disks: []Disk{
+			{Name: "sys", Size: 1 << 40, Serial: "KILN-CEPH1-A"},
+			{Name: "osd", Size: 1 << 40, Serial: "KILN-CEPH1-B", WWN: "naa.5000c500a1b2c3d4"},
+		},
+	})
+	got := vm.Args("/tmp/q/qmp.sock")
+	want := []string{
+		"-name", "ceph-1",
+		"-machine", "q35,accel=kvm:tcg,graphics=off",
+		"-cpu", "max", "-smp", "1", "-m", "1024",
+		"-nodefaults", "-display", "none", "-no-reboot",
+		"-chardev", "file,id=ser0,path=/out/vm.serial.log,append=on",
+		"-serial", "chardev:ser0",
+		"-qmp", "unix:/tmp/q/qmp.sock,server=on,wait=on",
+		"-smbios", "type=1,uuid=4b494c4e-0000-4000-8000-000000000001",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=/out/vm.OVMF_VARS.fd",
+		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01,bootindex=1,romfile=",
+		"-drive", "if=none,id=d0,file=/out/vm-sys.img,format=raw,cache=unsafe,discard=unmap",
+		"-device", "virtio-blk-pci,drive=d0,serial=KILN-CEPH1-A,bootindex=2",
+		"-drive", "if=none,id=d1,file=/out/vm-osd.img,format=raw,cache=unsafe,discard=unmap",
+		"-device", "virtio-scsi-pci,id=scsi0",
+		"-device", "scsi-hd,bus=scsi0.0,drive=d1,wwn=0x5000c500a1b2c3d4,serial=KILN-CEPH1-B,bootindex=3",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("Args (-want +got):\n%s", d)
+	}
+	bios := testVM(t, VMConfig{Name: "c", MAC: "52:54:00:12:34:02"}).Args("s")
+	if j := strings.Join(bios, " "); strings.Contains(j, "pflash") || strings.Contains(j, "romfile") {
+		t.Errorf("BIOS VM args use OVMF or drop the iPXE ROM: %s", j)
+	}
+}
+
+func TestVMDefaultsRejects(t *testing.T) {
+	for _, cfg := range []VMConfig{
+		{Name: ""},
+		{Name: "a/b"},
+		{Name: "a", Arch: "arm64"},
+		{Name: "a", Firmware: "coreboot"},
+		{Name: "a", MAC: "nope"},
+		{Name: "a", Disks: []Disk{{Name: "x", WWN: "12"}}},
+	} {
+		if err := vmDefaults(&cfg); err == nil {
+			t.Errorf("vmDefaults(%+v) accepted", cfg)
+		}
+	}
+}
+
+func TestWaitForLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "serial.log")
+	stopped := make(chan struct{})
+	go func() {
+		f, _ := os.Create(p)
+		defer f.Close()
+		for _, s := range []string{"SeaBIOS\r\n", "KILN-INSTALL-", "START ceph-1\r\n", "KILN-INSTALL-OK ceph-1"} {
+			f.WriteString(s)
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(stopped)
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	line, err := waitForLine(ctx, p, 0, regexp.MustCompile(`^KILN-INSTALL-START (\S+)`), nil, stopped)
+	if err != nil || line != "KILN-INSTALL-START ceph-1" {
+		t.Errorf("start marker: %q, %v", line, err)
+	}
+	// The last line has no newline: found once the VM stopped.
+	line, err = waitForLine(ctx, p, 0, regexp.MustCompile(`^KILN-INSTALL-OK`), nil, stopped)
+	if err != nil || line != "KILN-INSTALL-OK ceph-1" {
+		t.Errorf("ok marker: %q, %v", line, err)
+	}
+	_, err = waitForLine(ctx, p, 0, regexp.MustCompile(`KILN-BOOTED`), nil, stopped)
+	if !errors.Is(err, ErrVMStopped) {
+		t.Errorf("absent marker on a stopped VM: %v, want ErrVMStopped", err)
+	}
+	_, err = waitForLine(ctx, p, 0, regexp.MustCompile(`KILN-BOOTED`), []*regexp.Regexp{regexp.MustCompile(`^KILN-INSTALL-START`)}, make(chan struct{}))
+	if !errors.Is(err, ErrDeadEnd) {
+		t.Errorf("dead end: %v, want ErrDeadEnd", err)
+	}
+	short, cancel2 := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel2()
+	_, err = waitForLine(short, p, 0, regexp.MustCompile(`KILN-BOOTED`), nil, make(chan struct{}))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("running VM without the marker: %v, want DeadlineExceeded", err)
+	}
+	fi, _ := os.Stat(p)
+	_, err = waitForLine(ctx, p, fi.Size(), regexp.MustCompile(`SeaBIOS`), nil, stopped)
+	if !errors.Is(err, ErrVMStopped) {
+		t.Errorf("scan from the end saw old output: %v", err)
+	}
+}
+
+func TestTailLines(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	os.WriteFile(p, []byte("a\nb\nc\nd\n"), 0o644)
+	got, err := tailLines(p, 2)
+	if err != nil || got != "c\nd" {
+		t.Errorf("tailLines = %q, %v", got, err)
+	}
+}
+
+func TestDnsmasqArgs(t *testing.T) {
+	n := &Network{}
+	var err error
+	if n.gate, err = netip.ParsePrefix("192.168.1.10/24"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := ISPConfig{TFTPRoot: "/srv/tftp", Extra: []string{"--dhcp-boot=x"}}
+	if err := n.ispDefaults(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := dnsmasqArgs(cfg, "/out/leases")
+	for _, want := range []string{
+		"--dhcp-range=192.168.1.100,192.168.1.199,12h",
+		"--dhcp-option=3,192.168.1.1",
+		"--enable-ra",
+		"--enable-tftp", "--tftp-root=/srv/tftp",
+		"--dhcp-boot=x",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("dnsmasq args lack %s: %q", want, got)
+		}
+	}
+	if cfg.Addr != "192.168.1.1/24" {
+		t.Errorf("ISP address = %s, want 192.168.1.1/24", cfg.Addr)
+	}
+}
