@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kilnlab/kiln/plan"
 )
 
 func TestNormalizeWWN(t *testing.T) {
@@ -201,5 +203,36 @@ func TestDnsmasqArgs(t *testing.T) {
 	}
 	if cfg.Addr != "192.168.1.1/24" {
 		t.Errorf("ISP address = %s, want 192.168.1.1/24", cfg.Addr)
+	}
+}
+
+func TestConfigFor(t *testing.T) {
+	m := plan.Machine{
+		Name: "ceph-1", Arch: "amd64", Firmware: "uefi", MAC: "52:54:00:6b:00:11",
+		Disks: []plan.Disk{
+			{Name: "sys", Serial: "WD-KILN-CEPH1-A", Size: 1_000_204_886_016},
+			{Name: "osd", WWN: "0x50014ee2b5f0c1a2", Size: 1_000_204_886_016},
+		},
+	}
+	got := ConfigFor("homelab", m)
+	want := VMConfig{
+		Name: "ceph-1", Arch: "amd64", Firmware: UEFI, MAC: "52:54:00:6b:00:11",
+		UUID: got.UUID,
+		Disks: []Disk{
+			{Name: "sys", Serial: "WD-KILN-CEPH1-A", Size: 1_000_204_886_016},
+			{Name: "osd", WWN: "0x50014ee2b5f0c1a2", Size: 1_000_204_886_016},
+		},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("ConfigFor (-want +got):\n%s", d)
+	}
+	if again := ConfigFor("homelab", m).UUID; again != got.UUID || len(got.UUID) != 36 {
+		t.Errorf("SMBIOS UUID %q then %q: want one stable UUID", got.UUID, again)
+	}
+	if other := ConfigFor("other", m).UUID; other == got.UUID {
+		t.Error("two labs give a machine the same SMBIOS UUID")
+	}
+	if err := vmDefaults(&got); err != nil {
+		t.Errorf("ConfigFor's config is refused: %v", err)
 	}
 }

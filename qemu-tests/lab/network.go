@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -102,6 +103,7 @@ func NewNetwork(ctx context.Context, cfg NetworkConfig) (*Network, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
+	sweepStale(ctx, cfg.Logger)
 	n := &Network{ns: cfg.Name, bridge: cfg.Bridge, gate: gate, out: cfg.OutDir, log: cfg.Logger}
 	if err := n.setup(ctx, !cfg.NoCapture); err != nil {
 		n.Close()
@@ -304,4 +306,29 @@ func uniqueName(prefix string) string {
 	var b [4]byte
 	_, _ = io.ReadFull(rand.Reader, b[:])
 	return fmt.Sprintf("%s-%d-%s", prefix, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// staleName matches the namespaces uniqueName("kiln") makes, and their ISP
+// boxes'.
+var staleName = regexp.MustCompile(`^kiln-([0-9]+)-[0-9a-f]{8}(-isp)?$`)
+
+// sweepStale deletes the namespaces of lab runs whose process is gone (a
+// killed test binary cannot run its cleanup; its QEMUs died with it by
+// their parent-death signal). Namespaces of live processes are left alone.
+func sweepStale(ctx context.Context, log *slog.Logger) {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		m := staleName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + m[1]); err == nil {
+			continue
+		}
+		if err := run(ctx, "ip", "netns", "del", e.Name()); err != nil {
+			log.Warn("stale namespace", "netns", e.Name(), "err", err)
+			continue
+		}
+		log.Info("stale namespace deleted", "netns", e.Name())
+	}
 }
