@@ -72,6 +72,12 @@ func TestLabHarness(t *testing.T) {
 		// (-no-reboot) and the lab relaunches it.
 		ExtraArgs: []string{"-boot", "reboot-timeout=0"},
 		MaxBoots:  2,
+		// Both attachments QEMU must accept: virtio-blk by serial, scsi-hd
+		// by WWN (blank: SeaBIOS tries them and gives up).
+		Disks: []lab.Disk{
+			{Name: "sys", Size: 1_000_000_000_000, Serial: "WD-KILN-TEST-A"},
+			{Name: "osd", Size: 500_000_000_000, Serial: "WD-KILN-TEST-B", WWN: "0x50014ee2b5f0c1a2"},
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -414,6 +414,7 @@ func (vm *VM) finish(err error) {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	vm.err = err
+	vm.cancel()
 	close(vm.done)
 }
 
