@@ -341,7 +341,7 @@ func FuzzValidate(f *testing.F) {
 		if big {
 			ss = 4096
 		}
-		size := int64(diskMiB%16+1) * mib
+		size := int64(diskMiB%4+1) * mib
 		l := &plan.Layout{DiskGUID: guid(seed), SectorSize: ss, Partitions: []plan.Partition{
 			{Number: int(n1), Name: name, Type: linuxFSType, GUID: guid(seed, "1"), Start: uint64(s1) * ss, Size: uint64(l1) * ss},
 			{Number: int(n2), Name: "kiln-" + name, Type: espType, GUID: guid(seed, "2"), Start: uint64(s2) * ss, Size: uint64(l2) * ss, LegacyBIOSBootable: true},
@@ -352,7 +352,7 @@ func FuzzValidate(f *testing.F) {
 			if !errors.Is(err, ErrInvalidLayout) {
 				t.Fatalf("invalid layout, Write = %v", err)
 			}
-			if !bytes.Equal(dev.b, make([]byte, size)) {
+			if dev.writes > 0 {
 				t.Fatal("Write touched the disk for an invalid layout")
 			}
 			return
@@ -380,8 +380,11 @@ func byNumber(ps []plan.Partition) map[int]plan.Partition {
 	return m
 }
 
-// memDisk is a Device in memory.
-type memDisk struct{ b []byte }
+// memDisk is a Device in memory that counts writes.
+type memDisk struct {
+	b      []byte
+	writes int
+}
 
 func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off >= int64(len(m.b)) {
@@ -398,5 +401,6 @@ func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
 		return 0, errors.New("write past end of disk")
 	}
+	m.writes++
 	return copy(m.b[off:], p), nil
 }

@@ -61,6 +61,8 @@ type Cmd struct {
 	Epoch int64
 	// Env is added after the reproducible base environment.
 	Env []string
+	// Dir is the working directory ("" means the caller's).
+	Dir string
 	// Output, when set, also receives the tool's stdout and stderr as
 	// they come (progress for people).
 	Output io.Writer
@@ -79,6 +81,7 @@ func Run(ctx context.Context, c Cmd) error {
 	}
 	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
 	cmd.Env = append(Env(c.Epoch), c.Env...)
+	cmd.Dir = c.Dir
 	var out tail
 	var w io.Writer = &out
 	if c.Output != nil {
