@@ -1,0 +1,53 @@
+# kiln — two entry points for a newcomer on Debian 12 (see README.md):
+#   make demo   build the embedded default lab and rehearse it in QEMU
+#   make test   unit tests + the QEMU smoke tier (what CI runs)
+# Both install what they need first (apt packages as root, Go modules).
+
+GO        ?= go
+OUT       ?= out
+KILN      := $(OUT)/bin/kiln
+GOFLAGS   ?=
+export GOFLAGS
+
+# Debian packages kiln's build, its checks and its rehearsal use on the host.
+APT_PACKAGES := \
+	debian-archive-keyring gpgv ca-certificates \
+	qemu-system-x86 qemu-system-arm qemu-utils ovmf ipxe \
+	mmdebstrap apt-utils squashfs-tools fdisk gdisk dosfstools mtools \
+	syslinux syslinux-common systemd-boot-efi e2fsprogs kmod \
+	dnsmasq-base tcpdump iproute2 xz-utils zstd
+
+.PHONY: all deps apt-deps go-deps build demo test unit bench clean
+
+all: build
+
+deps: apt-deps go-deps
+
+# Install only what is missing, so a second run needs no network.
+apt-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "kiln: installing Debian packages:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "kiln: run as root (or sudo make ...) to install them" >&2; exit 1; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+go-deps:
+	$(GO) mod download
+
+build: go-deps
+	CGO_ENABLED=0 $(GO) build -o $(KILN) ./cmd/kiln
+
+demo: deps build
+	$(KILN) build -o $(OUT)/bundle
+	$(KILN) rehearse --bundle $(OUT)/bundle --output $(OUT)/rehearse
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -timeout 80m ./...
+
+bench: deps build
+	@echo "no benchmarks yet"
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe"
+)
+
+const defaultStateDir = "/var/lib/kiln/gate"
+
+func gateCommands() map[string]command {
+	return map[string]command{
+		"serve":     {"gate serve --bundle DIR --listen IFACE [flags]", "run DHCP (proxy or full), TFTP and HTTP for the lab", runGateServe},
+		"machines":  {"gate machines [--state DIR] [--profile P]", "list each machine's install state", runGateMachines},
+		"reinstall": {"gate reinstall [--state DIR] [--profile P] MACHINE", "re-arm a machine (name or MAC): its next netboot installs it again", runGateReinstall},
+	}
+}
+
+func runGate(ctx context.Context, env *cli, args []string) error {
+	cmds := gateCommands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		printUsage(env.stdout, "kiln gate", cmds)
+		return nil
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		printUsage(env.stderr, "kiln gate", cmds)
+		return usagef("unknown gate command %q", args[0])
+	}
+	return c.run(ctx, env, args[1:])
+}
+
+// gateFlags are the flags every gate command shares.
+type gateFlags struct {
+	profile, state string
+}
+
+func (g *gateFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.profile, "profile", "", "lab profile (default: the embedded reference lab)")
+	fs.StringVar(&g.state, "state", defaultStateDir, "state directory: machine states, leases")
+}
+
+func (g *gateFlags) plan() (*plan.Plan, error) {
+	var args []string
+	if g.profile != "" {
+		args = []string{g.profile}
+	}
+	_, pl, err := loadPlan(args)
+	return pl, err
+}
+
+func runGateServe(ctx context.Context, env *cli, args []string) error {
+	fs := newFlags(env, "gate serve --bundle DIR --listen IFACE [flags]",
+		"Serve the lab's netboot: DHCP (proxy beside an existing DHCP server, or full),\nTFTP for iPXE and HTTP for scripts, kernels, images and the installer API.\nUnknown MACs are logged and never booted.")
+	var g gateFlags
+	g.register(fs)
+	bundle := fs.String("bundle", "", "netboot bundle directory (kiln build -o DIR)")
+	iface := fs.String("listen", "", "lab network interface to serve on, e.g. eth0")
+	mode := fs.String("mode", "", "DHCP mode: proxy or full (default: the profile's network.dhcp.mode)")
+	port := fs.Int("http-port", pxe.DefaultHTTPPort, "HTTP port")
+	addr := fs.String("address", "", "the gate's address on IFACE (default: the profile's gate address)")
+	uefi := fs.String("uefi-boot-file", "ipxe.efi", "TFTP file for UEFI x64 PXE: ipxe.efi or snponly.efi")
+	verbose := fs.Bool("v", false, "log debug detail (every packet)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *bundle == "" || *iface == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return usagef("gate serve needs --bundle and --listen, and no arguments")
+	}
+	pl, err := g.plan()
+	if err != nil {
+		return err
+	}
+	if err := checkBundlePlan(*bundle, pl); err != nil {
+		return err
+	}
+	cfg := pxe.Config{
+		Interface: *iface, Plan: pl, BundleDir: *bundle, StateDir: g.state,
+		HTTPPort: *port, Mode: *mode, UEFIBootFile: *uefi,
+		Logger: newLogger(env, *verbose),
+	}
+	if *addr != "" {
+		a, err := netip.ParseAddr(*addr)
+		if err != nil {
+			return usagef("--address: %v", err)
+		}
+		cfg.Address = a
+	}
+	s, err := pxe.New(cfg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// checkBundlePlan refuses a bundle built from another profile: its images
+// carry that profile's partition GUIDs and identities.
+func checkBundlePlan(dir string, pl *plan.Plan) error {
+	built, err := os.ReadFile(filepath.Join(dir, "plan.json"))
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	var want bytes.Buffer
+	if err := plan.WriteJSON(&want, pl); err != nil {
+		return err
+	}
+	if !bytes.Equal(bytes.TrimSpace(built), bytes.TrimSpace(want.Bytes())) {
+		return fmt.Errorf("bundle %s was built from another profile or kiln version than lab %q: rebuild it with kiln build", dir, pl.Lab)
+	}
+	return nil
+}
+
+func newLogger(env *cli, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func runGateMachines(ctx context.Context, env *cli, args []string) error {
+	fs := newFlags(env, "gate machines [--state DIR] [--profile P]", "List every netbooted machine with its state, last update and last progress or error.")
+	var g gateFlags
+	g.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("gate machines takes no arguments")
+	}
+	pl, err := g.plan()
+	if err != nil {
+		return err
+	}
+	rows, err := pxe.Machines(pl, g.state)
+	if err != nil {
+		return err
+	}
+	return pxe.WriteMachines(env.stdout, rows)
+}
+
+func runGateReinstall(ctx context.Context, env *cli, args []string) error {
+	fs := newFlags(env, "gate reinstall [--state DIR] [--profile P] MACHINE", "Re-arm MACHINE (name or MAC): its next netboot installs it again,\nwiping the disks its plan names.")
+	var g gateFlags
+	g.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("gate reinstall needs exactly one MACHINE")
+	}
+	pl, err := g.plan()
+	if err != nil {
+		return err
+	}
+	row, err := pxe.Reinstall(pl, g.state, fs.Arg(0))
+	if errors.Is(err, pxe.ErrUnknownMachine) || errors.Is(err, pxe.ErrNotNetbooted) {
+		return usagef("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "%s (%s): %s; its next netboot installs it\n", row.Machine, row.MAC, row.State)
+	return nil
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/qemu-tests/lab"
+	"github.com/kilnlab/kiln/qemu-tests/rehearse"
+)
+
+func runRehearse(ctx context.Context, env *cli, args []string) error {
+	fs := newFlags(env, "rehearse [--bundle DIR] [PROFILE]",
+		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), `kiln gate serve` on the\ngate's address, and each amd64 server as a VM with the profile's MAC, disk\nserials and disk sizes (sparse files). Each VM netboots, is installed, boots its\nrole OS, then is powered on again to show the gate sends it to its disk.\nNeeds root, QEMU and a bundle built from the same profile (kiln build).")
+	bundleDir := fs.String("bundle", "out/bundle", "netboot bundle (kiln build -o DIR)")
+	out := fs.String("output", "out/rehearse", "serial logs, bridge.pcap, gate log and state")
+	only := fs.String("machines", "", "comma-separated machines to rehearse (default: every amd64 server)")
+	mode := fs.String("mode", "", "gate DHCP mode: proxy or full (default: the profile's)")
+	timeout := fs.Duration("timeout", 20*time.Minute, "deadline for each machine")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	_, pl, err := loadPlan(fs.Args())
+	if err != nil {
+		return err
+	}
+	if err := checkBundlePlan(*bundleDir, pl); err != nil {
+		return err
+	}
+	machines, err := pickMachines(pl, *only)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
+	opts := rehearse.Options{Plan: pl, Bundle: abs(*bundleDir), Kiln: self, Out: abs(*out), Mode: *mode, Log: newLogger(env, false)}
+	if fs.NArg() == 1 {
+		opts.Profile = abs(fs.Arg(0))
+	}
+	l, err := rehearse.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	var results []rehearse.Result
+	var errs []error
+	for _, m := range machines {
+		fmt.Fprintf(env.stderr, "rehearse %s (%s): netboot, install, first boot, power cycle...\n", m.Name, m.Firmware)
+		mctx, cancel := context.WithTimeout(ctx, *timeout)
+		r := l.Install(mctx, m, lab.ConfigFor(pl.Lab, m))
+		cancel()
+		fmt.Fprintf(env.stderr, "  %s: %s\n", m.Name, r.State)
+		results = append(results, r)
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	fmt.Fprintln(env.stdout)
+	rehearse.Summary(env.stdout, results)
+	fmt.Fprintf(env.stdout, "\nserial logs, bridge.pcap and the gate's log: %s\n", opts.Out)
+	return errors.Join(errs...)
+}
+
+func pickMachines(pl *plan.Plan, only string) ([]plan.Machine, error) {
+	all := rehearse.Machines(pl)
+	if only == "" {
+		return all, nil
+	}
+	var out []plan.Machine
+	for _, name := range strings.Split(only, ",") {
+		m, ok := pl.Machine(name)
+		if !ok {
+			return nil, usagef("--machines: no machine %q in the plan", name)
+		}
+		if !slices.ContainsFunc(all, func(a plan.Machine) bool { return a.Name == name }) {
+			return nil, usagef("--machines: %s is not an amd64 server; only those are rehearsed", name)
+		}
+		out = append(out, *m)
+	}
+	return out, nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// command is one kiln subcommand. Commands with subcommands of their own
+// (gate) dispatch again with the same table shape.
+type command struct {
+	usage   string // one line: "validate [PROFILE]"
+	summary string
+	run     func(ctx context.Context, env *cli, args []string) error
+}
+
+// cli carries the output streams down to the commands; there is no
+// package-level state.
+type cli struct {
+	stdout, stderr io.Writer
+}
+
+// usageError marks errors of the command line itself: exit code 2, and the
+// command's usage is printed.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"validate": {"validate [PROFILE]", "check a profile; exits non-zero on any problem", runValidate},
+		"plan":     {"plan [--json] [PROFILE]", "show what kiln will do to each machine and disk", runPlan},
+		"lock":     {"lock [--lock FILE]", "re-pin every Debian input (needs the network)", runLock},
+		"build":    {"build [-o DIR] [PROFILE]", "build the netboot bundle and role images", runBuild},
+		"gate":     {"gate serve|machines|reinstall ...", "the gate's netboot service and its machine states", runGate},
+		"rehearse": {"rehearse [--bundle DIR] [PROFILE]", "netboot and install the lab's amd64 servers as QEMU VMs", runRehearse},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	env := &cli{stdout: stdout, stderr: stderr}
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stdout, "kiln", cmds)
+		return nil
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		printUsage(stderr, "kiln", cmds)
+		return usagef("unknown command %q", args[0])
+	}
+	err := c.run(ctx, env, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func printUsage(w io.Writer, prog string, cmds map[string]command) {
+	fmt.Fprintf(w, "usage: %s COMMAND [flags]\n\n", prog)
+	fmt.Fprintf(w, "PROFILE defaults to the embedded reference lab (homelab.yaml).\n\ncommands:\n")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	width := 0
+	for _, n := range names {
+		width = max(width, len(cmds[n].usage))
+	}
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, cmds[n].usage, cmds[n].summary)
+	}
+	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for a command's flags.\n", prog)
+}
+
+// newFlags returns a FlagSet that reports errors instead of exiting and
+// prints its usage to stderr.
+func newFlags(env *cli, usage, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(strings.Fields(usage)[0], flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "usage: kiln %s\n\n%s\n", usage, summary)
+		if hasFlags(fs) {
+			fmt.Fprintln(env.stderr, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// parseFlags parses args; a usage error carries the flag package's message.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}

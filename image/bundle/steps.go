@@ -1,0 +1,311 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+
+	"github.com/kilnlab/kiln/image/esp"
+	"github.com/kilnlab/kiln/image/initramfs"
+	"github.com/kilnlab/kiln/image/kernel"
+	"github.com/kilnlab/kiln/image/lock"
+	"github.com/kilnlab/kiln/image/rootfs"
+	"github.com/kilnlab/kiln/image/stateimg"
+	"github.com/kilnlab/kiln/installer/firstboot"
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/roles"
+)
+
+// builder carries one build's inputs and intermediate results between the
+// steps of Build.
+type builder struct {
+	Options
+	work string
+
+	debs     map[string][]lock.Local // lock set -> verified local files
+	kern     *kernel.Kernel
+	sdbootEF string // systemd-bootx64.efi from the pinned systemd-boot-efi
+}
+
+// machines returns the plan machines this build makes images for: the
+// netbooted amd64 servers, limited to Options.Machines when given.
+func (b *builder) machines() []plan.Machine {
+	var out []plan.Machine
+	for _, m := range b.Plan.Machines {
+		if m.Board != profiles.BoardPC || m.Arch != "amd64" {
+			continue
+		}
+		if b.Machines != nil && !slices.Contains(b.Machines, m.Name) {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// roles returns the roles of the machines built, each once, in plan order.
+func (b *builder) roles() []string {
+	var out []string
+	for _, m := range b.machines() {
+		if !slices.Contains(out, m.Role) {
+			out = append(out, m.Role)
+		}
+	}
+	return out
+}
+
+func rootfsSet(role string) string { return "rootfs-" + role + "-amd64" }
+
+func (b *builder) fetch(ctx context.Context) error {
+	sets := []string{"kernel-amd64", "boot-amd64"}
+	for _, r := range b.roles() {
+		sets = append(sets, rootfsSet(r))
+	}
+	b.debs = map[string][]lock.Local{}
+	for _, s := range sets {
+		files, err := lock.Fetch(ctx, b.Cache, b.Lock, s)
+		if err != nil {
+			return err
+		}
+		b.debs[s] = files
+	}
+	return nil
+}
+
+func (b *builder) kernel(ctx context.Context) error {
+	debs := b.debs["kernel-amd64"]
+	if len(debs) != 1 {
+		return fmt.Errorf("lock set kernel-amd64 pins %d packages, want 1", len(debs))
+	}
+	k, err := kernel.Extract(ctx, debs[0].Path, filepath.Join(b.work, "kernel"))
+	if err != nil {
+		return err
+	}
+	b.kern = k
+	dst, err := b.out(Kernel)
+	if err != nil {
+		return err
+	}
+	return copyFile(k.Vmlinuz(), dst, 0o644)
+}
+
+// bootFiles unpacks the pinned ipxe, syslinux-common and systemd-boot-efi
+// packages and takes the few files kiln serves or installs from them.
+func (b *builder) bootFiles(ctx context.Context) error {
+	root := filepath.Join(b.work, "boot")
+	for _, d := range b.debs["boot-amd64"] {
+		if err := run(ctx, "dpkg-deb", "-x", d.Path, root); err != nil {
+			return err
+		}
+	}
+	copies := map[string]string{GPTMBR: "usr/lib/syslinux/mbr/gptmbr.bin"}
+	for _, f := range TFTPFiles {
+		copies["tftp/"+f] = "usr/lib/ipxe/" + f
+	}
+	for dst, src := range copies {
+		out, err := b.out(dst)
+		if err != nil {
+			return err
+		}
+		if err := copyFile(filepath.Join(root, src), out, 0o644); err != nil {
+			return err
+		}
+	}
+	b.sdbootEF = filepath.Join(root, "usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+	_, err := os.Stat(b.sdbootEF)
+	return err
+}
+
+func (b *builder) initramfs(ctx context.Context) error {
+	out, err := b.out(Initramfs)
+	if err != nil {
+		return err
+	}
+	return initramfs.Build(ctx, initramfs.Options{
+		Arch:       "amd64",
+		Out:        out,
+		ModulesDir: filepath.Dir(b.kern.ModulesDir()),
+		SourceDir:  b.SourceDir,
+		Log:        b.Log,
+	})
+}
+
+// roleImages builds one squashfs per role, each with kiln-firstboot and
+// its unit baked in.
+func (b *builder) roleImages(ctx context.Context) error {
+	bin := filepath.Join(b.work, "kiln-firstboot")
+	if err := b.goBuild(ctx, bin, "./installer/cmd/kiln-firstboot"); err != nil {
+		return err
+	}
+	unit := filepath.Join(b.work, firstboot.UnitName)
+	if err := os.WriteFile(unit, []byte(firstboot.Unit), 0o644); err != nil {
+		return err
+	}
+	for _, name := range b.roles() {
+		role, err := roles.Lookup(name)
+		if err != nil {
+			return err
+		}
+		out, err := b.out("roles/" + name + ".squashfs")
+		if err != nil {
+			return err
+		}
+		b.progressf("      %s: mmdebstrap + mksquashfs (a few minutes)\n", out)
+		err = rootfs.Build(ctx, rootfs.Options{
+			Debs:     localPaths(b.debs[rootfsSet(name)]),
+			Packages: role.Packages,
+			Arch:     "amd64",
+			Suite:    b.Lock.Suite,
+			ExtraFiles: map[string]string{
+				firstboot.BinaryPath:                        bin,
+				"/etc/systemd/system/" + firstboot.UnitName: unit,
+			},
+			Units: []string{firstboot.UnitName},
+			Out:   out,
+		})
+		if err != nil {
+			return fmt.Errorf("role %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// machineImages writes each machine's ESP (boot-mode kernel command line
+// naming its own partitions) and state image (its identity).
+func (b *builder) machineImages(ctx context.Context) error {
+	for _, m := range b.machines() {
+		espOut, err := b.out(ESP(m.Name))
+		if err != nil {
+			return err
+		}
+		err = esp.Build(ctx, esp.Options{
+			Out:            espOut,
+			Kernel:         filepath.Join(b.Out, Kernel),
+			Initramfs:      filepath.Join(b.Out, Initramfs),
+			Cmdline:        m.Cmdline,
+			SystemdBootEFI: b.sdbootEF,
+		})
+		if err != nil {
+			return fmt.Errorf("%s: esp: %w", m.Name, err)
+		}
+		if err := b.stateImage(ctx, m); err != nil {
+			return fmt.Errorf("%s: state: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+func (b *builder) stateImage(ctx context.Context, m plan.Machine) error {
+	pm := b.profileMachine(m.Name)
+	if pm == nil {
+		return fmt.Errorf("machine %s is in the plan but not the profile", m.Name)
+	}
+	cfg, err := roles.Render(b.Profile, pm)
+	if err != nil {
+		return err
+	}
+	tree := filepath.Join(b.work, "state", m.Name)
+	if err := roles.Apply(cfg, tree); err != nil {
+		return err
+	}
+	if err := onlyEtc(tree); err != nil {
+		return err
+	}
+	out, err := b.out(State(m.Name))
+	if err != nil {
+		return err
+	}
+	return stateimg.Build(ctx, stateimg.Options{
+		Out:  out,
+		Tree: filepath.Join(tree, "etc"),
+		UUID: plan.GUID(b.Plan.Lab, m.Name, "state", "ext4"),
+	})
+}
+
+// onlyEtc refuses a machine config that writes outside /etc: the state
+// image carries /etc only, and anything else would be silently lost.
+func onlyEtc(tree string) error {
+	entries, err := os.ReadDir(tree)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != "etc" {
+			return fmt.Errorf("machine config writes /%s: only /etc is carried by the state image", e.Name())
+		}
+	}
+	return nil
+}
+
+func (b *builder) profileMachine(name string) *profiles.Machine {
+	for i := range b.Profile.Machines {
+		if b.Profile.Machines[i].Name == name {
+			return &b.Profile.Machines[i]
+		}
+	}
+	return nil
+}
+
+func (b *builder) finish(ctx context.Context) error {
+	out, err := b.out(PlanFile)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := plan.WriteJSON(&buf, b.Plan); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return writeManifest(b.Out)
+}
+
+// goBuild compiles a static kiln command from the source tree.
+func (b *builder) goBuild(ctx context.Context, out, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, pkg)
+	cmd.Dir = b.SourceDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
+	}
+	return nil
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	if msg, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", name, err, msg)
+	}
+	return nil
+}
+
+func localPaths(ls []lock.Local) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Path
+	}
+	return out
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
+}

@@ -1,0 +1,282 @@
+package qemutests
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/qemu-tests/lab"
+	"github.com/kilnlab/kiln/qemu-tests/rehearse"
+)
+
+// The end-to-end scenarios of the walking skeleton: real kiln gate, real
+// bundle (pinned Debian kernel, u-root installer, mmdebstrap role image),
+// VMs that netboot, install and reboot into their role OS.
+
+const (
+	testProfile     = "testdata/lab.yaml"
+	machineDeadline = 20 * time.Minute
+)
+
+// kilnBuild is the kiln binary and bundle every scenario shares: built once
+// per test binary (the bundle takes minutes). KILN_TEST_BUNDLE names an
+// existing bundle of testdata/lab.yaml to reuse instead.
+var kilnBuild struct {
+	once          sync.Once
+	kiln, bundle  string
+	err           error
+	plan          *plan.Plan
+	profile       string
+	buildDuration time.Duration
+}
+
+func kilnAndBundle(t *testing.T) (kiln, bundle string, p *plan.Plan) {
+	t.Helper()
+	b := &kilnBuild
+	b.once.Do(func() {
+		root := os.Getenv("KILN_TEST_OUTPUT")
+		if root == "" {
+			root = "test-output"
+		}
+		dir, _ := filepath.Abs(filepath.Join(root, "build"))
+		b.profile, _ = filepath.Abs(testProfile)
+		b.kiln = filepath.Join(dir, "kiln")
+		b.err = buildKiln(dir, b.kiln)
+		if b.err != nil {
+			return
+		}
+		b.bundle = os.Getenv("KILN_TEST_BUNDLE")
+		if b.bundle == "" {
+			b.bundle = filepath.Join(dir, "bundle")
+			start := time.Now()
+			b.err = run(exec.Command(b.kiln, "build", "--src", "..", "-o", b.bundle, b.profile))
+			b.buildDuration = time.Since(start)
+		}
+		if b.err != nil {
+			return
+		}
+		var prof *profiles.Profile
+		if prof, b.err = profiles.Load(b.profile); b.err == nil {
+			b.plan, b.err = plan.Compute(prof)
+		}
+	})
+	if b.err != nil {
+		t.Fatalf("kiln and its bundle: %v", b.err)
+	}
+	if b.buildDuration > 0 {
+		t.Logf("kiln build of %s took %s", testProfile, b.buildDuration.Round(time.Second))
+	}
+	return b.kiln, b.bundle, b.plan
+}
+
+func buildKiln(dir, out string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-o", out, "../cmd/kiln")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return run(cmd)
+}
+
+func run(cmd *exec.Cmd) error {
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Run(); err != nil {
+		return &cmdError{cmd.String(), err, buf.String()}
+	}
+	return nil
+}
+
+type cmdError struct {
+	cmd    string
+	err    error
+	output string
+}
+
+func (e *cmdError) Error() string {
+	out := e.output
+	if len(out) > 4000 {
+		out = "..." + out[len(out)-4000:]
+	}
+	return e.cmd + ": " + e.err.Error() + "\n" + out
+}
+
+// startLab runs the gate for the test profile in DHCP mode `mode`.
+func startLab(t *testing.T, ctx context.Context, mode string) (*rehearse.Lab, *plan.Plan) {
+	t.Helper()
+	kiln, bundle, p := kilnAndBundle(t)
+	out := outputDir(t)
+	l, err := rehearse.Start(ctx, rehearse.Options{
+		Plan: p, Profile: kilnBuild.profile, Bundle: bundle, Kiln: kiln, Out: out, Mode: mode,
+	})
+	if err != nil {
+		t.Fatalf("rehearsal lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("lab state at failure:\n%s", l.Net.Diagnose(40))
+			t.Logf("gate log: %s", filepath.Join(out, "gate.log"))
+		}
+		l.Close()
+	})
+	return l, p
+}
+
+func machine(t *testing.T, p *plan.Plan, name string) plan.Machine {
+	t.Helper()
+	m, ok := p.Machine(name)
+	if !ok {
+		t.Fatalf("no machine %s in %s", name, testProfile)
+	}
+	return *m
+}
+
+// TestInstallBIOSProxy is scenario A: SeaBIOS, the gate in proxy mode
+// beside a dnsmasq ISP box. The VM has two disks of the same size; the
+// profile's disk is the second, the first holds an ext4 file system with a
+// file and must come out byte-for-byte unchanged.
+func TestInstallBIOSProxy(t *testing.T) {
+	requireLab(t)
+	ctx := testContext(t, machineDeadline)
+	l, p := startLab(t, ctx, profiles.DHCPProxy)
+	m := machine(t, p, "node-a")
+	cfg := lab.ConfigFor(p.Lab, m)
+	other := ext4Disk(t, ctx, filepath.Join(l.Net.OutDir(), "other.img"), int64(m.Disks[0].Size))
+	before := sha256File(t, other)
+	cfg.Disks = append([]lab.Disk{{Name: "other", Serial: "KILN-A-OTHER", Path: other}}, cfg.Disks...)
+
+	r := l.Install(ctx, m, cfg)
+	t.Logf("%s: install %s, role OS %s, power-cycled to disk in %s, %d boots: %s",
+		m.Name, r.Install, r.Booted, r.Reboot, r.Boots, r.Detail)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if after := sha256File(t, other); after != before {
+		t.Errorf("the disk kiln was not asked to touch changed: sha256 %s before, %s after", before, after)
+	}
+}
+
+// TestInstallUEFIFull is scenario B: OVMF, the gate as the only DHCP
+// server (full mode), one disk.
+func TestInstallUEFIFull(t *testing.T) {
+	requireLab(t)
+	ctx := testContext(t, machineDeadline)
+	l, p := startLab(t, ctx, profiles.DHCPFull)
+	m := machine(t, p, "node-b")
+	r := l.Install(ctx, m, lab.ConfigFor(p.Lab, m))
+	t.Logf("%s: install %s, role OS %s, power-cycled to disk in %s, %d boots: %s",
+		m.Name, r.Install, r.Booted, r.Reboot, r.Boots, r.Detail)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+}
+
+// TestInstallRefusesAmbiguousDisk is scenario C: two disks answer to the
+// profile's serial. The installer must refuse before writing anything.
+func TestInstallRefusesAmbiguousDisk(t *testing.T) {
+	requireLab(t)
+	ctx := testContext(t, machineDeadline)
+	l, p := startLab(t, ctx, profiles.DHCPProxy)
+	m := machine(t, p, "node-c")
+	cfg := lab.ConfigFor(p.Lab, m)
+	twin := cfg.Disks[0]
+	twin.Name = "twin"
+	cfg.Disks = append(cfg.Disks, twin)
+	cfg.FailOn = []*regexp.Regexp{regexp.MustCompile(`KILN-INSTALL-OK`)}
+	cfg.MaxBoots = 1
+
+	vm, err := l.Net.NewVM(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	line, err := vm.WaitFor(ctx, regexp.MustCompile(`KILN-INSTALL-REFUSED node-c: .*`))
+	if err != nil {
+		t.Fatalf("no refusal: %v\n%s", err, vm.Tail(40))
+	}
+	t.Logf("refused: %s", line)
+	if !strings.Contains(line, "KILN-C-DUP") {
+		t.Errorf("the refusal does not name the ambiguous serial: %s", line)
+	}
+	vm.Stop()
+	for _, d := range vm.DiskPaths() {
+		if !allZero(t, d) {
+			t.Errorf("disk %s was written although the install was refused", d)
+		}
+	}
+}
+
+// ext4Disk makes a disk image of size bytes holding an ext4 file system
+// with one file: what a careless installer would destroy.
+func ext4Disk(t *testing.T, ctx context.Context, path string, size int64) string {
+	t.Helper()
+	tree := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tree, "precious.txt"), []byte("family photos\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = f.Truncate(size)
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-d", tree, path)); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// allZero reads the whole file: a blank disk that stayed blank.
+func allZero(t *testing.T, path string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	for {
+		n, err := f.Read(buf)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false
+			}
+		}
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

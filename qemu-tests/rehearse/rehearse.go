@@ -1,0 +1,233 @@
+// Package rehearse owns the rehearsal of a lab: its LAN as a network
+// namespace (with a dnsmasq ISP box in proxy mode), kiln's gate service
+// serving a built bundle on the gate's address, and each amd64 server as a
+// QEMU VM with its profile's MAC, disk serials and sizes, watched from the
+// first netboot through the install to its role OS's first boot, and once
+// more through a PXE boot that must go to its disk. `kiln rehearse` and the
+// end-to-end tests both run it.
+package rehearse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/qemu-tests/lab"
+)
+
+// Options say what to rehearse.
+type Options struct {
+	Plan *plan.Plan
+	// Profile is the profile file the gate loads; "" means the embedded
+	// default (the plan must have been computed from the same profile).
+	Profile string
+	Bundle  string // kiln build's output
+	Kiln    string // the kiln binary that runs `gate serve`
+	Out     string // serial logs, pcap, gate log and state
+	// Mode is the gate's DHCP mode; "" means the plan's. In proxy mode a
+	// dnsmasq ISP box hands out the leases.
+	Mode string
+	Log  *slog.Logger
+}
+
+// Lab is a running rehearsal LAN with its gate.
+type Lab struct {
+	opts Options
+	Net  *lab.Network
+}
+
+// Start brings up the LAN, the ISP box (proxy mode) and the gate service.
+func Start(ctx context.Context, o Options) (*Lab, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Mode == "" {
+		o.Mode = o.Plan.Network.DHCPMode
+	}
+	gateAddr, err := gatePrefix(o.Plan)
+	if err != nil {
+		return nil, err
+	}
+	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{OutDir: o.Out, GateAddr: gateAddr.String(), Logger: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{opts: o, Net: n}
+	if err := l.startServices(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Lab) startServices(ctx context.Context) error {
+	if l.opts.Mode == profiles.DHCPProxy {
+		if _, err := l.Net.StartISP(ctx, lab.ISPConfig{Router: l.opts.Plan.Network.Gateway}); err != nil {
+			return fmt.Errorf("ISP box: %w", err)
+		}
+	}
+	args := []string{"gate", "serve", "--bundle", l.opts.Bundle, "--listen", l.Net.Bridge(),
+		"--state", filepath.Join(l.opts.Out, "gate-state"), "--mode", l.opts.Mode}
+	if l.opts.Profile != "" {
+		args = append(args, "--profile", l.opts.Profile)
+	}
+	if _, err := l.Net.Start("gate", l.Net.Command(l.opts.Kiln, args...)); err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	return nil
+}
+
+// Close stops every VM and service and removes the namespaces.
+func (l *Lab) Close() error { return l.Net.Close() }
+
+func gatePrefix(p *plan.Plan) (netip.Prefix, error) {
+	cidr, err := netip.ParsePrefix(p.Network.CIDR)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("lab network: %w", err)
+	}
+	a, err := netip.ParseAddr(p.Gate.Address)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("gate address: %w", err)
+	}
+	return netip.PrefixFrom(a, cidr.Bits()), nil
+}
+
+// Markers the rehearsal waits for on a serial console.
+var (
+	installStart = regexp.MustCompile(`KILN-INSTALL-START (\S+)`)
+	installOK    = regexp.MustCompile(`KILN-INSTALL-OK (\S+)`)
+	bootMode     = regexp.MustCompile(`KILN-BOOTMODE \S+`)
+	// refusals end a rehearsal at once instead of waiting for a deadline.
+	refusals = []*regexp.Regexp{
+		regexp.MustCompile(`KILN-INSTALL-REFUSED .*`),
+		regexp.MustCompile(`KILN-INSTALL-FAILED .*`),
+	}
+)
+
+func booted(m plan.Machine) *regexp.Regexp {
+	return regexp.MustCompile(`KILN-BOOTED host=` + regexp.QuoteMeta(m.Hostname) + ` addr=` + regexp.QuoteMeta(m.Address))
+}
+
+// Result is one machine's rehearsal.
+type Result struct {
+	Machine  string
+	Firmware string
+	State    string        // installed-and-booted, refused, failed, ...
+	Install  time.Duration // VM start to KILN-INSTALL-OK
+	Booted   time.Duration // VM start to KILN-BOOTED in the role OS
+	Reboot   time.Duration // second power-on to boot mode from disk
+	Boots    int
+	Detail   string // the marker line, or the error
+	Err      error
+}
+
+// ErrRefused is returned (wrapped) when the installer refused the machine.
+var ErrRefused = errors.New("installer refused")
+
+// Install runs machine m from power-on to its role OS: netboot, install,
+// reboot, KILN-BOOTED; then powers it off and on again and checks that this
+// PXE boot goes to its disk (boot mode) and not to a reinstall. cfg is the
+// VM, normally lab.ConfigFor(plan.Lab, m), which tests adjust.
+func (l *Lab) Install(ctx context.Context, m plan.Machine, cfg lab.VMConfig) Result {
+	r := Result{Machine: m.Name, Firmware: m.Firmware}
+	start := time.Now()
+	cfg.FailOn = append(cfg.FailOn, refusals...)
+	vm, err := l.Net.NewVM(ctx, cfg)
+	if err == nil {
+		err = vm.Start(ctx)
+	}
+	if err != nil {
+		return r.fail("start", err)
+	}
+	defer vm.Stop()
+	if _, err := vm.WaitFor(ctx, installOK); err != nil {
+		return r.failVM("install", vm, err)
+	}
+	r.Install = time.Since(start)
+	line, err := vm.WaitFor(ctx, booted(m))
+	if err != nil {
+		return r.failVM("first boot", vm, err)
+	}
+	r.Booted, r.Detail = time.Since(start), line
+	vm.Stop()
+	r.Boots = vm.Boots()
+	return l.powerCycle(ctx, r, cfg, vm.DiskPaths())
+}
+
+// powerCycle boots the installed machine again from cold: PXE comes first
+// in its boot order, and the gate must send it to its disk.
+func (l *Lab) powerCycle(ctx context.Context, r Result, cfg lab.VMConfig, disks []string) Result {
+	cfg.Name += "-again"
+	for i := range cfg.Disks {
+		cfg.Disks[i].Path = disks[i]
+	}
+	cfg.FailOn = append(cfg.FailOn, installStart)
+	start := time.Now()
+	vm, err := l.Net.NewVM(ctx, cfg)
+	if err == nil {
+		err = vm.Start(ctx)
+	}
+	if err != nil {
+		return r.fail("power cycle", err)
+	}
+	defer vm.Stop()
+	if _, err := vm.WaitFor(ctx, bootMode); err != nil {
+		return r.failVM("power cycle", vm, err)
+	}
+	r.Reboot = time.Since(start)
+	r.Boots += vm.Boots()
+	r.State = "installed, booted"
+	return r
+}
+
+func (r Result) fail(step string, err error) Result {
+	r.State, r.Err = "failed: "+step, fmt.Errorf("%s: %s: %w", r.Machine, step, err)
+	r.Detail = err.Error()
+	return r
+}
+
+// failVM records a VM's failure with the tail of its serial console.
+func (r Result) failVM(step string, vm *lab.VM, err error) Result {
+	if errors.Is(err, lab.ErrDeadEnd) {
+		r.State = "refused or failed"
+		err = fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	r = r.fail(step, err)
+	r.Err = fmt.Errorf("%w\n--- %s serial (last lines) ---\n%s", r.Err, vm.Name(), vm.Tail(30))
+	return r
+}
+
+// Summary writes the results as a table for people.
+func Summary(w io.Writer, rs []Result) {
+	fmt.Fprintf(w, "%-12s %-8s %-22s %9s %9s %9s %6s\n", "MACHINE", "FIRMWARE", "STATE", "INSTALL", "BOOTED", "REBOOT", "BOOTS")
+	for _, r := range rs {
+		fmt.Fprintf(w, "%-12s %-8s %-22s %9s %9s %9s %6d\n", r.Machine, r.Firmware, r.State,
+			secs(r.Install), secs(r.Booted), secs(r.Reboot), r.Boots)
+	}
+}
+
+func secs(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// Machines returns the plan's machines a rehearsal boots: the amd64 PCs.
+func Machines(p *plan.Plan) []plan.Machine {
+	var out []plan.Machine
+	for _, m := range p.Machines {
+		if m.Board == profiles.BoardPC && m.Arch == "amd64" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
