@@ -47,8 +47,8 @@ const (
 	EntryConf     = "/loader/entries/kiln.conf"
 )
 
-// Tools are the host tools Build runs.
-var Tools = []string{"mkfs.vfat", "syslinux", "mmd", "mcopy"}
+// Tools lists the host tools Build runs.
+func Tools() []string { return []string{"mkfs.vfat", "syslinux", "mmd", "mcopy"} }
 
 // Options describe one ESP.
 type Options struct {
@@ -78,7 +78,7 @@ func Build(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := hosttool.Check(append(Tools, o.Syslinux)...); err != nil {
+	if err := hosttool.Check(append(Tools(), o.Syslinux)...); err != nil {
 		return err
 	}
 	stage, err := os.MkdirTemp(filepath.Dir(o.Out), ".esp-")

@@ -67,7 +67,7 @@ func inputs(t *testing.T) Options {
 }
 
 func TestBuild(t *testing.T) {
-	needTools(t, append(Tools, "fsck.vfat", "mdir", "mtype", "mcopy")...)
+	needTools(t, append(Tools(), "fsck.vfat", "mdir", "mtype", "mcopy")...)
 	needFile(t, hostSystemdBoot)
 	ctx := context.Background()
 	o := inputs(t)
@@ -132,7 +132,7 @@ func derivedID(o Options) uint32 {
 // clock times (the pause crosses FAT's 2 s timestamp resolution) and
 // expects the same bytes; a different command line changes them.
 func TestReproducible(t *testing.T) {
-	needTools(t, Tools...)
+	needTools(t, Tools()...)
 	needFile(t, hostSystemdBoot)
 	ctx := context.Background()
 	o := inputs(t)

@@ -22,16 +22,27 @@ import (
 // decide whether that means skip or fail.
 var ErrMissing = errors.New("host tool not installed")
 
-// packages maps each tool to the Debian package that ships it.
-var packages = map[string]string{
-	"mkfs.vfat": "dosfstools", "fsck.vfat": "dosfstools",
-	"mcopy": "mtools", "mmd": "mtools", "mdir": "mtools", "mtype": "mtools",
-	"syslinux": "syslinux",
-	"mke2fs":   "e2fsprogs", "e2fsck": "e2fsprogs", "debugfs": "e2fsprogs",
-	"mmdebstrap": "mmdebstrap",
-	"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
-	"apt-ftparchive": "apt-utils",
-	"sfdisk":         "fdisk", "sgdisk": "gdisk",
+// debianPackage names the Debian package that ships tool ("" if unknown).
+func debianPackage(tool string) string {
+	switch tool {
+	case "mkfs.vfat", "fsck.vfat":
+		return "dosfstools"
+	case "mcopy", "mmd", "mdir", "mtype":
+		return "mtools"
+	case "mke2fs", "e2fsck", "debugfs", "dumpe2fs":
+		return "e2fsprogs"
+	case "mksquashfs", "unsquashfs":
+		return "squashfs-tools"
+	case "apt-ftparchive":
+		return "apt-utils"
+	case "sfdisk":
+		return "fdisk"
+	case "sgdisk":
+		return "gdisk"
+	case "syslinux", "mmdebstrap":
+		return tool
+	}
+	return ""
 }
 
 // Check reports every tool of names that is not on PATH, in one error
@@ -40,7 +51,7 @@ func Check(names ...string) error {
 	var missing []string
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			if p, ok := packages[n]; ok {
+			if p := debianPackage(n); p != "" {
 				n += " (Debian package " + p + ")"
 			}
 			missing = append(missing, n)

@@ -46,8 +46,8 @@ const (
 	VarWork  = "var/work"
 )
 
-// Tools are the host tools Build runs.
-var Tools = []string{"mke2fs", "debugfs"}
+// Tools lists the host tools Build runs.
+func Tools() []string { return []string{"mke2fs", "debugfs"} }
 
 // Options describe one state image.
 type Options struct {
@@ -76,7 +76,7 @@ func Build(ctx context.Context, o Options) error {
 	if err != nil || o.Out == "" || o.Size < 8<<20 || o.Size%4096 != 0 {
 		return fmt.Errorf("state image: need Out, a UUID and a size of at least 8 MiB in 4 KiB blocks (uuid %q: %v)", o.UUID, err)
 	}
-	if err := hosttool.Check(Tools...); err != nil {
+	if err := hosttool.Check(Tools()...); err != nil {
 		return err
 	}
 	stage, err := os.MkdirTemp(filepath.Dir(o.Out), ".state-")

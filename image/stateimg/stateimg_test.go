@@ -61,7 +61,7 @@ func debugfs(t *testing.T, img, req string) string {
 }
 
 func TestBuild(t *testing.T) {
-	needTools(t, append(Tools, "e2fsck", "dumpe2fs")...)
+	needTools(t, append(Tools(), "e2fsck", "dumpe2fs")...)
 	o := Options{Out: filepath.Join(t.TempDir(), "state.img"), Tree: etcTree(t), UUID: testUUID}
 	if err := Build(context.Background(), o); err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestBuild(t *testing.T) {
 // TestReproducible builds from two separately written copies of the same
 // tree, a second apart, and expects identical images.
 func TestReproducible(t *testing.T) {
-	needTools(t, Tools...)
+	needTools(t, Tools()...)
 	var imgs [2][]byte
 	for i := range imgs {
 		if i == 1 {
@@ -134,7 +134,7 @@ func TestReproducible(t *testing.T) {
 }
 
 func TestRejects(t *testing.T) {
-	needTools(t, Tools...)
+	needTools(t, Tools()...)
 	dir := t.TempDir()
 	bad := t.TempDir()
 	if err := os.WriteFile(filepath.Join(bad, `a"b`), nil, 0o644); err != nil {
