@@ -38,8 +38,8 @@ const DefaultEpoch = 1704067200
 // StateMount is the empty directory the state file system is mounted on.
 const StateMount = "/kiln/state"
 
-// Tools are the host tools Build runs.
-var Tools = []string{"apt-ftparchive", "mmdebstrap", "mksquashfs"}
+// Tools lists the host tools Build runs.
+func Tools() []string { return []string{"apt-ftparchive", "mmdebstrap", "mksquashfs"} }
 
 // ErrNeedRoot is returned when Build does not run as root.
 var ErrNeedRoot = errors.New("rootfs: building a root file system needs root (mmdebstrap --mode=root)")
@@ -79,7 +79,7 @@ func Build(ctx context.Context, o Options) error {
 	if os.Geteuid() != 0 {
 		return ErrNeedRoot
 	}
-	if err := hosttool.Check(Tools...); err != nil {
+	if err := hosttool.Check(Tools()...); err != nil {
 		return err
 	}
 	stage, err := os.MkdirTemp(filepath.Dir(o.Out), ".rootfs-")

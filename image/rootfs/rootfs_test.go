@@ -113,7 +113,7 @@ func testLog(t *testing.T) io.Writer {
 // network (a copy:// repository) and checks it with unsquashfs. With
 // KILN_REPRO_TESTS=1 it builds a second time and compares the bytes.
 func TestBuildOffline(t *testing.T) {
-	needTools(t, append(Tools, "unsquashfs")...)
+	needTools(t, append(Tools(), "unsquashfs")...)
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("needs root (CI runs as root)")
