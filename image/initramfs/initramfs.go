@@ -54,9 +54,11 @@ const KilnInit = "github.com/kilnlab/kiln/installer/cmd/kiln-init"
 // order (dependencies are added by modules.dep): disk and NIC drivers of
 // the machines kiln targets and of QEMU, then the filesystems of boot mode.
 // crc32c_generic precedes ext4 because ext4 only soft-depends on it.
+// virtio_rng feeds the kernel's CRNG: without a hardware RNG (QEMU TCG has
+// no RDRAND) getrandom(2) blocks for minutes and the DHCP client with it.
 func DefaultModules(arch string) []string {
 	common := []string{
-		"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net",
+		"virtio_pci", "virtio_rng", "virtio_blk", "virtio_scsi", "virtio_net",
 		"sd_mod", "nvme", "e1000e", "igb", "r8169", "tg3",
 		"af_packet", "crc32c_generic", "ext4", "squashfs", "overlay", "vfat",
 	}
