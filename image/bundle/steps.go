@@ -156,7 +156,11 @@ func (b *builder) roleImages(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b.progressf("      %s: mmdebstrap + mksquashfs (a few minutes)\n", out)
+		logPath, logFile, err := b.toolLog("rootfs-" + name)
+		if err != nil {
+			return err
+		}
+		b.progressf("      %s: mmdebstrap + mksquashfs (a few minutes; log %s)\n", out, logPath)
 		err = rootfs.Build(ctx, rootfs.Options{
 			Debs:     localPaths(b.debs[rootfsSet(name)]),
 			Packages: role.Packages,
@@ -166,11 +170,13 @@ func (b *builder) roleImages(ctx context.Context) error {
 				firstboot.BinaryPath:                        bin,
 				"/etc/systemd/system/" + firstboot.UnitName: unit,
 			},
-			Units: []string{firstboot.UnitName},
-			Out:   out,
+			Units:    []string{firstboot.UnitName},
+			Out:      out,
+			Progress: logFile,
 		})
+		logFile.Close()
 		if err != nil {
-			return fmt.Errorf("role %s: %w", name, err)
+			return fmt.Errorf("role %s (full log: %s): %w", name, logPath, err)
 		}
 	}
 	return nil
@@ -211,6 +217,9 @@ func (b *builder) stateImage(ctx context.Context, m plan.Machine) error {
 		return err
 	}
 	tree := filepath.Join(b.work, "state", m.Name)
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		return err
+	}
 	if err := roles.Apply(cfg, tree); err != nil {
 		return err
 	}
@@ -265,6 +274,18 @@ func (b *builder) finish(ctx context.Context) error {
 		return err
 	}
 	return writeManifest(b.Out)
+}
+
+// toolLog opens the log file of a long tool run, kept next to the bundle
+// (not in it: the gate serves the bundle) so that a failure can be read.
+func (b *builder) toolLog(name string) (string, *os.File, error) {
+	dir := filepath.Clean(b.Out) + "-logs"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	path := filepath.Join(dir, name+".log")
+	f, err := os.Create(path)
+	return path, f, err
 }
 
 // goBuild compiles a static kiln command from the source tree.

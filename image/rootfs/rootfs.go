@@ -210,6 +210,10 @@ func mmdebstrapArgs(o Options, repo, root string) []string {
 		// apt reads the build's own repository: no _apt sandbox needed
 		// (and the staging directory may be private to root).
 		"--aptopt=APT::Sandbox::User \"root\"",
+		// bookworm is merged-/usr: this hook merges the tree itself and
+		// installs usr-is-merged from the build's repository (the lock's
+		// rootfs closures pin usr-is-merged, not usrmerge, for this).
+		"--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
 	}
 	args = append(args, docExcludes...)
 	if len(o.Packages) > 0 {

@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"github.com/kilnlab/kiln/image/cache"
+	"github.com/kilnlab/kiln/image/lock"
+	"github.com/kilnlab/kiln/roles"
 	"io"
 	"os"
 	"os/exec"
@@ -36,7 +39,8 @@ func TestMmdebstrapArgs(t *testing.T) {
 		Units:      []string{"kiln-firstboot.service"}}
 	got := mmdebstrapArgs(o, "/s/repo", "/s/root")
 	want := []string{"--variant=apt", "--mode=root", "--format=directory", "--architectures=amd64",
-		`--aptopt=Acquire::Languages "none"`, `--aptopt=APT::Sandbox::User "root"`}
+		`--aptopt=Acquire::Languages "none"`, `--aptopt=APT::Sandbox::User "root"`,
+		"--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"}
 	want = append(want, docExcludes...)
 	want = append(want, "--include=systemd,iproute2",
 		`--customize-hook=mkdir -p "$1"'/etc' && cp --preserve=mode '/src/it'\''s' "$1"'/etc/a b'`,
@@ -69,38 +73,45 @@ func TestOptionsRejected(t *testing.T) {
 	}
 }
 
-// testDebs returns a cached closure of .debs for systemd, udev and
-// iproute2 (KILN_TEST_DEBS, default /var/tmp/kiln-test-debs). When absent
-// the test skips, unless KILN_NET_TESTS=1 allows fetching them once from
-// deb.debian.org with mmdebstrap.
+// testDebs returns the pinned closure of the compute role's image from
+// kiln's download cache (the lock built into kiln, verified). When it is
+// not cached the test skips, unless KILN_NET_TESTS=1 allows fetching it
+// once from the Debian mirror.
 func testDebs(t *testing.T) []string {
-	dir := os.Getenv("KILN_TEST_DEBS")
-	if dir == "" {
-		dir = "/var/tmp/kiln-test-debs"
-	}
-	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if len(debs) > 0 {
-		return debs
-	}
-	if os.Getenv("KILN_NET_TESTS") != "1" {
-		t.Skipf("no test .debs in %s: set KILN_NET_TESTS=1 to fetch them once from deb.debian.org", dir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	err := hosttool.Run(context.Background(), hosttool.Cmd{Name: "mmdebstrap", Epoch: DefaultEpoch, Output: testLog(t), Args: []string{
-		"--variant=apt", "--mode=root", "--architectures=amd64", "--include=" + strings.Join(testPackages, ","),
-		"--skip=essential/unlink", "--customize-hook=sync-out /var/cache/apt/archives " + dir,
-		"bookworm", "/dev/null", "http://deb.debian.org/debian",
-	}})
+	lk, err := lock.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	debs, _ = filepath.Glob(filepath.Join(dir, "*.deb"))
+	dir, err := cache.DefaultDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cache.Cache{Dir: dir}
+	local, err := lock.Cached(c, lk, testSet)
+	if err != nil {
+		if os.Getenv("KILN_NET_TESTS") != "1" {
+			t.Skipf("%s is not in the cache %s (%v): set KILN_NET_TESTS=1 to fetch it", testSet, dir, err)
+		}
+		if local, err = lock.Fetch(context.Background(), c, lk, testSet); err != nil {
+			t.Fatal(err)
+		}
+	}
+	debs := make([]string, len(local))
+	for i, l := range local {
+		debs[i] = l.Path
+	}
 	return debs
 }
 
-var testPackages = []string{"systemd", "systemd-sysv", "udev", "iproute2"}
+const testSet = "rootfs-compute-amd64"
+
+func testPackages(t *testing.T) []string {
+	r, err := roles.Lookup("compute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Packages
+}
 
 func testLog(t *testing.T) io.Writer {
 	if testing.Verbose() {
@@ -130,7 +141,7 @@ func TestBuildOffline(t *testing.T) {
 	if err := os.WriteFile(unit, []byte("[Service]\nType=oneshot\nExecStart=/usr/lib/kiln/kiln-firstboot\n[Install]\nWantedBy=multi-user.target\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Debs: debs, Packages: testPackages, Arch: "amd64", Suite: "bookworm",
+	o := Options{Debs: debs, Packages: testPackages(t), Arch: "amd64", Suite: "bookworm",
 		ExtraFiles: map[string]string{"/usr/lib/kiln/kiln-firstboot": firstboot, "/usr/lib/systemd/system/kiln-firstboot.service": unit},
 		Units:      []string{"kiln-firstboot.service"},
 		Out:        filepath.Join(dir, "storage.squashfs"), Progress: testLog(t)}
