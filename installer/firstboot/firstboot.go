@@ -16,16 +16,12 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/roles"
 )
 
-// Machine is /etc/kiln/machine.json: the machine's plan plus where its
-// gate is.
-type Machine struct {
-	plan.Machine
-	// GateURL is the gate's base URL, http://host:port.
-	GateURL string `json:"gate_url,omitempty"`
-}
+// Machine is /etc/kiln/machine.json, the identity package roles renders
+// into the state image.
+type Machine = roles.Identity
 
 // LoadMachine reads machine.json.
 func LoadMachine(path string) (Machine, error) {

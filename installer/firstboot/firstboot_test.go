@@ -34,12 +34,12 @@ func addrs(s ...string) func() ([]net.Addr, error) {
 }
 
 func TestFirstBoot(t *testing.T) {
-	m := plan.Machine{Name: "ceph-1", MAC: "52:54:00:00:00:11", Hostname: "ceph-1", Address: "192.168.1.11/24"}
-	g := gatetest.New(t, m, "tok", nil, nil)
+	m := Machine{Name: "ceph-1", MAC: "52:54:00:00:00:11", Address: "192.168.1.11/24"}
+	g := gatetest.New(t, plan.Machine{Name: m.Name, MAC: m.MAC, Address: m.Address}, "tok", nil, nil)
 	var ran []string
 	console := &bytes.Buffer{}
 	env := &Env{
-		Log: quiet(), Console: console, Machine: Machine{Machine: m, GateURL: g.URL}, StatePartUUID: "abcd",
+		Log: quiet(), Console: console, Machine: withGate(m, g.URL), Hostname: host("ceph-1"), StatePartUUID: "abcd",
 		Exec: func(_ context.Context, name string, args ...string) error {
 			ran = append(ran, name+" "+strings.Join(args, " "))
 			return nil
@@ -75,10 +75,10 @@ func TestFirstBoot(t *testing.T) {
 }
 
 func TestResumeAfterFailure(t *testing.T) {
-	m := Machine{Machine: plan.Machine{Hostname: "c", Address: "10.0.0.5/24"}}
+	m := Machine{Name: "c", Address: "10.0.0.5/24"}
 	fail := true
 	calls := 0
-	env := &Env{Log: quiet(), Console: io.Discard, Machine: m, StatePartUUID: "x",
+	env := &Env{Log: quiet(), Console: io.Discard, Machine: m, Hostname: host("c"), StatePartUUID: "x",
 		Exec: func(context.Context, string, ...string) error {
 			calls++
 			if fail {
@@ -105,9 +105,9 @@ func TestResumeAfterFailure(t *testing.T) {
 }
 
 func TestGateUnreachableIsNotFatal(t *testing.T) {
-	m := Machine{Machine: plan.Machine{Hostname: "c", Address: "10.0.0.5/24"}}
+	m := Machine{Name: "c", Address: "10.0.0.5/24"}
 	console := &bytes.Buffer{}
-	env := &Env{Log: quiet(), Console: console, Machine: m, StatePartUUID: "x",
+	env := &Env{Log: quiet(), Console: console, Machine: m, Hostname: host("c"), StatePartUUID: "x",
 		Exec:  func(context.Context, string, ...string) error { return nil },
 		Addrs: addrs("10.0.0.5/24"),
 		HTTP:  (&gatetest.Gate{URL: "http://127.0.0.1:1"}).Client(),
@@ -125,7 +125,7 @@ func TestGateUnreachableIsNotFatal(t *testing.T) {
 }
 
 func TestAddressNeverAppears(t *testing.T) {
-	env := &Env{Machine: Machine{Machine: plan.Machine{Address: "10.0.0.5/24"}}, Addrs: addrs("10.0.0.6/24"), Poll: time.Millisecond, AddressTimeout: time.Millisecond}
+	env := &Env{Machine: Machine{Address: "10.0.0.5/24"}, Addrs: addrs("10.0.0.6/24"), Poll: time.Millisecond, AddressTimeout: time.Millisecond}
 	if err := env.waitAddress(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waitAddress() = %v", err)
 	}
@@ -133,11 +133,11 @@ func TestAddressNeverAppears(t *testing.T) {
 
 func TestLoadMachine(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "machine.json")
-	if err := os.WriteFile(p, []byte(`{"name":"ceph-1","hostname":"ceph-1","address":"10.0.0.11/24","mac":"52:54:00:00:00:11","gate_url":"http://10.0.0.2:8080"}`), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(`{"name":"ceph-1","address":"10.0.0.11/24","mac":"52:54:00:00:00:11","gate_url":"http://10.0.0.2:8080"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	m, err := LoadMachine(p)
-	if err != nil || m.Hostname != "ceph-1" || m.GateURL != "http://10.0.0.2:8080" {
+	if err != nil || m.Name != "ceph-1" || m.GateURL != "http://10.0.0.2:8080" {
 		t.Errorf("LoadMachine() = %+v, %v", m, err)
 	}
 }
@@ -148,4 +148,13 @@ func TestUnit(t *testing.T) {
 			t.Errorf("unit lacks %q", want)
 		}
 	}
+}
+
+func withGate(m Machine, url string) Machine {
+	m.GateURL = url
+	return m
+}
+
+func host(name string) func() (string, error) {
+	return func() (string, error) { return name, nil }
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -28,6 +29,10 @@ type Env struct {
 	// AddressTimeout bounds the wait for the address; 0 means 5 min.
 	AddressTimeout time.Duration
 	HTTP           *gateclient.Client
+	// Hostname reports the running system's host name; nil means
+	// os.Hostname. The announcement shows what systemd actually set from
+	// the state's /etc, not what the identity file says it should be.
+	Hostname func() (string, error)
 }
 
 // Phases are the first-boot phases of a role OS.
@@ -94,17 +99,32 @@ func (e *Env) waitAddress(ctx context.Context) error {
 }
 
 func (e *Env) announce(context.Context) error {
-	_, err := fmt.Fprintf(e.Console, "KILN-BOOTED host=%s addr=%s\n", e.Machine.Hostname, e.Machine.Address)
+	host, err := e.hostname()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.Console, "KILN-BOOTED host=%s addr=%s\n", host, e.Machine.Address)
 	return err
+}
+
+func (e *Env) hostname() (string, error) {
+	if e.Hostname != nil {
+		return e.Hostname()
+	}
+	return os.Hostname()
 }
 
 func (e *Env) reportBooted(ctx context.Context) error {
 	if e.HTTP == nil {
 		return fmt.Errorf("no gate_url in machine.json")
 	}
+	host, err := e.hostname()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return e.HTTP.Booted(ctx, gateclient.Booted{Hostname: e.Machine.Hostname, Address: e.Machine.Address})
+	return e.HTTP.Booted(ctx, gateclient.Booted{Hostname: host, Address: e.Machine.Address})
 }
 
 func or(d, def time.Duration) time.Duration {

@@ -42,20 +42,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	env := &firstboot.Env{Log: log, Console: stdout, Machine: m, StatePartUUID: statePartUUID(*cmdlinePath, m)}
+	env := &firstboot.Env{Log: log, Console: stdout, Machine: m, StatePartUUID: statePartUUID(*cmdlinePath)}
 	if m.GateURL != "" {
 		env.HTTP = &gateclient.Client{Base: m.GateURL, MAC: m.MAC}
 	}
 	return firstboot.Runner{Dir: *stateDir, Log: log}.Run(ctx, env.Phases())
 }
 
-// statePartUUID prefers the running kernel's kiln.state=, then the plan's
-// boot command line.
-func statePartUUID(path string, m firstboot.Machine) string {
-	if b, err := os.ReadFile(path); err == nil {
-		if s := cmdline.Parse(string(b)).State; s != "" {
-			return s
-		}
+// statePartUUID is the running kernel's kiln.state= (boot mode sets it).
+func statePartUUID(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
 	}
-	return cmdline.Parse(m.Cmdline).State
+	return cmdline.Parse(string(b)).State
 }
