@@ -91,6 +91,7 @@ func TestArgs(t *testing.T) {
 		"-chardev", "file,id=ser0,path=/out/vm.serial.log,append=on",
 		"-serial", "chardev:ser0",
 		"-qmp", "unix:/tmp/q/qmp.sock,server=on,wait=on",
+		"-device", "virtio-rng-pci",
 		"-smbios", "type=1,uuid=4b494c4e-0000-4000-8000-000000000001",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 		"-drive", "if=pflash,format=raw,unit=1,file=/out/vm.OVMF_VARS.fd",

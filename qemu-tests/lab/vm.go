@@ -235,6 +235,9 @@ func (vm *VM) Args(qmp string) []string {
 		"-chardev", "file,id=ser0,path=" + vm.serial + ",append=on",
 		"-serial", "chardev:ser0",
 		"-qmp", "unix:" + qmp + ",server=on,wait=on",
+		// TCG has no RDRAND: without an entropy source Go's getrandom in
+		// the installer blocks for a long time early in boot.
+		"-device", "virtio-rng-pci",
 	}
 	if c.UUID != "" {
 		args = append(args, "-smbios", "type=1,uuid="+c.UUID)
