@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kilnlab/kiln/image/bundle"
+	"github.com/kilnlab/kiln/image/build"
 	"github.com/kilnlab/kiln/image/lock"
 )
 
@@ -54,7 +54,7 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 		}
 	}
 	start := time.Now()
-	err = bundle.Build(ctx, bundle.Options{
+	err = build.Build(ctx, build.Options{
 		Profile: p, Plan: pl, Lock: lk, Cache: c, Out: *out, Machines: machines,
 		SourceDir: srcDir, Progress: env.stderr, Log: c.Log,
 	})

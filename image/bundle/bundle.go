@@ -1,41 +1,43 @@
-// Package bundle owns the netboot bundle: the directory `kiln build -o DIR`
-// writes and the gate serves. It runs the builders in order — pinned inputs,
-// kernel and modules, installer initramfs, role images, per-machine ESP and
-// state images — and ends with plan.json and manifest.json, the list of
-// every file with its size and sha256 that the gate and the installer trust.
+// Package bundle owns the netboot bundle's format: the paths inside the
+// directory `kiln build -o DIR` writes and the gate serves, and
+// manifest.json, the list of every file with its size and sha256 that the
+// gate and the installer trust. It is stdlib only so that the gate and the
+// installer can share it without pulling in the builders (image/build).
 package bundle
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
-	"time"
-
-	"github.com/kilnlab/kiln/image/cache"
-	"github.com/kilnlab/kiln/image/lock"
-	"github.com/kilnlab/kiln/plan"
-	"github.com/kilnlab/kiln/profiles"
 )
 
 // Paths inside a bundle (the contract between build, gate and installer).
 const (
 	PlanFile     = "plan.json"
 	ManifestFile = "manifest.json"
-	Kernel       = "amd64/vmlinuz"
-	Initramfs    = "amd64/initramfs.cpio.gz"
 	GPTMBR       = "bios/gptmbr.bin"
 )
 
+// Kernel and Initramfs are the installer's kernel and initramfs for arch
+// (a Debian arch name, e.g. amd64): the files iPXE boots and every ESP
+// carries.
+func Kernel(arch string) string    { return arch + "/vmlinuz" }
+func Initramfs(arch string) string { return arch + "/initramfs.cpio.gz" }
+
 // TFTPFiles are the iPXE binaries served over TFTP, from Debian's ipxe.
 var TFTPFiles = []string{"undionly.kpxe", "ipxe.efi", "snponly.efi"}
+
+// TFTP is the bundle path of one of TFTPFiles.
+func TFTP(name string) string { return "tftp/" + name }
+
+// Role is the bundle path of a role's squashfs image.
+func Role(role string) string { return "roles/" + role + ".squashfs" }
 
 // ESP and State are a machine's per-machine images.
 func ESP(machine string) string   { return "machines/" + machine + "/esp.img" }
@@ -53,72 +55,18 @@ type File struct {
 	SHA256 string `json:"sha256"`
 }
 
-// Options say what to build and where.
-type Options struct {
-	Profile *profiles.Profile
-	Plan    *plan.Plan
-	Lock    *lock.File
-	Cache   *cache.Cache
-	Out     string
-	// Machines limits the per-machine images to these names; nil means
-	// every netbooted machine of the plan.
-	Machines []string
-	// SourceDir is the kiln source tree (mkuimage and go build run there).
-	SourceDir string
-	// Progress receives human progress lines; Log the structured log.
-	Progress io.Writer
-	Log      *slog.Logger
+// ByPath indexes the manifest's files by their bundle path.
+func (m *Manifest) ByPath() map[string]File {
+	out := make(map[string]File, len(m.Files))
+	for _, f := range m.Files {
+		out[f.Path] = f
+	}
+	return out
 }
 
-// Build writes the bundle into o.Out. Work files live in a temporary
-// directory next to it, removed at the end.
-func Build(ctx context.Context, o Options) error {
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp(filepath.Dir(filepath.Clean(o.Out)), ".kiln-build-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	b := &builder{Options: o, work: work}
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"fetch pinned inputs", b.fetch},
-		{"kernel and modules", b.kernel},
-		{"boot loaders and iPXE", b.bootFiles},
-		{"installer initramfs", b.initramfs},
-		{"role images", b.roleImages},
-		{"machine images", b.machineImages},
-		{"plan and manifest", b.finish},
-	}
-	for i, s := range steps {
-		start := time.Now()
-		b.progressf("[%d/%d] %s\n", i+1, len(steps), s.name)
-		if err := s.run(ctx); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		b.progressf("      done in %s\n", time.Since(start).Round(100*time.Millisecond))
-	}
-	return nil
-}
-
-func (b *builder) progressf(format string, args ...any) {
-	if b.Progress != nil {
-		fmt.Fprintf(b.Progress, format, args...)
-	}
-}
-
-// out returns the path of a bundle file, creating its directory.
-func (b *builder) out(rel string) (string, error) {
-	p := filepath.Join(b.Out, filepath.FromSlash(rel))
-	return p, os.MkdirAll(filepath.Dir(p), 0o755)
-}
-
-// writeManifest hashes every file under dir except the manifest itself.
-func writeManifest(dir string) error {
+// WriteManifest hashes every file under dir except the manifest itself and
+// writes dir's manifest.json, files sorted by path.
+func WriteManifest(dir string) error {
 	var m Manifest
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -147,6 +95,8 @@ func writeManifest(dir string) error {
 	return os.WriteFile(filepath.Join(dir, ManifestFile), append(data, '\n'), 0o644)
 }
 
+// hashFile returns the size and sha256 of the file at path; the caller
+// sets File.Path (its bundle path, which path is not).
 func hashFile(path string) (File, error) {
 	f, err := os.Open(path)
 	if err != nil {

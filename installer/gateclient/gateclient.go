@@ -18,7 +18,8 @@ import (
 	"path"
 	"strings"
 
-	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/image/bundle"
+	"github.com/kilnlab/kiln/pxe/api"
 )
 
 // Sentinel errors the installer decides on.
@@ -30,46 +31,24 @@ var (
 	ErrBadManifest = errors.New("invalid install manifest")
 )
 
-// File keys of a manifest.
-const (
-	FileESP    = "esp"
-	FileRoot   = "root"
-	FileState  = "state"
-	FileGPTMBR = "gptmbr"
+// The wire types are pxe/api's and bundle's; these names are kept so the
+// installer's other packages (installer/install, installer/firstboot) build
+// unchanged. New code uses pxe/api directly.
+type (
+	File     = bundle.File
+	Manifest = api.InstallManifest
+	Progress = api.Progress
+	Result   = api.Result
+	Booted   = api.Booted
 )
 
-// File is one bundle file the installer streams.
-type File struct {
-	Path   string `json:"path"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
-
-// Manifest is GET /api/v1/install/{mac}'s answer.
-type Manifest struct {
-	Machine plan.Machine    `json:"machine"`
-	Files   map[string]File `json:"files"`
-}
-
-// Progress is POST /api/v1/progress/{mac}'s body.
-type Progress struct {
-	Phase   string `json:"phase"`
-	Message string `json:"message,omitempty"`
-	Done    int64  `json:"done,omitempty"`
-	Total   int64  `json:"total,omitempty"`
-}
-
-// Result is POST /api/v1/result/{mac}'s body.
-type Result struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
-
-// Booted is POST /api/v1/booted/{mac}'s body.
-type Booted struct {
-	Hostname string `json:"hostname"`
-	Address  string `json:"address"`
-}
+// File keys of a manifest; see pxe/api.
+const (
+	FileESP    = api.FileESP
+	FileRoot   = api.FileRoot
+	FileState  = api.FileState
+	FileGPTMBR = api.FileGPTMBR
+)
 
 // maxManifest bounds what is read of a manifest: a plan of one machine is
 // a few KiB.
@@ -78,28 +57,28 @@ const maxManifest = 1 << 20
 // DecodeManifest parses and checks a manifest: every file the installer
 // needs is named by a clean relative path with a SHA-256, and the machine
 // has a name and a MAC.
-func DecodeManifest(r io.Reader) (Manifest, error) {
-	var m Manifest
+func DecodeManifest(r io.Reader) (api.InstallManifest, error) {
+	var m api.InstallManifest
 	dec := json.NewDecoder(io.LimitReader(r, maxManifest))
 	if err := dec.Decode(&m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: %w", ErrBadManifest, err)
+		return api.InstallManifest{}, fmt.Errorf("%w: %w", ErrBadManifest, err)
 	}
 	if m.Machine.Name == "" || m.Machine.MAC == "" {
-		return Manifest{}, fmt.Errorf("%w: machine without name or mac", ErrBadManifest)
+		return api.InstallManifest{}, fmt.Errorf("%w: machine without name or mac", ErrBadManifest)
 	}
-	for _, k := range []string{FileESP, FileRoot, FileState, FileGPTMBR} {
+	for _, k := range []string{api.FileESP, api.FileRoot, api.FileState, api.FileGPTMBR} {
 		f, ok := m.Files[k]
 		if !ok {
-			return Manifest{}, fmt.Errorf("%w: no %s file", ErrBadManifest, k)
+			return api.InstallManifest{}, fmt.Errorf("%w: no %s file", ErrBadManifest, k)
 		}
 		if err := checkFile(f); err != nil {
-			return Manifest{}, fmt.Errorf("%w: %s: %w", ErrBadManifest, k, err)
+			return api.InstallManifest{}, fmt.Errorf("%w: %s: %w", ErrBadManifest, k, err)
 		}
 	}
 	return m, nil
 }
 
-func checkFile(f File) error {
+func checkFile(f bundle.File) error {
 	if f.Path == "" || path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.HasPrefix(f.Path, "../") || f.Path == ".." {
 		return fmt.Errorf("path %q is not a clean relative path", f.Path)
 	}
@@ -127,8 +106,10 @@ func (c *Client) http() *http.Client {
 	return http.DefaultClient
 }
 
-func (c *Client) api(kind string, token bool) string {
-	u := c.Base + "/api/v1/" + kind + "/" + url.PathEscape(c.MAC)
+// endpoint is the address of an API route (an api.Path* prefix) for this
+// machine, with the token when the route takes one.
+func (c *Client) endpoint(route string, token bool) string {
+	u := c.Base + route + url.PathEscape(c.MAC)
 	if token {
 		u += "?token=" + url.QueryEscape(c.Token)
 	}
@@ -136,18 +117,18 @@ func (c *Client) api(kind string, token bool) string {
 }
 
 // Manifest fetches and checks this machine's install manifest.
-func (c *Client) Manifest(ctx context.Context) (Manifest, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.api("install", true), nil)
+func (c *Client) Manifest(ctx context.Context) (api.InstallManifest, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(api.PathInstall, true), nil)
 	if err != nil {
-		return Manifest{}, err
+		return api.InstallManifest{}, err
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("fetch manifest: %w", err)
+		return api.InstallManifest{}, fmt.Errorf("fetch manifest: %w", err)
 	}
 	defer resp.Body.Close()
 	if err := status(resp); err != nil {
-		return Manifest{}, fmt.Errorf("fetch manifest: %w", err)
+		return api.InstallManifest{}, fmt.Errorf("fetch manifest: %w", err)
 	}
 	return DecodeManifest(resp.Body)
 }
@@ -155,11 +136,11 @@ func (c *Client) Manifest(ctx context.Context) (Manifest, error) {
 // Open streams one bundle file. The caller closes the body and checks the
 // bytes against the manifest's SHA-256; a length other than f.Size is an
 // error here already.
-func (c *Client) Open(ctx context.Context, f File) (io.ReadCloser, error) {
+func (c *Client) Open(ctx context.Context, f bundle.File) (io.ReadCloser, error) {
 	if err := checkFile(f); err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/files/"+escapePath(f.Path), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+api.PathFiles+escapePath(f.Path), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +160,7 @@ func (c *Client) Open(ctx context.Context, f File) (io.ReadCloser, error) {
 }
 
 // Fetch reads a whole small bundle file (gptmbr.bin) and checks its hash.
-func (c *Client) Fetch(ctx context.Context, f File, limit int64) ([]byte, error) {
+func (c *Client) Fetch(ctx context.Context, f bundle.File, limit int64) ([]byte, error) {
 	if f.Size > limit {
 		return nil, fmt.Errorf("fetch %s: %d bytes, at most %d", f.Path, f.Size, limit)
 	}
@@ -199,18 +180,18 @@ func (c *Client) Fetch(ctx context.Context, f File, limit int64) ([]byte, error)
 }
 
 // Progress reports an install phase.
-func (c *Client) Progress(ctx context.Context, p Progress) error {
-	return c.post(ctx, c.api("progress", true), p)
+func (c *Client) Progress(ctx context.Context, p api.Progress) error {
+	return c.post(ctx, c.endpoint(api.PathProgress, true), p)
 }
 
 // Result reports the end of the install.
-func (c *Client) Result(ctx context.Context, r Result) error {
-	return c.post(ctx, c.api("result", true), r)
+func (c *Client) Result(ctx context.Context, r api.Result) error {
+	return c.post(ctx, c.endpoint(api.PathResult, true), r)
 }
 
 // Booted reports the role OS's first boot; it needs no token.
-func (c *Client) Booted(ctx context.Context, b Booted) error {
-	return c.post(ctx, c.api("booted", false), b)
+func (c *Client) Booted(ctx context.Context, b api.Booted) error {
+	return c.post(ctx, c.endpoint(api.PathBooted, false), b)
 }
 
 func (c *Client) post(ctx context.Context, u string, v any) error {

@@ -10,9 +10,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/installer/gateclient/gatetest"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 )
 
 var machine = plan.Machine{Name: "ceph-1", MAC: "52:54:00:00:00:11", Hostname: "ceph-1"}
@@ -60,7 +62,7 @@ func TestManifestAndFiles(t *testing.T) {
 	if _, err := c.Open(ctx, wrong); err == nil {
 		t.Error("Open() accepted a size the gate does not send")
 	}
-	if _, err := c.Open(ctx, gateclient.File{Path: "../etc/passwd", SHA256: strings.Repeat("0", 64)}); err == nil {
+	if _, err := c.Open(ctx, bundle.File{Path: "../etc/passwd", SHA256: strings.Repeat("0", 64)}); err == nil {
 		t.Error("Open() accepted a path out of the bundle")
 	}
 }
@@ -72,10 +74,10 @@ func TestForbidden(t *testing.T) {
 	if _, err := c.Manifest(context.Background()); !errors.Is(err, gateclient.ErrForbidden) {
 		t.Errorf("Manifest() = %v, want ErrForbidden", err)
 	}
-	if err := c.Progress(context.Background(), gateclient.Progress{Phase: "x"}); !errors.Is(err, gateclient.ErrForbidden) {
+	if err := c.Progress(context.Background(), api.Progress{Phase: "x"}); !errors.Is(err, gateclient.ErrForbidden) {
 		t.Errorf("Progress() = %v, want ErrForbidden", err)
 	}
-	if err := c.Progress(context.Background(), gateclient.Progress{Phase: "x"}); strings.Contains(err.Error(), "stolen") {
+	if err := c.Progress(context.Background(), api.Progress{Phase: "x"}); strings.Contains(err.Error(), "stolen") {
 		t.Errorf("error shows the token: %v", err)
 	}
 }
@@ -84,23 +86,23 @@ func TestReports(t *testing.T) {
 	g := newGate(t)
 	c := g.Client()
 	ctx := context.Background()
-	if err := c.Progress(ctx, gateclient.Progress{Phase: "write", Done: 1, Total: 2}); err != nil {
+	if err := c.Progress(ctx, api.Progress{Phase: "write", Done: 1, Total: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Result(ctx, gateclient.Result{OK: false, Error: "boom"}); err != nil {
+	if err := c.Result(ctx, api.Result{OK: false, Error: "boom"}); err != nil {
 		t.Fatal(err)
 	}
 	c.Token = ""
-	if err := c.Booted(ctx, gateclient.Booted{Hostname: "ceph-1", Address: "10.0.0.11/24"}); err != nil {
+	if err := c.Booted(ctx, api.Booted{Hostname: "ceph-1", Address: "10.0.0.11/24"}); err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff([]gateclient.Progress{{Phase: "write", Done: 1, Total: 2}}, g.Progress()); d != "" {
+	if d := cmp.Diff([]api.Progress{{Phase: "write", Done: 1, Total: 2}}, g.Progress()); d != "" {
 		t.Error(d)
 	}
-	if d := cmp.Diff([]gateclient.Result{{Error: "boom"}}, g.Results()); d != "" {
+	if d := cmp.Diff([]api.Result{{Error: "boom"}}, g.Results()); d != "" {
 		t.Error(d)
 	}
-	if d := cmp.Diff([]gateclient.Booted{{Hostname: "ceph-1", Address: "10.0.0.11/24"}}, g.Booted()); d != "" {
+	if d := cmp.Diff([]api.Booted{{Hostname: "ceph-1", Address: "10.0.0.11/24"}}, g.Booted()); d != "" {
 		t.Error(d)
 	}
 }

@@ -7,27 +7,21 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
-// Manifest file keys.
-const (
-	FileESP    = "esp"
-	FileRoot   = "root"
-	FileState  = "state"
-	FileGPTMBR = "gptmbr"
-)
-
 // ManifestFiles lists the bundle files m's installer writes.
-func (s *Server) ManifestFiles(m *plan.Machine) (map[string]File, error) {
+func (s *Server) ManifestFiles(m *plan.Machine) (map[string]bundle.File, error) {
 	want := map[string]string{
-		FileESP:    "machines/" + m.Name + "/esp.img",
-		FileRoot:   m.RoleImage,
-		FileState:  "machines/" + m.Name + "/state.img",
-		FileGPTMBR: "bios/gptmbr.bin",
+		api.FileESP:    bundle.ESP(m.Name),
+		api.FileRoot:   m.RoleImage,
+		api.FileState:  bundle.State(m.Name),
+		api.FileGPTMBR: bundle.GPTMBR,
 	}
-	out := make(map[string]File, len(want))
+	out := make(map[string]bundle.File, len(want))
 	for key, path := range want {
 		f, ok := s.files[path]
 		if path == "" || !ok {
@@ -83,7 +77,7 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Info("api: install manifest handed out")
-	writeJSON(w, InstallManifest{Machine: *m, Files: files})
+	writeJSON(w, api.InstallManifest{Machine: *m, Files: files})
 }
 
 func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
@@ -91,11 +85,11 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var p state.Progress
+	var p api.Progress
 	if !readJSON(w, r, log, &p) {
 		return
 	}
-	if _, err := s.cfg.States.ReportProgress(mac, m.Name, r.URL.Query().Get("token"), p); err != nil {
+	if _, err := s.cfg.States.ReportProgress(mac, m.Name, r.URL.Query().Get("token"), state.Progress(p)); err != nil {
 		s.stateErr(w, log, err)
 		return
 	}
@@ -108,10 +102,7 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var res struct {
-		OK    bool   `json:"ok"`
-		Error string `json:"error"`
-	}
+	var res api.Result
 	if !readJSON(w, r, log, &res) {
 		return
 	}
@@ -137,11 +128,11 @@ func (s *Server) booted(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("mac", mac, "machine", m.Name)
-	var b state.Booted
+	var b api.Booted
 	if !readJSON(w, r, log, &b) {
 		return
 	}
-	if _, err := s.cfg.States.MarkBooted(mac, m.Name, b); err != nil {
+	if _, err := s.cfg.States.MarkBooted(mac, m.Name, state.Booted{Hostname: b.Hostname, Address: b.Address}); err != nil {
 		log.Error("api: recording boot", "err", err)
 		http.Error(w, "state write failed", http.StatusInternalServerError)
 		return

@@ -11,7 +11,6 @@
 package httpd
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,8 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
@@ -47,24 +48,11 @@ type Config struct {
 	Now            func() time.Time
 }
 
-// File is one bundle file as listed in manifest.json.
-type File struct {
-	Path   string `json:"path"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
-
-// InstallManifest is GET /api/v1/install/{mac}'s answer.
-type InstallManifest struct {
-	Machine plan.Machine    `json:"machine"`
-	Files   map[string]File `json:"files"`
-}
-
 // Server serves the gate's HTTP API.
 type Server struct {
 	cfg   Config
 	root  *os.Root
-	files map[string]File
+	files map[string]bundle.File
 	byMAC map[string]*plan.Machine
 }
 
@@ -79,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	files, err := readManifest(filepath.Join(cfg.BundleDir, "manifest.json"))
+	man, err := bundle.ReadManifest(cfg.BundleDir)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +75,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	s := &Server{cfg: cfg, root: root, files: files, byMAC: map[string]*plan.Machine{}}
+	s := &Server{cfg: cfg, root: root, files: man.ByPath(), byMAC: map[string]*plan.Machine{}}
 	for i := range cfg.Plan.Machines {
 		m := &cfg.Plan.Machines[i]
 		mac, err := state.NormalizeMAC(m.MAC)
@@ -102,24 +90,6 @@ func New(cfg Config) (*Server, error) {
 
 // Close releases the bundle.
 func (s *Server) Close() error { return s.root.Close() }
-
-func readManifest(path string) (map[string]File, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("bundle manifest: %w", err)
-	}
-	var m struct {
-		Files []File `json:"files"`
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("bundle manifest: %w", err)
-	}
-	out := make(map[string]File, len(m.Files))
-	for _, f := range m.Files {
-		out[f.Path] = f
-	}
-	return out, nil
-}
 
 // Netboot says whether kiln may netboot m, and why not: the gate itself
 // and Raspberry Pi boards boot from their SD card, never from the gate.
@@ -138,11 +108,11 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot.ipxe", s.bootScript)
 	mux.HandleFunc("GET /ipxe/{mac}", s.machineScript)
-	mux.HandleFunc("GET /files/{path...}", s.file)
-	mux.HandleFunc("GET /api/v1/install/{mac}", s.install)
-	mux.HandleFunc("POST /api/v1/progress/{mac}", s.progress)
-	mux.HandleFunc("POST /api/v1/result/{mac}", s.result)
-	mux.HandleFunc("POST /api/v1/booted/{mac}", s.booted)
+	mux.HandleFunc("GET "+api.PathFiles+"{path...}", s.file)
+	mux.HandleFunc("GET "+api.PathInstall+"{mac}", s.install)
+	mux.HandleFunc("POST "+api.PathProgress+"{mac}", s.progress)
+	mux.HandleFunc("POST "+api.PathResult+"{mac}", s.result)
+	mux.HandleFunc("POST "+api.PathBooted+"{mac}", s.booted)
 	return mux
 }
 

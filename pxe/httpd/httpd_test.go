@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/internal/fakebundle"
 	"github.com/kilnlab/kiln/pxe/state"
 )
@@ -192,7 +193,7 @@ func TestInstallLifecycle(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("install manifest = %d %s", code, body)
 	}
-	var man InstallManifest
+	var man api.InstallManifest
 	if err := json.Unmarshal([]byte(body), &man); err != nil {
 		t.Fatal(err)
 	}

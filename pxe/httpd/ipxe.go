@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
@@ -52,8 +54,8 @@ func InstallCmdline(gateURL, mac, token string) string {
 // iPXE in Debian bookworm predates the LoadFile2 initrd protocol), so EFI
 // boots append initrd=initrd to the contract's command line.
 func InstallScript(gateURL string, m *plan.Machine, mac, token string) string {
-	kernel := fmt.Sprintf("%s/files/%s/vmlinuz", gateURL, m.Arch)
-	initrd := fmt.Sprintf("%s/files/%s/initramfs.cpio.gz", gateURL, m.Arch)
+	kernel := gateURL + api.PathFiles + bundle.Kernel(m.Arch)
+	initrd := gateURL + api.PathFiles + bundle.Initramfs(m.Arch)
 	cmdline := InstallCmdline(gateURL, mac, token)
 	return fmt.Sprintf(`#!ipxe
 # kiln: install %[1]s (%[2]s, role %[3]s)

@@ -13,8 +13,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 )
 
 // Gate is a running stand-in gate.
@@ -23,11 +25,11 @@ type Gate struct {
 	Token string
 
 	mu       sync.Mutex
-	manifest gateclient.Manifest
+	manifest api.InstallManifest
 	files    map[string][]byte
-	progress []gateclient.Progress
-	results  []gateclient.Result
-	booted   []gateclient.Booted
+	progress []api.Progress
+	results  []api.Result
+	booted   []api.Booted
 	// Corrupt, when set, is a bundle path served with its first byte
 	// flipped (the manifest keeps the right hash).
 	Corrupt string
@@ -38,20 +40,20 @@ type Gate struct {
 func New(t testing.TB, m plan.Machine, token string, files map[string]string, named map[string]string) *Gate {
 	t.Helper()
 	g := &Gate{Token: token, files: map[string][]byte{}}
-	g.manifest = gateclient.Manifest{Machine: m, Files: map[string]gateclient.File{}}
+	g.manifest = api.InstallManifest{Machine: m, Files: map[string]bundle.File{}}
 	for p, c := range files {
 		g.files[p] = []byte(c)
 	}
 	for key, p := range named {
 		sum := sha256.Sum256(g.files[p])
-		g.manifest.Files[key] = gateclient.File{Path: p, Size: int64(len(g.files[p])), SHA256: hex.EncodeToString(sum[:])}
+		g.manifest.Files[key] = bundle.File{Path: p, Size: int64(len(g.files[p])), SHA256: hex.EncodeToString(sum[:])}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/install/{mac}", g.install)
-	mux.HandleFunc("GET /files/{path...}", g.file)
-	mux.HandleFunc("POST /api/v1/progress/{mac}", record(g, &g.progress, true))
-	mux.HandleFunc("POST /api/v1/result/{mac}", record(g, &g.results, true))
-	mux.HandleFunc("POST /api/v1/booted/{mac}", record(g, &g.booted, false))
+	mux.HandleFunc("GET "+api.PathInstall+"{mac}", g.install)
+	mux.HandleFunc("GET "+api.PathFiles+"{path...}", g.file)
+	mux.HandleFunc("POST "+api.PathProgress+"{mac}", record(g, &g.progress, true))
+	mux.HandleFunc("POST "+api.PathResult+"{mac}", record(g, &g.results, true))
+	mux.HandleFunc("POST "+api.PathBooted+"{mac}", record(g, &g.booted, false))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	g.URL = srv.URL
@@ -105,24 +107,24 @@ func record[T any](g *Gate, into *[]T, token bool) http.HandlerFunc {
 }
 
 // Progress returns the reported progress so far.
-func (g *Gate) Progress() []gateclient.Progress {
+func (g *Gate) Progress() []api.Progress {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]gateclient.Progress(nil), g.progress...)
+	return append([]api.Progress(nil), g.progress...)
 }
 
 // Results returns the reported results so far.
-func (g *Gate) Results() []gateclient.Result {
+func (g *Gate) Results() []api.Result {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]gateclient.Result(nil), g.results...)
+	return append([]api.Result(nil), g.results...)
 }
 
 // Booted returns the reported first boots so far.
-func (g *Gate) Booted() []gateclient.Booted {
+func (g *Gate) Booted() []api.Booted {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]gateclient.Booted(nil), g.booted...)
+	return append([]api.Booted(nil), g.booted...)
 }
 
 // Client returns a client of this gate for its machine.

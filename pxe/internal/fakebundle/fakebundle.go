@@ -1,22 +1,32 @@
 // Package fakebundle writes tiny netboot bundles for the pxe tests: the
-// bundle's layout and manifest.json, dummy bytes for contents.
+// bundle's layout and manifest.json (both image/bundle's), dummy bytes for
+// contents.
 package fakebundle
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kilnlab/kiln/image/bundle"
 )
 
-// Paths is a bundle for one machine, ceph-1, of role storage.
-var Paths = []string{
-	"tftp/undionly.kpxe", "tftp/ipxe.efi", "tftp/snponly.efi",
-	"amd64/vmlinuz", "amd64/initramfs.cpio.gz", "bios/gptmbr.bin",
-	"roles/storage.squashfs", "machines/ceph-1/esp.img", "machines/ceph-1/state.img",
+// Machine and Role are the one machine of the fake bundle and its role.
+const (
+	Machine = "ceph-1"
+	Role    = "storage"
+)
+
+// Paths lists the files of a bundle for Machine, of role Role.
+func Paths() []string {
+	var out []string
+	for _, f := range bundle.TFTPFiles {
+		out = append(out, bundle.TFTP(f))
+	}
+	return append(out,
+		bundle.Kernel("amd64"), bundle.Initramfs("amd64"), bundle.GPTMBR,
+		bundle.Role(Role), bundle.ESP(Machine), bundle.State(Machine))
 }
 
 // Content is the dummy content of path.
@@ -27,30 +37,16 @@ func Content(path string) []byte {
 // Write writes Paths under dir, with manifest.json.
 func Write(t testing.TB, dir string) {
 	t.Helper()
-	type entry struct {
-		Path   string `json:"path"`
-		Size   int64  `json:"size"`
-		SHA256 string `json:"sha256"`
-	}
-	var man struct {
-		Files []entry `json:"files"`
-	}
-	for _, p := range Paths {
-		data := Content(p)
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+	for _, p := range Paths() {
+		name := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, p), data, 0o644); err != nil {
+		if err := os.WriteFile(name, Content(p), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		sum := sha256.Sum256(data)
-		man.Files = append(man.Files, entry{p, int64(len(data)), hex.EncodeToString(sum[:])})
 	}
-	b, err := json.Marshal(man)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
+	if err := bundle.WriteManifest(dir); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package bundle
+package build
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/image/esp"
 	"github.com/kilnlab/kiln/image/initramfs"
 	"github.com/kilnlab/kiln/image/kernel"
@@ -38,7 +39,7 @@ type builder struct {
 func (b *builder) machines() []plan.Machine {
 	var out []plan.Machine
 	for _, m := range b.Plan.Machines {
-		if m.Board != profiles.BoardPC || m.Arch != "amd64" {
+		if m.Board != profiles.BoardPC || m.Arch != arch {
 			continue
 		}
 		if b.Machines != nil && !slices.Contains(b.Machines, m.Name) {
@@ -60,7 +61,11 @@ func (b *builder) roles() []string {
 	return out
 }
 
-func rootfsSet(role string) string { return "rootfs-" + role + "-amd64" }
+// arch is the only architecture the bundle is built for (the netbooted
+// pc machines).
+const arch = "amd64"
+
+func rootfsSet(role string) string { return "rootfs-" + role + "-" + arch }
 
 func (b *builder) fetch(ctx context.Context) error {
 	sets := []string{"kernel-amd64", "boot-amd64"}
@@ -88,7 +93,7 @@ func (b *builder) kernel(ctx context.Context) error {
 		return err
 	}
 	b.kern = k
-	dst, err := b.out(Kernel)
+	dst, err := b.out(bundle.Kernel(arch))
 	if err != nil {
 		return err
 	}
@@ -104,9 +109,9 @@ func (b *builder) bootFiles(ctx context.Context) error {
 			return err
 		}
 	}
-	copies := map[string]string{GPTMBR: "usr/lib/syslinux/mbr/gptmbr.bin"}
-	for _, f := range TFTPFiles {
-		copies["tftp/"+f] = "usr/lib/ipxe/" + f
+	copies := map[string]string{bundle.GPTMBR: "usr/lib/syslinux/mbr/gptmbr.bin"}
+	for _, f := range bundle.TFTPFiles {
+		copies[bundle.TFTP(f)] = "usr/lib/ipxe/" + f
 	}
 	for dst, src := range copies {
 		out, err := b.out(dst)
@@ -123,12 +128,12 @@ func (b *builder) bootFiles(ctx context.Context) error {
 }
 
 func (b *builder) initramfs(ctx context.Context) error {
-	out, err := b.out(Initramfs)
+	out, err := b.out(bundle.Initramfs(arch))
 	if err != nil {
 		return err
 	}
 	return initramfs.Build(ctx, initramfs.Options{
-		Arch:       "amd64",
+		Arch:       arch,
 		Out:        out,
 		ModulesDir: filepath.Dir(b.kern.ModulesDir()),
 		SourceDir:  b.SourceDir,
@@ -152,7 +157,7 @@ func (b *builder) roleImages(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		out, err := b.out("roles/" + name + ".squashfs")
+		out, err := b.out(bundle.Role(name))
 		if err != nil {
 			return err
 		}
@@ -164,7 +169,7 @@ func (b *builder) roleImages(ctx context.Context) error {
 		err = rootfs.Build(ctx, rootfs.Options{
 			Debs:     localPaths(b.debs[rootfsSet(name)]),
 			Packages: role.Packages,
-			Arch:     "amd64",
+			Arch:     arch,
 			Suite:    b.Lock.Suite,
 			ExtraFiles: map[string]string{
 				firstboot.BinaryPath:                        bin,
@@ -186,14 +191,14 @@ func (b *builder) roleImages(ctx context.Context) error {
 // naming its own partitions) and state image (its identity).
 func (b *builder) machineImages(ctx context.Context) error {
 	for _, m := range b.machines() {
-		espOut, err := b.out(ESP(m.Name))
+		espOut, err := b.out(bundle.ESP(m.Name))
 		if err != nil {
 			return err
 		}
 		err = esp.Build(ctx, esp.Options{
 			Out:            espOut,
-			Kernel:         filepath.Join(b.Out, Kernel),
-			Initramfs:      filepath.Join(b.Out, Initramfs),
+			Kernel:         filepath.Join(b.Out, bundle.Kernel(arch)),
+			Initramfs:      filepath.Join(b.Out, bundle.Initramfs(arch)),
 			Cmdline:        m.Cmdline,
 			SystemdBootEFI: b.sdbootEF,
 		})
@@ -226,7 +231,7 @@ func (b *builder) stateImage(ctx context.Context, m plan.Machine) error {
 	if err := onlyEtc(tree); err != nil {
 		return err
 	}
-	out, err := b.out(State(m.Name))
+	out, err := b.out(bundle.State(m.Name))
 	if err != nil {
 		return err
 	}
@@ -262,7 +267,7 @@ func (b *builder) profileMachine(name string) *profiles.Machine {
 }
 
 func (b *builder) finish(ctx context.Context) error {
-	out, err := b.out(PlanFile)
+	out, err := b.out(bundle.PlanFile)
 	if err != nil {
 		return err
 	}
@@ -273,7 +278,7 @@ func (b *builder) finish(ctx context.Context) error {
 	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
-	return writeManifest(b.Out)
+	return bundle.WriteManifest(b.Out)
 }
 
 // toolLog opens the log file of a long tool run, kept next to the bundle
