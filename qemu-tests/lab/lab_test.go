@@ -237,3 +237,25 @@ func TestConfigFor(t *testing.T) {
 		t.Errorf("ConfigFor's config is refused: %v", err)
 	}
 }
+
+func TestBootIndex(t *testing.T) {
+	disks := []Disk{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	for _, tc := range []struct {
+		boot string
+		want []int
+	}{
+		{"", []int{2, 3, 4}},
+		{"a", []int{2, 3, 4}},
+		{"b", []int{3, 2, 4}},
+		{"c", []int{3, 4, 2}},
+	} {
+		vm := &VM{cfg: VMConfig{Disks: disks, BootDisk: tc.boot}}
+		var got []int
+		for i := range disks {
+			got = append(got, vm.bootIndex(i))
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("BootDisk %q: boot indexes (-want +got):\n%s", tc.boot, diff)
+		}
+	}
+}

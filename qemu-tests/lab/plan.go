@@ -4,6 +4,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
 )
 
 // ConfigFor is the VM that rehearses machine m of lab: same name, arch,
@@ -22,6 +23,9 @@ func ConfigFor(lab string, m plan.Machine) VMConfig {
 	}
 	for _, d := range m.Disks {
 		cfg.Disks = append(cfg.Disks, Disk{Name: d.Name, Size: d.Size, Serial: d.Serial, WWN: d.WWN})
+		if d.Use == profiles.UseSystem {
+			cfg.BootDisk = d.Name
+		}
 	}
 	return cfg
 }

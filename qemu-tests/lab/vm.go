@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,9 @@ type VMConfig struct {
 	FailOn []*regexp.Regexp
 	// ExtraArgs are appended to QEMU's command line.
 	ExtraArgs []string
+	// BootDisk names the disk the firmware boots first (default: the
+	// first disk), whatever its place on the bus.
+	BootDisk string
 }
 
 // Exit records how one boot ended.
@@ -278,10 +282,25 @@ func (vm *VM) diskArgs() []string {
 		if d.Serial != "" {
 			dev += ",serial=" + d.Serial
 		}
-		dev += ",bootindex=" + strconv.Itoa(i+2)
+		dev += ",bootindex=" + strconv.Itoa(vm.bootIndex(i))
 		args = append(args, "-device", dev)
 	}
 	return args
+}
+
+// bootIndex orders the disks after the NIC (1): BootDisk first, as a user
+// sets it in the firmware's setup (SeaBIOS tries one hard disk only), then
+// the others in order.
+func (vm *VM) bootIndex(i int) int {
+	boot := slices.IndexFunc(vm.cfg.Disks, func(d Disk) bool { return d.Name == vm.cfg.BootDisk })
+	switch {
+	case i == boot:
+		return 2
+	case i < boot:
+		return i + 3
+	default:
+		return i + 2
+	}
 }
 
 // Start boots the VM and keeps relaunching it after each guest reset until
