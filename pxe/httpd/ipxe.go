@@ -34,13 +34,19 @@ goto retry
 :give-up
 echo kiln: gate %[1]s unreachable, booting the local disk
 sleep 5
-exit
-`, gateURL, bootAttempts)
+%[3]s
+`, gateURL, bootAttempts, exitToDisk)
 }
+
+// exitToDisk leaves iPXE so that the firmware boots the next device, the
+// disk. UEFI firmware (EDK2/OVMF, Dell, Lenovo) stops at its boot menu
+// when a boot option returns success, and tries the next one on an error:
+// so EFI exits with status 1. BIOS ignores the status.
+const exitToDisk = "iseq ${platform} efi && exit 1 || exit"
 
 // ExitScript sends the firmware on to the next boot device: the disk.
 func ExitScript(why string) string {
-	return "#!ipxe\n# kiln: " + oneLine(why) + "\necho kiln: " + oneLine(why) + ", booting the local disk\nexit\n"
+	return "#!ipxe\n# kiln: " + oneLine(why) + "\necho kiln: " + oneLine(why) + ", booting the local disk\n" + exitToDisk + "\n"
 }
 
 // InstallCmdline is the installer's kernel command line, per contract.
