@@ -68,7 +68,7 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	mode := fs.String("mode", "", "DHCP mode: proxy or full (default: the profile's network.dhcp.mode)")
 	port := fs.Int("http-port", pxe.DefaultHTTPPort, "HTTP port")
 	addr := fs.String("address", "", "the gate's address on IFACE (default: the profile's gate address)")
-	uefi := fs.String("uefi-boot-file", "ipxe.efi", "TFTP file for UEFI x64 PXE: ipxe.efi or snponly.efi")
+	uefi := fs.String("uefi-boot-file", "snponly.efi", "TFTP file for UEFI x64 PXE: snponly.efi (drives the NIC through the firmware, and hands it back cleanly when iPXE exits to the disk) or ipxe.efi (its own drivers)")
 	verbose := fs.Bool("v", false, "log debug detail (every packet)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
