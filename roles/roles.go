@@ -43,22 +43,25 @@ func base() []string {
 // another's view of them. Storage and compute share the minimal package set
 // for now; their lists stay separate because Ceph and k3s will differ.
 //
-// The first-boot phases are the design's full sequence (DESIGN.md §1):
-// "network" waits for the static address, "booted" reports to the gate
-// (KILN-BOOTED); the later phases bring up the role's services.
+// The first-boot phases are what kiln-firstboot runs today (its test checks
+// they agree): "storage" grows the state file system, "network" waits for
+// the static address, "announce" prints KILN-BOOTED and tells the gate.
+// Consul, Vault, Ceph and k3s phases come with those services.
 func catalogue() []Role {
 	return []Role{
 		{
 			Name: profiles.RoleStorage, Packages: base(), DataPartition: "osd",
-			FirstBoot: []string{"network", "booted", "consul", "vault", "ceph-mon", "ceph-mgr", "ceph-osd"},
+			FirstBoot: firstBoot(),
 		},
 		{
 			Name: profiles.RoleCompute, Packages: base(), DataPartition: "data",
-			FirstBoot: []string{"network", "booted", "k3s", "argocd"},
+			FirstBoot: firstBoot(),
 		},
 		{Name: profiles.RoleGate},
 	}
 }
+
+func firstBoot() []string { return []string{"storage", "network", "announce"} }
 
 // All returns every role, in catalogue order.
 func All() []Role { return catalogue() }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kilnlab/kiln/installer/gateclient/gatetest"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/roles"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -157,4 +158,21 @@ func withGate(m Machine, url string) Machine {
 
 func host(name string) func() (string, error) {
 	return func() (string, error) { return name, nil }
+}
+
+// The plan shows each role's first-boot phases from package roles: they
+// must be the phases this program runs.
+func TestPhasesMatchRoles(t *testing.T) {
+	var names []string
+	for _, p := range (&Env{}).Phases() {
+		names = append(names, p.Name)
+	}
+	for _, r := range roles.All() {
+		if !r.HasRootfs() {
+			continue
+		}
+		if diff := cmp.Diff(r.FirstBoot, names); diff != "" {
+			t.Errorf("role %s first-boot phases (-roles +firstboot):\n%s", r.Name, diff)
+		}
+	}
 }
