@@ -30,11 +30,11 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkBundlePlan(*bundleDir, pl); err != nil {
-		return err
-	}
 	machines, err := pickMachines(pl, *only)
 	if err != nil {
+		return err
+	}
+	if err := checkBundlePlan(*bundleDir, pl); err != nil {
 		return err
 	}
 	self, err := os.Executable()

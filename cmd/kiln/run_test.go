@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/kilnlab/kiln/plan"
+)
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantErr  string // substring; "" means success
+		wantCode int
+		stdout   string // substring of stdout
+	}{
+		{name: "help", args: nil, stdout: "usage: kiln COMMAND"},
+		{name: "unknown command", args: []string{"frobnicate"}, wantErr: `unknown command "frobnicate"`, wantCode: 2},
+		{name: "validate default", args: []string{"validate"}, stdout: "homelab.yaml: ok (5 machines)"},
+		{name: "validate bad profile", args: []string{"validate", "../../profiles/testdata/bad-unknown-key.yaml"},
+			wantErr: "bad-unknown-key.yaml:5:3: network.vlan: unknown field", wantCode: 1},
+		{name: "validate missing file", args: []string{"validate", "no/such.yaml"}, wantErr: "no/such.yaml", wantCode: 1},
+		{name: "validate two profiles", args: []string{"validate", "a.yaml", "b.yaml"}, wantErr: "at most one PROFILE", wantCode: 2},
+		{name: "plan table", args: []string{"plan"}, stdout: "serial WD-KILN-CEPH1-A"},
+		{name: "bad flag", args: []string{"plan", "--jsn"}, wantErr: "flag provided but not defined", wantCode: 2},
+		{name: "gate serve without bundle", args: []string{"gate", "serve"}, wantErr: "needs --bundle and --listen", wantCode: 2},
+		{name: "gate reinstall unknown", args: []string{"gate", "reinstall", "--state", t.TempDir(), "ceph-9"}, wantErr: `"ceph-9": no such machine`, wantCode: 2},
+		{name: "rehearse the gate", args: []string{"rehearse", "--machines", "gate-1"}, wantErr: "gate-1 is not an amd64 server", wantCode: 2},
+		{name: "rehearse without a bundle", args: []string{"rehearse", "--bundle", t.TempDir()}, wantErr: "plan.json", wantCode: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tc.args, &stdout, &stderr)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("run(%q) = %v\nstderr: %s", tc.args, err, stderr.String())
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("run(%q) = %v, want an error containing %q", tc.args, err, tc.wantErr)
+			case tc.wantErr != "" && exitCode(err) != tc.wantCode:
+				t.Errorf("exit code %d, want %d", exitCode(err), tc.wantCode)
+			}
+			if !strings.Contains(stdout.String(), tc.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.stdout, stdout.String())
+			}
+		})
+	}
+}
+
+// plan --json is what the gate serves the installer: it must decode into
+// the plan types and name every machine of the default lab.
+func TestPlanJSON(t *testing.T) {
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"plan", "--json"}, &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	var p plan.Plan
+	if err := json.Unmarshal(stdout.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Machines) != 5 || p.Lab != "homelab" {
+		t.Errorf("plan --json: lab %q with %d machines, want homelab with 5", p.Lab, len(p.Machines))
+	}
+}
