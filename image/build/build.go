@@ -39,6 +39,13 @@ type Options struct {
 // Build writes the bundle into o.Out. Work files live in a temporary
 // directory next to it, removed at the end.
 func Build(ctx context.Context, o Options) error {
+	// Tools run in other directories (mmdebstrap's copy:// repository,
+	// go build in the source tree): every path handed down is absolute.
+	out, err := filepath.Abs(o.Out)
+	if err != nil {
+		return err
+	}
+	o.Out = out
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return err
 	}

@@ -114,12 +114,17 @@ func (o Options) check() error {
 }
 
 func build(ctx context.Context, o Options, stage string) error {
+	// apt resolves copy:// URLs from its own working directory.
+	stage, err := filepath.Abs(stage)
+	if err != nil {
+		return err
+	}
 	repo := filepath.Join(stage, "repo")
 	if err := makeRepo(ctx, repo, o.Debs, o.Epoch); err != nil {
 		return err
 	}
 	root := filepath.Join(stage, "root")
-	err := hosttool.Run(ctx, hosttool.Cmd{Name: "mmdebstrap", Epoch: o.Epoch, Output: o.Progress,
+	err = hosttool.Run(ctx, hosttool.Cmd{Name: "mmdebstrap", Epoch: o.Epoch, Output: o.Progress,
 		Args: mmdebstrapArgs(o, repo, root)})
 	if err != nil {
 		return err
