@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/image/hosttool"
 )
 
@@ -128,15 +129,11 @@ func (o Options) withDefaults() (Options, error) {
 
 // build makes the image at img, using stage for the generated text files.
 func build(ctx context.Context, o Options, stage, img string) error {
-	f, err := os.Create(img)
+	f, err := disklayout.CreateSparse(img, o.Size)
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(o.Size)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := f.Close(); err != nil {
 		return err
 	}
 	run := func(name string, args ...string) error {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/kilnlab/kiln/roles"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/kilnlab/kiln/image/cache"
 	"github.com/kilnlab/kiln/image/debian"
+	"github.com/kilnlab/kiln/roles"
 )
 
 // The fetch tests serve small stand-in .debs from a local httptest server

@@ -5,9 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"github.com/kilnlab/kiln/image/cache"
-	"github.com/kilnlab/kiln/image/lock"
-	"github.com/kilnlab/kiln/roles"
 	"io"
 	"os"
 	"os/exec"
@@ -18,7 +15,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kilnlab/kiln/image/cache"
 	"github.com/kilnlab/kiln/image/hosttool"
+	"github.com/kilnlab/kiln/image/lock"
+	"github.com/kilnlab/kiln/roles"
 )
 
 func TestQuote(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/image/hosttool"
 )
 
@@ -100,15 +101,11 @@ func build(ctx context.Context, o Options, fsUUID uuid.UUID, stage string) error
 		return err
 	}
 	img := filepath.Join(stage, "state.img")
-	f, err := os.Create(img)
+	f, err := disklayout.CreateSparse(img, o.Size)
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(o.Size)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := f.Close(); err != nil {
 		return err
 	}
 	fake := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(o.Epoch, 10)}
