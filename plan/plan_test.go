@@ -3,16 +3,13 @@ package plan
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kilnlab/kiln/internal/golden"
 	"github.com/kilnlab/kiln/profiles"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 func homelab(t *testing.T) *Plan {
 	t.Helper()
@@ -32,7 +29,7 @@ func TestGoldenTable(t *testing.T) {
 	if err := WriteTable(&b, homelab(t)); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/homelab.table", b.Bytes())
+	golden.Check(t, "testdata/homelab.table", b.Bytes())
 }
 
 func TestGoldenJSON(t *testing.T) {
@@ -40,7 +37,7 @@ func TestGoldenJSON(t *testing.T) {
 	if err := WriteJSON(&b, homelab(t)); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/homelab.json", b.Bytes())
+	golden.Check(t, "testdata/homelab.json", b.Bytes())
 	// The JSON is the contract: it decodes back to the same plan.
 	var back Plan
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
@@ -48,22 +45,5 @@ func TestGoldenJSON(t *testing.T) {
 	}
 	if diff := cmp.Diff(homelab(t), &back); diff != "" {
 		t.Errorf("JSON round trip (-want +got):\n%s", diff)
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
 	}
 }

@@ -3,7 +3,6 @@ package profiles
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+	"github.com/kilnlab/kiln/internal/golden"
+)
 
 func TestDefaultValidates(t *testing.T) {
 	p, err := Default()
@@ -197,25 +196,8 @@ func TestGolden(t *testing.T) {
 			}
 			got, _ := json.MarshalIndent(p, "", "  ")
 			got = append(got, '\n')
-			golden(t, strings.TrimSuffix(filepath.Join("testdata", filepath.Base(f)), ".yaml")+".golden", got)
+			golden.Check(t, strings.TrimSuffix(filepath.Join("testdata", filepath.Base(f)), ".yaml")+".golden", got)
 		})
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
 	}
 }
 

@@ -3,7 +3,6 @@ package roles
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -14,12 +13,10 @@ import (
 
 	v35 "github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
-	"github.com/google/go-cmp/cmp"
 
+	"github.com/kilnlab/kiln/internal/golden"
 	"github.com/kilnlab/kiln/profiles"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 func TestCatalogue(t *testing.T) {
 	for _, tc := range []struct {
@@ -72,7 +69,7 @@ func TestRender(t *testing.T) {
 			if _, rpt, err := v35.Parse(raw); err != nil || len(rpt.Entries) > 0 {
 				t.Fatalf("v3_5.Parse: %v\n%s", err, rpt)
 			}
-			golden(t, filepath.Join("testdata", m.Name+".ign"), append(raw, '\n'))
+			golden.Check(t, filepath.Join("testdata", m.Name+".ign"), append(raw, '\n'))
 		})
 	}
 }
@@ -91,7 +88,7 @@ func TestApplyRendered(t *testing.T) {
 	if err := Apply(cfg, dir); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/ceph-1.tree", []byte(listTree(t, dir)))
+	golden.Check(t, "testdata/ceph-1.tree", []byte(listTree(t, dir)))
 }
 
 func TestApplyUnits(t *testing.T) {
@@ -107,7 +104,7 @@ func TestApplyUnits(t *testing.T) {
 	if err := Apply(cfg, dir); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/units.tree", []byte(listTree(t, dir)))
+	golden.Check(t, "testdata/units.tree", []byte(listTree(t, dir)))
 }
 
 func TestApplyRefuses(t *testing.T) {
@@ -205,21 +202,4 @@ func listTree(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
 }

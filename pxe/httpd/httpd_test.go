@@ -3,7 +3,6 @@ package httpd
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,13 +16,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kilnlab/kiln/internal/golden"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/internal/fakebundle"
 	"github.com/kilnlab/kiln/pxe/state"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 const (
 	gateURL = "http://192.168.1.10:8080"
@@ -125,21 +123,9 @@ func (f *fixture) do(t *testing.T, method, path, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func golden(t *testing.T, name, got string) {
+func goldenScript(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
+	golden.Check(t, filepath.Join("testdata", name), []byte(got))
 }
 
 var tokenRE = regexp.MustCompile(`kiln\.token=([0-9a-f]{32}) `)
@@ -156,7 +142,7 @@ func (f *fixture) installScript(t *testing.T, mac string) string {
 	if m == nil {
 		t.Fatalf("no token in script:\n%s", body)
 	}
-	golden(t, "install-ceph-1.ipxe", strings.ReplaceAll(body, m[1], "TOKEN"))
+	goldenScript(t, "install-ceph-1.ipxe", strings.ReplaceAll(body, m[1], "TOKEN"))
 	return m[1]
 }
 
@@ -166,7 +152,7 @@ func TestBootScript(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("status %d", code)
 	}
-	golden(t, "boot.ipxe", body)
+	goldenScript(t, "boot.ipxe", body)
 }
 
 func TestInstallLifecycle(t *testing.T) {
@@ -237,7 +223,7 @@ func TestInstallLifecycle(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("GET /ipxe = %d", code)
 	}
-	golden(t, "exit-installed.ipxe", body)
+	goldenScript(t, "exit-installed.ipxe", body)
 	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 403 {
 		t.Errorf("reused token = %d, want 403", code)
 	}
@@ -273,7 +259,7 @@ func TestInstallFailed(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 	_, body := f.do(t, "GET", "/ipxe/"+macC1, "")
-	golden(t, "exit-failed.ipxe", body)
+	goldenScript(t, "exit-failed.ipxe", body)
 }
 
 func TestInstallingTooLong(t *testing.T) {
@@ -302,7 +288,7 @@ func TestInstallingTooLong(t *testing.T) {
 	}
 	f.clock.add(DefaultInstallTimeout + time.Minute)
 	_, body := f.do(t, "GET", "/ipxe/"+macC1, "")
-	golden(t, "exit-timeout.ipxe", body)
+	goldenScript(t, "exit-timeout.ipxe", body)
 }
 
 func TestNotBooted(t *testing.T) {
@@ -316,7 +302,7 @@ func TestNotBooted(t *testing.T) {
 		if code != 200 {
 			t.Errorf("%s: %d", tc.mac, code)
 		}
-		golden(t, tc.golden, body)
+		goldenScript(t, tc.golden, body)
 		if !strings.Contains(f.logs.String(), tc.log) {
 			t.Errorf("%s: no %q in logs", tc.mac, tc.log)
 		}
