@@ -7,15 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	"github.com/kilnlab/kiln/image/cache"
+	"github.com/kilnlab/kiln/image/debian/debiantest"
 	"github.com/ulikunitz/xz"
 )
 
@@ -69,29 +67,6 @@ func (s *signer) clearsign(t *testing.T, text []byte) []byte {
 	return s.gpg(t, text, "--clearsign")
 }
 
-// mirror is an httptest stand-in for a Debian mirror: a map of paths to
-// bytes, counting requests.
-type mirror struct {
-	files    map[string][]byte
-	requests atomic.Int64
-	srv      *httptest.Server
-}
-
-func newMirror(t *testing.T) *mirror {
-	m := &mirror{files: map[string][]byte{}}
-	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.requests.Add(1)
-		data, ok := m.files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(data)
-	}))
-	t.Cleanup(m.srv.Close)
-	return m
-}
-
 func xzBytes(t *testing.T, data []byte) []byte {
 	var buf bytes.Buffer
 	w, err := xz.NewWriter(&buf)
@@ -112,7 +87,7 @@ func hexSum(b []byte) string {
 
 // syntheticSuite serves testdata/Packages as main/binary-amd64/Packages.xz
 // (by hash) under a Release text signed by s, and returns a client of it.
-func syntheticSuite(t *testing.T, s *signer, m *mirror) *Client {
+func syntheticSuite(t *testing.T, s *signer, m *debiantest.Mirror) *Client {
 	t.Helper()
 	plain, err := os.ReadFile("testdata/Packages")
 	if err != nil {
@@ -122,10 +97,10 @@ func syntheticSuite(t *testing.T, s *signer, m *mirror) *Client {
 	release := fmt.Sprintf("Origin: kiln-test\nSuite: test\nCodename: test\nVersion: 0.1\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n"+
 		"Acquire-By-Hash: yes\nArchitectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n",
 		hexSum(packagesXZ), len(packagesXZ))
-	m.files["/debian/dists/test/InRelease"] = s.clearsign(t, []byte(release))
-	m.files["/debian/dists/test/main/binary-amd64/by-hash/SHA256/"+hexSum(packagesXZ)] = packagesXZ
+	m.Files["/debian/dists/test/InRelease"] = s.clearsign(t, []byte(release))
+	m.Files["/debian/dists/test/main/binary-amd64/by-hash/SHA256/"+hexSum(packagesXZ)] = packagesXZ
 	return &Client{
-		Mirror: m.srv.URL + "/debian", Suite: "test", Components: []string{"main"},
+		Mirror: m.URL + "/debian", Suite: "test", Components: []string{"main"},
 		Verifier: GPGV{Keyring: s.keyring},
 		Cache:    &cache.Cache{Dir: t.TempDir()},
 	}
@@ -136,7 +111,7 @@ func syntheticSuite(t *testing.T, s *signer, m *mirror) *Client {
 // the sha256 the signed text gives.
 func TestClientSigned(t *testing.T) {
 	s := newSigner(t)
-	m := newMirror(t)
+	m := debiantest.NewMirror(t)
 	c := syntheticSuite(t, s, m)
 	ctx := context.Background()
 	rel, err := c.Release(ctx)
@@ -153,11 +128,11 @@ func TestClientSigned(t *testing.T) {
 	if ix.Len() != 16 { // 17 stanzas, one arm64
 		t.Errorf("index has %d packages, want 16", ix.Len())
 	}
-	before := m.requests.Load()
+	before := m.Requests.Load()
 	if _, err := c.Index(ctx, rel, "amd64"); err != nil {
 		t.Fatal(err)
 	}
-	if n := m.requests.Load() - before; n != 0 {
+	if n := m.Requests.Load() - before; n != 0 {
 		t.Errorf("second Index made %d requests, want 0 (cached by hash)", n)
 	}
 }
@@ -167,16 +142,16 @@ func TestClientRefusesTampering(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("InRelease edited after signing", func(t *testing.T) {
-		m := newMirror(t)
+		m := debiantest.NewMirror(t)
 		c := syntheticSuite(t, s, m)
 		p := "/debian/dists/test/InRelease"
-		m.files[p] = bytes.Replace(m.files[p], []byte("Version: 0.1"), []byte("Version: 0.2"), 1)
+		m.Files[p] = bytes.Replace(m.Files[p], []byte("Version: 0.1"), []byte("Version: 0.2"), 1)
 		if _, err := c.Release(ctx); !errors.Is(err, ErrBadSignature) {
 			t.Errorf("Release = %v, want ErrBadSignature", err)
 		}
 	})
 	t.Run("signed by an unknown key", func(t *testing.T) {
-		m := newMirror(t)
+		m := debiantest.NewMirror(t)
 		c := syntheticSuite(t, s, m)
 		c.Verifier = GPGV{Keyring: newSigner(t).keyring}
 		if _, err := c.Release(ctx); !errors.Is(err, ErrBadSignature) {
@@ -184,16 +159,16 @@ func TestClientRefusesTampering(t *testing.T) {
 		}
 	})
 	t.Run("Packages.xz not matching the signed hash", func(t *testing.T) {
-		m := newMirror(t)
+		m := debiantest.NewMirror(t)
 		c := syntheticSuite(t, s, m)
 		rel, err := c.Release(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for p, data := range m.files {
+		for p, data := range m.Files {
 			if filepath.Base(filepath.Dir(p)) == "SHA256" {
-				m.files[p] = append([]byte{}, data...)
-				m.files[p][len(data)/2] ^= 0xff
+				m.Files[p] = append([]byte{}, data...)
+				m.Files[p][len(data)/2] ^= 0xff
 			}
 		}
 		if _, err := c.Index(ctx, rel, "amd64"); !errors.Is(err, cache.ErrHashMismatch) {

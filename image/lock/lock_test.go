@@ -8,43 +8,20 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kilnlab/kiln/image/cache"
 	"github.com/kilnlab/kiln/image/debian"
+	"github.com/kilnlab/kiln/image/debian/debiantest"
 	"github.com/kilnlab/kiln/roles"
 )
 
 // The fetch tests serve small stand-in .debs from a local httptest server
 // through the real fetch + verify code; nothing reaches the internet.
-
-type mirror struct {
-	files    map[string][]byte
-	requests atomic.Int64
-	srv      *httptest.Server
-}
-
-func newMirror(t *testing.T) *mirror {
-	m := &mirror{files: map[string][]byte{}}
-	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.requests.Add(1)
-		data, ok := m.files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(data)
-	}))
-	t.Cleanup(m.srv.Close)
-	return m
-}
 
 func sum(b []byte) string {
 	s := sha256.Sum256(b)
@@ -52,20 +29,20 @@ func sum(b []byte) string {
 }
 
 // standIns serves three small files and returns a lock pinning them.
-func standIns(m *mirror) *File {
+func standIns(m *debiantest.Mirror) *File {
 	set := &Set{Spec: Spec{Name: "boot-amd64", Arch: "amd64", Mode: ModeExact}}
 	for _, name := range []string{"ipxe", "syslinux-common", "systemd-boot-efi"} {
 		data := []byte("stand-in .deb for " + name)
 		fn := fmt.Sprintf("pool/main/%c/%s/%s_1.0_all.deb", name[0], name, name)
-		m.files["/debian/"+fn] = data
+		m.Files["/debian/"+fn] = data
 		set.Roots = append(set.Roots, name)
 		set.Packages = append(set.Packages, Pin{Package: name, Version: "1:1.0", Arch: "all", Filename: fn, Size: int64(len(data)), SHA256: sum(data)})
 	}
-	return &File{Format: Format, Mirror: m.srv.URL + "/debian", Suite: "bookworm", Sets: map[string]*Set{"boot-amd64": set}}
+	return &File{Format: Format, Mirror: m.URL + "/debian", Suite: "bookworm", Sets: map[string]*Set{"boot-amd64": set}}
 }
 
 func TestFetchWarmCacheIsOffline(t *testing.T) {
-	m := newMirror(t)
+	m := debiantest.NewMirror(t)
 	f := standIns(m)
 	var progress bytes.Buffer
 	c := &cache.Cache{Dir: t.TempDir(), Progress: &progress}
@@ -75,7 +52,7 @@ func TestFetchWarmCacheIsOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := m.requests.Load(); n != 3 {
+	if n := m.Requests.Load(); n != 3 {
 		t.Errorf("cold fetch: %d requests, want 3", n)
 	}
 	for i, l := range got {
@@ -92,10 +69,10 @@ func TestFetchWarmCacheIsOffline(t *testing.T) {
 	if _, err := Fetch(ctx, c, f, "boot-amd64"); err != nil {
 		t.Fatal(err)
 	}
-	if n := m.requests.Load(); n != 3 {
+	if n := m.Requests.Load(); n != 3 {
 		t.Errorf("warm fetch made %d more requests, want 0", n-3)
 	}
-	m.srv.Close()
+	m.Close()
 	warm, err := Fetch(ctx, c, f, "boot-amd64")
 	if err != nil {
 		t.Fatalf("warm fetch with the mirror down: %v", err)
@@ -109,9 +86,9 @@ func TestFetchWarmCacheIsOffline(t *testing.T) {
 }
 
 func TestFetchStaleLock(t *testing.T) {
-	m := newMirror(t)
+	m := debiantest.NewMirror(t)
 	f := standIns(m)
-	delete(m.files, "/debian/pool/main/i/ipxe/ipxe_1.0_all.deb")
+	delete(m.Files, "/debian/pool/main/i/ipxe/ipxe_1.0_all.deb")
 	_, err := Fetch(context.Background(), &cache.Cache{Dir: t.TempDir()}, f, "boot-amd64")
 	if !errors.Is(err, cache.ErrNotFound) || !strings.Contains(err.Error(), "no longer on") || !strings.Contains(err.Error(), "kiln lock") {
 		t.Errorf("Fetch = %v, want ErrNotFound telling to re-lock", err)
@@ -122,9 +99,9 @@ func TestFetchStaleLock(t *testing.T) {
 }
 
 func TestFetchRefusesTamperedMirror(t *testing.T) {
-	m := newMirror(t)
+	m := debiantest.NewMirror(t)
 	f := standIns(m)
-	m.files["/debian/pool/main/s/syslinux-common/syslinux-common_1.0_all.deb"] = []byte("stand-in .deb for syslinux-commoN")
+	m.Files["/debian/pool/main/s/syslinux-common/syslinux-common_1.0_all.deb"] = []byte("stand-in .deb for syslinux-commoN")
 	_, err := Fetch(context.Background(), &cache.Cache{Dir: t.TempDir()}, f, "boot-amd64")
 	if !errors.Is(err, cache.ErrHashMismatch) {
 		t.Errorf("Fetch = %v, want ErrHashMismatch", err)
@@ -187,7 +164,7 @@ func TestDefaultLock(t *testing.T) {
 // httptest. Signature checking is image/debian's (tested there with gpgv);
 // here the verifier passes the text through.
 func TestLockFromMirror(t *testing.T) {
-	m := newMirror(t)
+	m := debiantest.NewMirror(t)
 	packages := strings.Join([]string{
 		stanza("linux-image-amd64", "6.1.99-1", "amd64", "optional", "Depends: linux-image-6.1.0-99-amd64 (= 6.1.99-1)"),
 		stanza("linux-image-6.1.0-99-amd64", "6.1.99-1", "amd64", "optional", "Depends: kmod"),
@@ -200,15 +177,15 @@ func TestLockFromMirror(t *testing.T) {
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte(packages))
 	zw.Close()
-	m.files["/debian/dists/bookworm/main/binary-amd64/Packages.gz"] = gz.Bytes()
-	m.files["/debian/dists/bookworm/InRelease"] = []byte(fmt.Sprintf(
+	m.Files["/debian/dists/bookworm/main/binary-amd64/Packages.gz"] = gz.Bytes()
+	m.Files["/debian/dists/bookworm/InRelease"] = []byte(fmt.Sprintf(
 		"Suite: oldstable\nCodename: bookworm\nVersion: 12.99\nDate: Sat, 01 Jan 2000 00:00:00 UTC\nSHA256:\n %s %d main/binary-amd64/Packages.gz\n",
 		sum(gz.Bytes()), gz.Len()))
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "kiln.lock.json")
 	opts := RefreshOptions{
-		Options: Options{Mirror: m.srv.URL + "/debian", Components: []string{"main"}, Verifier: passThrough{},
+		Options: Options{Mirror: m.URL + "/debian", Components: []string{"main"}, Verifier: passThrough{},
 			Cache: &cache.Cache{Dir: filepath.Join(dir, "cache")}},
 		Path: path,
 		// boot-amd64 is exact: ipxe's dependency is not followed.
