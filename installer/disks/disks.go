@@ -41,8 +41,8 @@ type System struct {
 	DevRoot string // "/dev" on a real machine
 }
 
-// Host is the real machine.
-var Host = System{SysRoot: "/sys", DevRoot: "/dev"}
+// Host is the running system's disks: /sys and /dev.
+func Host() System { return System{SysRoot: "/sys", DevRoot: "/dev"} }
 
 // skipPrefixes are kernel names of block devices that are never install
 // targets: loop, RAM and optical devices, zram, device-mapper and md.

@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "install":
 		return installMode(ctx, log, p, stdout, *noReboot)
 	case "boot":
-		b := &bootmode.Booter{Log: log, Console: stdout, Disks: disks.Host, NewRoot: "/newroot", Wait: 30 * time.Second, Init: "/sbin/init"}
+		b := &bootmode.Booter{Log: log, Console: stdout, Disks: disks.Host(), NewRoot: "/newroot", Wait: 30 * time.Second, Init: "/sbin/init"}
 		return b.Run(ctx, p)
 	case "":
 		return fmt.Errorf("no kiln.mode on the kernel command line")
@@ -107,7 +107,7 @@ func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, consol
 		Log:     log,
 		Console: console,
 		Gate:    &gateclient.Client{Base: p.Gate, MAC: p.MAC, Token: p.Token},
-		Disks:   disks.Host,
+		Disks:   disks.Host(),
 		Name:    p.MAC,
 	}
 	if err := p.Need("kiln.gate", "kiln.mac", "kiln.token"); err != nil {
