@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnlab/kiln/installer/gateclient"
+	"github.com/kilnlab/kiln/pxe/api"
 )
 
 // Env is what the tasks act on; tests replace the system parts.
@@ -124,7 +125,7 @@ func (e *Env) reportBooted(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return e.HTTP.Booted(ctx, gateclient.Booted{Hostname: host, Address: e.Machine.Address})
+	return e.HTTP.Booted(ctx, api.Booted{Hostname: host, Address: e.Machine.Address})
 }
 
 func or(d, def time.Duration) time.Duration {

@@ -31,25 +31,6 @@ var (
 	ErrBadManifest = errors.New("invalid install manifest")
 )
 
-// The wire types are pxe/api's and bundle's; these names are kept so the
-// installer's other packages (installer/install, installer/firstboot) build
-// unchanged. New code uses pxe/api directly.
-type (
-	File     = bundle.File
-	Manifest = api.InstallManifest
-	Progress = api.Progress
-	Result   = api.Result
-	Booted   = api.Booted
-)
-
-// File keys of a manifest; see pxe/api.
-const (
-	FileESP    = api.FileESP
-	FileRoot   = api.FileRoot
-	FileState  = api.FileState
-	FileGPTMBR = api.FileGPTMBR
-)
-
 // maxManifest bounds what is read of a manifest: a plan of one machine is
 // a few KiB.
 const maxManifest = 1 << 20

@@ -25,10 +25,12 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/installer/disks"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 )
 
 // ErrRefused wraps every error returned before anything was written.
@@ -50,9 +52,9 @@ type Installer struct {
 
 // contentFile maps a partition's content to its manifest file.
 var contentFile = map[string]string{
-	plan.ContentESP:   gateclient.FileESP,
-	plan.ContentRoot:  gateclient.FileRoot,
-	plan.ContentState: gateclient.FileState,
+	plan.ContentESP:   api.FileESP,
+	plan.ContentRoot:  api.FileRoot,
+	plan.ContentState: api.FileState,
 }
 
 // Run installs and reports. It returns nil after KILN-INSTALL-OK; the
@@ -84,7 +86,7 @@ func (in *Installer) Refuse(ctx context.Context, err error) error {
 
 // work is everything decided before writing.
 type work struct {
-	manifest gateclient.Manifest
+	manifest api.InstallManifest
 	targets  []disks.Target
 	bootCode []byte
 }
@@ -98,7 +100,7 @@ func (in *Installer) prepare(ctx context.Context, name *string) (*work, error) {
 	}
 	*name = m.Machine.Name
 	fmt.Fprintf(in.Console, "KILN-INSTALL-START %s\n", *name)
-	in.progress(ctx, gateclient.Progress{Phase: "check", Message: "selecting disks"})
+	in.progress(ctx, api.Progress{Phase: "check", Message: "selecting disks"})
 	targets, err := in.Disks.Select(m.Machine.Disks)
 	if err != nil {
 		return nil, err
@@ -109,7 +111,7 @@ func (in *Installer) prepare(ctx context.Context, name *string) (*work, error) {
 			return nil, fmt.Errorf("disk %s: %w", t.Plan.Name, err)
 		}
 	}
-	mbr, err := in.Gate.Fetch(ctx, m.Files[gateclient.FileGPTMBR], disklayout.BootCodeSize)
+	mbr, err := in.Gate.Fetch(ctx, m.Files[api.FileGPTMBR], disklayout.BootCodeSize)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +120,7 @@ func (in *Installer) prepare(ctx context.Context, name *string) (*work, error) {
 
 // checkTarget checks what disklayout would refuse later, plus that every
 // image fits its partition.
-func checkTarget(t disks.Target, m gateclient.Manifest) error {
+func checkTarget(t disks.Target, m api.InstallManifest) error {
 	switch t.Plan.Action {
 	case plan.ActionClear:
 		return nil
@@ -148,7 +150,7 @@ func checkTarget(t disks.Target, m gateclient.Manifest) error {
 // finish prints the closing marker and reports the result; a gate that
 // cannot be told is logged, the console already says it all.
 func (in *Installer) finish(ctx context.Context, name, marker string, err error) {
-	res := gateclient.Result{OK: err == nil}
+	res := api.Result{OK: err == nil}
 	if err != nil {
 		res.Error = err.Error()
 		fmt.Fprintf(in.Console, "%s %s: %v\n", marker, name, err)
@@ -161,7 +163,7 @@ func (in *Installer) finish(ctx context.Context, name, marker string, err error)
 	}
 }
 
-func (in *Installer) progress(ctx context.Context, p gateclient.Progress) {
+func (in *Installer) progress(ctx context.Context, p api.Progress) {
 	if err := in.Gate.Progress(ctx, p); err != nil {
 		in.Log.Warn("report progress to gate", "phase", p.Phase, "err", err)
 	}
@@ -174,7 +176,7 @@ func (in *Installer) write(ctx context.Context, w *work) error {
 			return fmt.Errorf("disk %s (%s): %w", t.Plan.Name, t.Disk.Path, err)
 		}
 	}
-	in.progress(ctx, gateclient.Progress{Phase: "done", Message: "installed"})
+	in.progress(ctx, api.Progress{Phase: "done", Message: "installed"})
 	return nil
 }
 
@@ -191,11 +193,11 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 	}()
 	size := int64(t.Disk.Size)
 	if t.Plan.Action == plan.ActionClear {
-		in.progress(ctx, gateclient.Progress{Phase: "clear", Message: t.Plan.Name})
+		in.progress(ctx, api.Progress{Phase: "clear", Message: t.Plan.Name})
 		fmt.Fprintf(in.Console, "kiln: clearing %s (%s)\n", t.Plan.Name, t.Disk.Path)
 		return disklayout.Clear(ctx, f, size)
 	}
-	in.progress(ctx, gateclient.Progress{Phase: "partition", Message: t.Plan.Name})
+	in.progress(ctx, api.Progress{Phase: "partition", Message: t.Plan.Name})
 	fmt.Fprintf(in.Console, "kiln: partitioning %s (%s)\n", t.Plan.Name, t.Disk.Path)
 	if err := disklayout.Write(ctx, f, size, t.Plan.Layout, w.bootCode); err != nil {
 		return err
@@ -217,7 +219,7 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 	}
 	for _, p := range written {
 		file := w.manifest.Files[contentFile[p.Content]]
-		in.progress(ctx, gateclient.Progress{Phase: "verify", Message: p.Name, Total: file.Size})
+		in.progress(ctx, api.Progress{Phase: "verify", Message: p.Name, Total: file.Size})
 		fmt.Fprintf(in.Console, "kiln: verifying %s\n", p.Name)
 		if err := disklayout.VerifyPartition(ctx, f, p, file.Size, file.SHA256); err != nil {
 			return err
@@ -228,7 +230,7 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 
 // writePartition streams one image from the gate into its partition; the
 // hash computed while writing must already match the manifest.
-func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Partition, key string, file gateclient.File) error {
+func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Partition, key string, file bundle.File) error {
 	body, err := in.Gate.Open(ctx, file)
 	if err != nil {
 		return err
@@ -240,7 +242,7 @@ func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Pa
 		step = 32 << 20
 	}
 	r := &meter{r: body, total: file.Size, step: step, report: func(done int64) {
-		in.progress(ctx, gateclient.Progress{Phase: phase, Message: p.Name, Done: done, Total: file.Size})
+		in.progress(ctx, api.Progress{Phase: phase, Message: p.Name, Done: done, Total: file.Size})
 		fmt.Fprintf(in.Console, "kiln: %s %s %d/%d MiB\n", phase, p.Name, done>>20, file.Size>>20)
 	}}
 	sum, err := disklayout.WriteImage(ctx, dev, p, r, file.Size)
