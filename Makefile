@@ -11,7 +11,7 @@ export GOFLAGS
 
 # Debian packages kiln's build, its checks and its rehearsal use on the host.
 APT_PACKAGES := \
-	debian-archive-keyring gpgv ca-certificates \
+	debian-archive-keyring gpgv gpg gpg-agent ca-certificates \
 	qemu-system-x86 qemu-system-arm qemu-utils ovmf ipxe \
 	mmdebstrap apt-utils squashfs-tools fdisk gdisk dosfstools mtools \
 	syslinux syslinux-common systemd-boot-efi e2fsprogs kmod \
@@ -29,7 +29,7 @@ apt-deps:
 	if [ -n "$$missing" ]; then \
 		echo "kiln: installing Debian packages:" $$missing; \
 		if [ "$$(id -u)" != 0 ]; then echo "kiln: run as root (or sudo make ...) to install them" >&2; exit 1; fi; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
 go-deps:
