@@ -14,23 +14,13 @@ import (
 	"time"
 
 	"github.com/kilnlab/kiln/image/hosttool"
+	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
 )
 
 const hostSystemdBoot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 
 const cmdline = "rdinit=/bbin/kiln-init kiln.mode=boot kiln.root=PARTUUID=0b16bb49-b663-5469-b1ae-a78aa7ab020c " +
 	"kiln.state=PARTUUID=334e246f-8f0b-5af4-9746-b4af94980a23 console=tty0 console=ttyS0,115200"
-
-// needTools skips when a tool is missing, except under CI=true.
-func needTools(t *testing.T, names ...string) {
-	t.Helper()
-	if err := hosttool.Check(names...); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-}
 
 func needFile(t *testing.T, path string) {
 	t.Helper()
@@ -67,7 +57,7 @@ func inputs(t *testing.T) Options {
 }
 
 func TestBuild(t *testing.T) {
-	needTools(t, append(Tools(), "fsck.vfat", "mdir", "mtype", "mcopy")...)
+	hosttooltest.Need(t, append(Tools(), "fsck.vfat", "mdir", "mtype", "mcopy")...)
 	needFile(t, hostSystemdBoot)
 	ctx := context.Background()
 	o := inputs(t)
@@ -132,7 +122,7 @@ func derivedID(o Options) uint32 {
 // clock times (the pause crosses FAT's 2 s timestamp resolution) and
 // expects the same bytes; a different command line changes them.
 func TestReproducible(t *testing.T) {
-	needTools(t, Tools()...)
+	hosttooltest.Need(t, Tools()...)
 	needFile(t, hostSystemdBoot)
 	ctx := context.Background()
 	o := inputs(t)

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kilnlab/kiln/image/cache"
+	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
 	"github.com/kilnlab/kiln/image/lock"
 )
 
@@ -40,24 +40,12 @@ func pinnedKernel(t *testing.T) string {
 	return got[0].Path
 }
 
-func needTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s missing under CI: %v", n, err)
-			}
-			t.Skipf("%s not installed: %v", n, err)
-		}
-	}
-}
-
 // TestPinnedKernel unpacks the real pinned kernel and checks what the
 // initramfs build relies on: the image, one module tree, and a modules.dep
 // (made by depmod, since the .deb has none) that knows the modules kiln
 // loads to reach its root file system.
 func TestPinnedKernel(t *testing.T) {
-	needTools(t, "dpkg-deb", "depmod")
+	hosttooltest.Need(t, "dpkg-deb", "depmod")
 	deb := pinnedKernel(t)
 	k, err := Extract(context.Background(), deb, t.TempDir())
 	if err != nil {

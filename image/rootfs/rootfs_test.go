@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kilnlab/kiln/image/cache"
-	"github.com/kilnlab/kiln/image/hosttool"
+	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
 	"github.com/kilnlab/kiln/image/lock"
 	"github.com/kilnlab/kiln/roles"
 )
@@ -124,7 +124,7 @@ func testLog(t *testing.T) io.Writer {
 // network (a copy:// repository) and checks it with unsquashfs. With
 // KILN_REPRO_TESTS=1 it builds a second time and compares the bytes.
 func TestBuildOffline(t *testing.T) {
-	needTools(t, append(Tools(), "unsquashfs")...)
+	hosttooltest.Need(t, append(Tools(), "unsquashfs")...)
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("needs root (CI runs as root)")
@@ -212,15 +212,5 @@ func TestBuildOffline(t *testing.T) {
 	second, _ := os.ReadFile(o.Out)
 	if sha256.Sum256(first) != sha256.Sum256(second) {
 		t.Error("two builds of the same inputs differ")
-	}
-}
-
-func needTools(t *testing.T, names ...string) {
-	t.Helper()
-	if err := hosttool.Check(names...); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
 	}
 }

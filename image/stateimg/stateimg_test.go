@@ -11,20 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kilnlab/kiln/image/hosttool"
+	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
 )
 
 const testUUID = "3a7b1c2d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"
-
-func needTools(t *testing.T, names ...string) {
-	t.Helper()
-	if err := hosttool.Check(names...); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-}
 
 // etcTree writes a machine's /etc files the way the build would.
 func etcTree(t *testing.T) string {
@@ -61,7 +51,7 @@ func debugfs(t *testing.T, img, req string) string {
 }
 
 func TestBuild(t *testing.T) {
-	needTools(t, append(Tools(), "e2fsck", "dumpe2fs")...)
+	hosttooltest.Need(t, append(Tools(), "e2fsck", "dumpe2fs")...)
 	o := Options{Out: filepath.Join(t.TempDir(), "state.img"), Tree: etcTree(t), UUID: testUUID}
 	if err := Build(context.Background(), o); err != nil {
 		t.Fatal(err)
@@ -113,7 +103,7 @@ func TestBuild(t *testing.T) {
 // TestReproducible builds from two separately written copies of the same
 // tree, a second apart, and expects identical images.
 func TestReproducible(t *testing.T) {
-	needTools(t, Tools()...)
+	hosttooltest.Need(t, Tools()...)
 	var imgs [2][]byte
 	for i := range imgs {
 		if i == 1 {
@@ -134,7 +124,7 @@ func TestReproducible(t *testing.T) {
 }
 
 func TestRejects(t *testing.T) {
-	needTools(t, Tools()...)
+	hosttooltest.Need(t, Tools()...)
 	dir := t.TempDir()
 	bad := t.TempDir()
 	if err := os.WriteFile(filepath.Join(bad, `a"b`), nil, 0o644); err != nil {
