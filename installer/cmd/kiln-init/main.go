@@ -30,7 +30,7 @@ import (
 	"github.com/kilnlab/kiln/installer/disks"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/installer/install"
-	"github.com/kilnlab/kiln/installer/kmod"
+	"github.com/kilnlab/kiln/image/initramfs/kmod"
 	"github.com/kilnlab/kiln/installer/netup"
 )
 

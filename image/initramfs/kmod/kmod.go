@@ -1,4 +1,5 @@
-// Package kmod owns loading the kernel modules the initramfs carries:
+// Package kmod owns loading, at run time, the kernel modules an initramfs
+// built by image/initramfs carries (the installer's and the gate's):
 // every module of /lib/modules/<release>/modules.dep (the builder put only
 // the ones kiln needs there), each after its dependencies, with
 // finit_module(2). Debian builds virtio, ext4, vfat, squashfs and overlay
