@@ -25,12 +25,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kilnlab/kiln/image/initramfs/kmod"
 	"github.com/kilnlab/kiln/installer/bootmode"
 	"github.com/kilnlab/kiln/installer/cmdline"
 	"github.com/kilnlab/kiln/installer/disks"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/installer/install"
-	"github.com/kilnlab/kiln/image/initramfs/kmod"
 	"github.com/kilnlab/kiln/installer/netup"
 )
 
