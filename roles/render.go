@@ -112,6 +112,10 @@ func networkd(id Identity) string {
 	for _, d := range id.DNS {
 		fmt.Fprintf(&b, "DNS=%s\n", d)
 	}
+	// The gate serves time to the lab (it follows network.ntp itself
+	// when it can reach it), so every machine agrees with every other
+	// even offline; the profile's servers are the fallback.
+	fmt.Fprintf(&b, "NTP=%s\n", id.Gate)
 	for _, n := range id.NTP {
 		fmt.Fprintf(&b, "NTP=%s\n", n)
 	}

@@ -34,9 +34,11 @@ var ErrUnknownRole = errors.New("unknown role")
 // systemd as init (systemd-sysv), udev for devices, systemd-networkd (part
 // of the systemd package in bookworm) configured by Render, dbus for
 // networkctl and hostnamed, netbase for /etc/services and /etc/protocols,
-// kmod for modules, e2fsprogs for the ext4 state partition (resize2fs).
+// kmod for modules, e2fsprogs for the ext4 state partition (resize2fs),
+// systemd-timesyncd to keep the clock on the gate's (Ceph monitors and TLS
+// refuse peers whose clocks disagree; the lab may have no internet).
 func base() []string {
-	return []string{"systemd", "systemd-sysv", "udev", "dbus", "iproute2", "netbase", "kmod", "e2fsprogs"}
+	return []string{"systemd", "systemd-sysv", "udev", "dbus", "iproute2", "netbase", "kmod", "e2fsprogs", "systemd-timesyncd"}
 }
 
 // catalogue builds the roles afresh on every call, so no caller can change

@@ -50,6 +50,32 @@ var Commands = []string{
 // KilnInit is kiln-init's package.
 const KilnInit = "github.com/kilnlab/kiln/installer/cmd/kiln-init"
 
+// Kiln is the kiln CLI's package: the gate's initramfs carries it whole
+// and runs `kiln gate run` as u-root's uinit.
+const Kiln = "github.com/kilnlab/kiln/cmd/kiln"
+
+// GateCommands are the gate initramfs's busybox: u-root's init and the
+// same look-around tools as the installer's, and kiln.
+func GateCommands() []string {
+	cmds := append([]string(nil), Commands[:len(Commands)-1]...)
+	return append(cmds, Kiln)
+}
+
+// GateUinit is the gate's uinit command line.
+var GateUinit = []string{"kiln", "gate", "run"}
+
+// GateModules returns the modules of the gate (arm64): the Pi 4's SD
+// slot (sdhci-iproc), NIC (genet with its MDIO bus and PHY) and hardware
+// RNG, QEMU virt's virtio devices for the rehearsal, the file systems of
+// /payload and /perm, and WireGuard.
+func GateModules() []string {
+	return []string{
+		"sdhci_iproc", "mmc_block", "genet", "mdio_bcm_unimac", "broadcom", "iproc_rng200", "bcm2835_wdt",
+		"virtio_pci", "virtio_mmio", "virtio_rng", "virtio_blk", "virtio_net",
+		"af_packet", "crc32c_generic", "ext4", "squashfs", "wireguard",
+	}
+}
+
 // DefaultModules returns the modules kiln-init needs on arch, in load
 // order (dependencies are added by modules.dep): disk and NIC drivers of
 // the machines kiln targets and of QEMU, then the filesystems of boot mode.
@@ -65,7 +91,7 @@ func DefaultModules(arch string) []string {
 	if arch == "amd64" {
 		return append([]string{"ahci", "ata_piix", "e1000"}, common...)
 	}
-	return append([]string{"mmc_block", "sdhci_iproc", "bcmgenet", "genet"}, common...)
+	return append([]string{"mmc_block", "sdhci_iproc", "genet"}, common...)
 }
 
 // Options say what to build.
@@ -80,6 +106,10 @@ type Options struct {
 	// means DefaultModules(Arch). Names absent from modules.dep (built
 	// in, or another arch) are skipped with a log line.
 	Modules []string
+	// Commands are the busybox's command packages; nil means Commands.
+	Commands []string
+	// Uinit is u-root's uinit command line; nil means kiln-init.
+	Uinit []string
 	// ExtraFiles are more files, "host/path:archive/path" as mkuimage
 	// takes them.
 	ExtraFiles []string
@@ -122,13 +152,20 @@ func Build(ctx context.Context, o Options) error {
 	}
 	cpioPath := filepath.Join(tmp, "initramfs.cpio")
 	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH(o.Arch), golang.WithGOOS("linux"), golang.WithWorkingDir(src))
+	cmds, uinit := o.Commands, o.Uinit
+	if cmds == nil {
+		cmds = Commands
+	}
+	if uinit == nil {
+		uinit = []string{"kiln-init"}
+	}
 	l := llog.New(slog.LevelInfo, func(format string, v ...any) { log.Info(fmt.Sprintf(format, v...)) })
 	err = uimage.Create(l,
 		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
-		uimage.WithBusyboxCommands(Commands...),
+		uimage.WithBusyboxCommands(cmds...),
 		uimage.WithInit("init"),
-		uimage.WithUinitCommand("kiln-init"),
+		uimage.WithUinit(uinit[0], uinit[1:]...),
 		uimage.WithShell("gosh"),
 		uimage.WithFiles(files...),
 		uimage.WithSkipLDD(),
