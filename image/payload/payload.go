@@ -10,7 +10,6 @@ package payload
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -80,9 +79,6 @@ func WriteInfo(root string, i Info) error {
 	}
 	return os.WriteFile(filepath.Join(root, InfoFile), append(b, '\n'), 0o644)
 }
-
-// ErrNoSecrets is returned by Secret when the payload carries no such file.
-var ErrNoSecrets = errors.New("payload carries no such secret")
 
 // WriteSecret writes root/secrets/name with mode 0600 (directory 0700).
 func WriteSecret(root, name string, data []byte) error {
