@@ -125,4 +125,10 @@ func applyDefaults(p *Profile) {
 	if p.Network.DHCP.Mode == "" {
 		p.Network.DHCP.Mode = DHCPProxy
 	}
+	for _, m := range p.Machines {
+		if wg := m.WireGuard; wg != nil && wg.Peer.Keepalive == nil {
+			k := DefaultKeepalive
+			wg.Peer.Keepalive = &k
+		}
+	}
 }

@@ -29,6 +29,9 @@ func (v *validator) machine(i int) {
 	if (m.Role == RoleStorage || m.Role == RoleCompute) && systems != 1 {
 		v.ps.add(f+".disks", "want exactly one disk with use: system, found %d", systems)
 	}
+	if m.WireGuard != nil {
+		v.wireguard(f+".wireguard", m)
+	}
 }
 
 // hardware checks board, arch and firmware against each other and the role.
@@ -144,10 +147,12 @@ func fitField(f string, d *Disk) string {
 }
 
 // normalize lowercases what compares case-insensitively, so every consumer
-// of a validated profile sees one spelling.
+// of a validated profile sees one spelling, and fills the defaults that
+// need validated values.
 func normalize(p *Profile) {
 	for i := range p.Machines {
 		m := &p.Machines[i]
+		wireguardDefaults(m)
 		m.MAC = strings.ToLower(m.MAC)
 		for j := range m.Disks {
 			m.Disks[j].WWN = strings.ToLower(m.Disks[j].WWN)

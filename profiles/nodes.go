@@ -48,12 +48,18 @@ func walk(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 		return // an empty value is the zero value; validation decides
 	}
 	switch {
+	case t.Kind() == reflect.Pointer:
+		walk(n, t.Elem(), path, ps)
 	case t == sizeType:
 		walkSize(n, path, ps)
 	case t.Kind() == reflect.Struct:
 		walkStruct(n, t, path, ps)
 	case t.Kind() == reflect.Slice:
 		walkSlice(n, t, path, ps)
+	case t.Kind() == reflect.Int:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			ps.addAt(n, path, "want a whole number")
+		}
 	case t.Kind() == reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
 			ps.addAt(n, path, "want true or false")

@@ -71,7 +71,7 @@ func TestBadProfiles(t *testing.T) {
 		{"bad-syntax.yaml", []string{"bad-syntax.yaml:4:1: YAML syntax: mapping values are not allowed in this context"}},
 		{"bad-unknown-key.yaml", []string{
 			"bad-unknown-key.yaml:5:3: network.vlan: unknown field (known: cidr, gateway, dns, ntp, dhcp)",
-			"bad-unknown-key.yaml:13:5: machines[0].colour: unknown field (known: name, role, hardware, board, arch, firmware, mac, address, disks)",
+			"bad-unknown-key.yaml:13:5: machines[0].colour: unknown field (known: name, role, hardware, board, arch, firmware, mac, address, disks, wireguard)",
 			"bad-unknown-key.yaml:26:9: machines[1].disks[0].systemsize: unknown field (known: name, serial, wwn, size, use, system_size, wipe)",
 		}},
 		{"bad-types.yaml", []string{
@@ -164,6 +164,33 @@ func TestBadProfiles(t *testing.T) {
 			"bad-disks.yaml:50:9: machines[3].disks[0].size: layout does not fit: the disk (3GiB) is smaller than the 3202MiB a system needs (1MiB GPT headroom at each end, ESP 128MiB, root 2GiB, state at least 1GiB)",
 			"bad-disks.yaml:64:9: machines[4].disks[0].system_size: layout does not fit: system_size 1TB is larger than the disk (100GB)",
 			"bad-disks.yaml:65:5: machines[5].disks: want exactly one disk with use: system, found 0",
+		}},
+		{"bad-wireguard.yaml", []string{
+			`bad-wireguard.yaml:15:7: machines[0].wireguard.listen_port: 70000 is not a UDP port (0 to 65535; 0 lets the kernel choose)`,
+			`bad-wireguard.yaml:17:9: machines[0].wireguard.peer.endpoint: "vps.example.net" is not host:port, such as vps.example.net:51820`,
+			`bad-wireguard.yaml:18:9: machines[0].wireguard.peer.address: 10.98.0.1 is outside the tunnel 10.99.0.0/24`,
+			`bad-wireguard.yaml:19:37: machines[0].wireguard.peer.allowed_ips[1]: "10.99.1.1/24" has host bits set; the network is 10.99.1.0/24`,
+			`bad-wireguard.yaml:19:51: machines[0].wireguard.peer.allowed_ips[2]: 10.0.0.0/16 overlaps network.cidr 10.0.0.0/24: the gate would send the lab's own traffic into the tunnel`,
+			`bad-wireguard.yaml:19:64: machines[0].wireguard.peer.allowed_ips[3]: "vps" is not an IPv4 network such as 10.99.0.0/24`,
+			`bad-wireguard.yaml:19:69: machines[0].wireguard.peer.allowed_ips[4]: "2001:db8::/32" is not an IPv4 network such as 10.99.0.0/24`,
+			`bad-wireguard.yaml:20:9: machines[0].wireguard.peer.keepalive: 65536 is out of range (0 to 65535 seconds; 0 turns it off)`,
+			`bad-wireguard.yaml:33:5: machines[1].wireguard: only the gate has a wireguard tunnel (this machine's role is compute)`,
+		}},
+		{"bad-wireguard-tunnel.yaml", []string{
+			`bad-wireguard-tunnel.yaml:14:7: machines[0].wireguard.address: the tunnel 10.0.99.0/24 overlaps network.cidr 10.0.0.0/16; give it a network of its own`,
+			`bad-wireguard-tunnel.yaml:16:9: machines[0].wireguard.peer.endpoint: "bad host:0": "bad host" is neither an IP address nor a host name`,
+			`bad-wireguard-tunnel.yaml:16:9: machines[0].wireguard.peer.endpoint: "bad host:0": "0" is not a UDP port (1 to 65535)`,
+			`bad-wireguard-tunnel.yaml:19:5: machines[1].role: a second gate (the first is gate, line 8); a lab has exactly one`,
+			`bad-wireguard-tunnel.yaml:25:7: machines[1].wireguard.address: "10.99.0.0/31" leaves no room for the peer in the tunnel (at most /30)`,
+			`bad-wireguard-tunnel.yaml:26:7: machines[1].wireguard.peer.endpoint: required`,
+			`bad-wireguard-tunnel.yaml:26:7: machines[1].wireguard.peer.address: required`,
+		}},
+		{"bad-wireguard-types.yaml", []string{
+			`bad-wireguard-types.yaml:14:16: machines[0].wireguard.address: want a single value, not a list`,
+			`bad-wireguard-types.yaml:15:20: machines[0].wireguard.listen_port: want a whole number`,
+			`bad-wireguard-types.yaml:19:22: machines[0].wireguard.peer.allowed_ips: want a list, not a single value`,
+			`bad-wireguard-types.yaml:20:20: machines[0].wireguard.peer.keepalive: want a whole number`,
+			`bad-wireguard-types.yaml:21:9: machines[0].wireguard.peer.public_key: unknown field (known: endpoint, address, allowed_ips, keepalive)`,
 		}},
 	} {
 		seen[tc.file] = true

@@ -72,6 +72,40 @@ type Machine struct {
 	MAC      string `yaml:"mac"`      // the NIC that netboots, aa:bb:cc:dd:ee:ff
 	Address  string `yaml:"address"`  // static IPv4 inside Network.CIDR
 	Disks    []Disk `yaml:"disks"`
+	// WireGuard is the gate's tunnel to a VPS (seed 004); only the gate
+	// may have one, nil means no tunnel.
+	WireGuard *WireGuard `yaml:"wireguard"`
+}
+
+// WireGuard is the gate's end of its tunnel; the keys are not here but in
+// the lab's secrets directory (package image/secrets).
+type WireGuard struct {
+	// Address is the gate's tunnel address with the tunnel's prefix
+	// length, e.g. 10.99.0.2/24; the tunnel must not overlap the lab.
+	Address string `yaml:"address"`
+	// ListenPort is the gate's UDP port; 0 lets the kernel choose (the
+	// gate dials out, so nothing needs to reach it).
+	ListenPort int           `yaml:"listen_port"`
+	Peer       WireGuardPeer `yaml:"peer"`
+}
+
+// DefaultKeepalive is the keepalive, in seconds, of a peer that names none:
+// the gate sits behind the ISP box's NAT, whose mapping must stay open for
+// the VPS to reach it.
+const DefaultKeepalive = 25
+
+// WireGuardPeer is the VPS at the other end.
+type WireGuardPeer struct {
+	Endpoint string `yaml:"endpoint"` // host:port of the VPS
+	// Address is the VPS's tunnel address, inside the gate's tunnel
+	// prefix (written into the VPS's config by kiln gate wireguard-peer).
+	Address string `yaml:"address"`
+	// AllowedIPs are routed to the VPS through the tunnel; empty means
+	// the tunnel's own network.
+	AllowedIPs []string `yaml:"allowed_ips"`
+	// Keepalive in seconds, 0 to turn it off; nil in the file means
+	// DefaultKeepalive, and a validated profile never has nil here.
+	Keepalive *int `yaml:"keepalive"`
 }
 
 // Disk uses: the system disk carries ESP, root and state (and, after
