@@ -69,6 +69,9 @@ type Config struct {
 	InstallTimeout time.Duration
 	// DHCPPort, ProxyPort, TFTPPort override 67, 4011 and 69 (tests).
 	DHCPPort, ProxyPort, TFTPPort int
+	// Ready, when set, is called once by Run when every socket is open,
+	// just before serving: the moment the gate may say it is serving.
+	Ready func(gateURL string)
 }
 
 // Server is the netboot service.
@@ -191,6 +194,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	log.Info("netboot service up", "interface", s.cfg.Interface, "gate", s.addr, "mode", s.cfg.Mode,
 		"http", s.GateURL(), "bundle", s.cfg.BundleDir)
+	if s.cfg.Ready != nil {
+		s.cfg.Ready(s.GateURL())
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	dlog := log.With("svc", "dhcp")
 	g.Go(func() error { return dhcp.Serve(ctx, dhcpConn, handler, dhcp.ViaDHCP, dhcp.ClientPort, dlog) })
