@@ -2,14 +2,13 @@
 // file system that boots the kiln initramfs in boot mode under both BIOS
 // (syslinux, found by gptmbr.bin through the legacy-BIOS-bootable GPT
 // attribute) and UEFI (systemd-boot as the removable-media path
-// \EFI\BOOT\BOOTX64.EFI). It is built as a standalone partition file with
-// Debian's mkfs.vfat, syslinux (the mtools flavour) and mtools, so it needs
-// neither root nor a loop device (DESIGN §7).
+// \EFI\BOOT\BOOTX64.EFI). It owns what goes on the ESP and the boot
+// loaders' configurations; image/fatimg makes the file system (Debian's
+// mkfs.vfat and mtools, no root, no loop device: DESIGN §7), and syslinux
+// (the mtools flavour) installs itself into it.
 //
-// Reproducibility: the same Options give the same bytes. mkfs.vfat 4.2 does
-// not honour SOURCE_DATE_EPOCH, so it runs with --invariant (fixed times and
-// volume ID) and Build then writes the derived volume ID into the boot
-// sector itself; mtools (hence syslinux --install) honours SOURCE_DATE_EPOCH.
+// Reproducibility: the same Options give the same bytes (image/fatimg says
+// how); the volume ID derives from the label and the command line.
 package esp
 
 import (
@@ -18,12 +17,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
-	"github.com/kilnlab/kiln/image/disklayout"
+	"github.com/kilnlab/kiln/image/fatimg"
 	"github.com/kilnlab/kiln/image/hosttool"
 )
 
@@ -33,9 +29,7 @@ const (
 	// DefaultLabel is the FAT volume label.
 	DefaultLabel = "KILN-ESP"
 	// DefaultEpoch (2024-01-01 UTC) stamps files when Options.Epoch is 0.
-	DefaultEpoch = 1704067200
-	// minSize: below about 33 MiB FAT32 has too few clusters to be valid.
-	minSize = 34 << 20
+	DefaultEpoch = fatimg.DefaultEpoch
 )
 
 // Paths of the boot files on the ESP, fixed by the contract.
@@ -49,7 +43,7 @@ const (
 )
 
 // Tools lists the host tools Build runs.
-func Tools() []string { return []string{"mkfs.vfat", "syslinux", "mmd", "mcopy"} }
+func Tools() []string { return append(fatimg.Tools(), "syslinux") }
 
 // Options describe one ESP.
 type Options struct {
@@ -79,19 +73,15 @@ func Build(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := hosttool.Check(append(Tools(), o.Syslinux)...); err != nil {
-		return err
-	}
-	stage, err := os.MkdirTemp(filepath.Dir(o.Out), ".esp-")
+	err = fatimg.Build(ctx, fatimg.Options{
+		Out: o.Out, Size: o.Size, Label: o.Label, VolumeID: o.VolumeID, Epoch: o.Epoch,
+		Files: o.files(),
+		// syslinux goes in first: ldlinux.sys then takes the first clusters.
+		AfterFormat: func(ctx context.Context, img string) error {
+			return hosttool.Run(ctx, hosttool.Cmd{Name: o.Syslinux, Args: []string{"--install", img}, Epoch: o.Epoch})
+		},
+	})
 	if err != nil {
-		return fmt.Errorf("esp: %w", err)
-	}
-	defer os.RemoveAll(stage)
-	img := filepath.Join(stage, "esp.img")
-	if err := build(ctx, o, stage, img); err != nil {
-		return fmt.Errorf("esp %s: %w", o.Out, err)
-	}
-	if err := os.Rename(img, o.Out); err != nil {
 		return fmt.Errorf("esp: %w", err)
 	}
 	return nil
@@ -117,68 +107,23 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.Out == "" || o.Kernel == "" || o.Initramfs == "" || o.SystemdBootEFI == "":
 		return o, errors.New("esp: Out, Kernel, Initramfs and SystemdBootEFI are required")
-	case o.Size < minSize || o.Size%(1<<20) != 0:
-		return o, fmt.Errorf("esp: size %d is not a whole number of MiB of at least %d", o.Size, minSize)
-	case len(o.Label) > 11 || strings.ContainsAny(o.Label, "\"*+,./:;<=>?[\\]|"):
-		return o, fmt.Errorf("esp: label %q is not a FAT label", o.Label)
 	case strings.ContainsAny(o.Cmdline, "\n\r"):
 		return o, errors.New("esp: command line holds a line break")
 	}
 	return o, nil
 }
 
-// build makes the image at img, using stage for the generated text files.
-func build(ctx context.Context, o Options, stage, img string) error {
-	f, err := disklayout.CreateSparse(img, o.Size)
-	if err != nil {
-		return err
+// files lists everything to copy onto the ESP, in a fixed order (the
+// order decides the cluster layout).
+func (o Options) files() []fatimg.File {
+	return []fatimg.File{
+		{Dest: KernelPath, Src: o.Kernel},
+		{Dest: InitrdPath, Src: o.Initramfs},
+		{Dest: BootloaderEFI, Src: o.SystemdBootEFI},
+		{Dest: SyslinuxCfg, Data: []byte(syslinuxConfig(o.Cmdline))},
+		{Dest: LoaderConf, Data: []byte("timeout 0\ndefault kiln.conf\n")},
+		{Dest: EntryConf, Data: []byte(bootEntry(o.Cmdline))},
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	run := func(name string, args ...string) error {
-		return hosttool.Run(ctx, hosttool.Cmd{Name: name, Args: args, Epoch: o.Epoch})
-	}
-	if err := run("mkfs.vfat", "-F", "32", "-n", o.Label, "--invariant", img); err != nil {
-		return err
-	}
-	if err := run(o.Syslinux, "--install", img); err != nil {
-		return err
-	}
-	if err := run("mmd", "-i", img, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"); err != nil {
-		return err
-	}
-	files, err := o.files(stage)
-	if err != nil {
-		return err
-	}
-	for _, c := range files {
-		if err := run("mcopy", "-i", img, c.src, "::"+c.dest); err != nil {
-			return err
-		}
-	}
-	return finishBootSector(img, o.VolumeID)
-}
-
-type copyFile struct{ src, dest string }
-
-// files writes the boot configurations into stage and lists everything to
-// copy onto the ESP, in a fixed order (the order decides cluster layout).
-func (o Options) files(stage string) ([]copyFile, error) {
-	configs := []struct{ name, dest, text string }{
-		{"syslinux.cfg", SyslinuxCfg, syslinuxConfig(o.Cmdline)},
-		{"loader.conf", LoaderConf, "timeout 0\ndefault kiln.conf\n"},
-		{"kiln.conf", EntryConf, bootEntry(o.Cmdline)},
-	}
-	out := []copyFile{{o.Kernel, KernelPath}, {o.Initramfs, InitrdPath}, {o.SystemdBootEFI, BootloaderEFI}}
-	for _, c := range configs {
-		p := filepath.Join(stage, c.name)
-		if err := os.WriteFile(p, []byte(c.text), 0o644); err != nil {
-			return nil, err
-		}
-		out = append(out, copyFile{p, c.dest})
-	}
-	return out, nil
 }
 
 // syslinuxConfig boots straight into the one entry; SERIAL must be the
@@ -190,44 +135,4 @@ func syslinuxConfig(cmdline string) string {
 
 func bootEntry(cmdline string) string {
 	return "title kiln\nlinux " + KernelPath + "\ninitrd " + InitrdPath + "\noptions " + cmdline + "\n"
-}
-
-// FAT32 boot sector fields (Microsoft FAT specification).
-const (
-	offBytesPerSector = 11
-	offBackupBoot     = 50
-	offVolumeID       = 67
-)
-
-// finishBootSector writes the volume ID (mkfs.vfat --invariant fixed it)
-// and copies the boot sector, which syslinux --install rewrote, over its
-// backup, which syslinux leaves stale (fsck.vfat reports the difference).
-func finishBootSector(img string, volumeID uint32) error {
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	bs := make([]byte, 512)
-	if _, err := f.ReadAt(bs, 0); err != nil {
-		return fmt.Errorf("read boot sector: %w", err)
-	}
-	sector := int64(binary.LittleEndian.Uint16(bs[offBytesPerSector:]))
-	backup := int64(binary.LittleEndian.Uint16(bs[offBackupBoot:]))
-	if sector != 512 || backup == 0 || bs[510] != 0x55 || bs[511] != 0xaa {
-		return fmt.Errorf("unexpected FAT32 boot sector (sector size %d, backup at %d)", sector, backup)
-	}
-	binary.LittleEndian.PutUint32(bs[offVolumeID:], volumeID)
-	for _, off := range []int64{0, backup * sector} {
-		if _, err := f.WriteAt(bs, off); err != nil {
-			return fmt.Errorf("write boot sector: %w", err)
-		}
-	}
-	return f.Close()
-}
-
-// VolumeIDString formats a FAT serial the way blkid and mdir show it.
-func VolumeIDString(id uint32) string {
-	s := strings.ToUpper(strconv.FormatUint(uint64(id)|1<<32, 16))[1:]
-	return s[:4] + "-" + s[4:]
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnlab/kiln/image/fatimg"
 	"github.com/kilnlab/kiln/image/hosttool"
 	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
 )
@@ -79,7 +80,7 @@ func TestBuild(t *testing.T) {
 		t.Fatalf("mdir: %v\n%s", err, out)
 	}
 	for _, want := range []string{"KILN-ESP", "ldlinux  sys", "ldlinux  c32", "vmlinuz", "initrd", "syslinux cfg",
-		"BOOTX64  EFI", " loader.conf", " kiln.conf", "Serial Number is " + VolumeIDString(derivedID(o))} {
+		"BOOTX64  EFI", " loader.conf", " kiln.conf", "Serial Number is " + fatimg.VolumeIDString(derivedID(o))} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("mdir -/ lacks %q:\n%s", want, out)
 		}
@@ -167,14 +168,6 @@ func TestOptionsRejected(t *testing.T) {
 		mod(&o)
 		if err := Build(context.Background(), o); err == nil || errors.Is(err, hosttool.ErrMissing) {
 			t.Errorf("%s: Build = %v, want an options error", name, err)
-		}
-	}
-}
-
-func TestVolumeIDString(t *testing.T) {
-	for id, want := range map[uint32]string{0x12345678: "1234-5678", 0xabc: "0000-0ABC"} {
-		if got := VolumeIDString(id); got != want {
-			t.Errorf("VolumeIDString(%#x) = %q, want %q", id, got, want)
 		}
 	}
 }
