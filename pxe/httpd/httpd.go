@@ -3,7 +3,8 @@
 // script chosen by the machine's install state, the bundle files under
 // /files/ (read-only, confined to the bundle by an os.Root), and the
 // installer API (install manifest for a one-time token, progress, result,
-// first boot). It decides what a netboot does; pxe/state remembers it.
+// first boot), and the read-only status page (/ and /status.json). It
+// decides what a netboot does; pxe/state remembers it.
 //
 // The iPXE leg is plain HTTP (Debian's iPXE has no HTTPS), so the only
 // credential on it is the one-time install token of a machine in state
@@ -46,6 +47,9 @@ type Config struct {
 	Log            *slog.Logger
 	InstallTimeout time.Duration
 	Now            func() time.Time
+	// ProcRoot is where the status page reads uptime and memory
+	// ("/proc" when empty; tests point it at fixtures).
+	ProcRoot string
 }
 
 // Server serves the gate's HTTP API.
@@ -66,6 +70,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
 	}
 	man, err := bundle.ReadManifest(cfg.BundleDir)
 	if err != nil {
@@ -113,6 +120,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathProgress+"{mac}", s.progress)
 	mux.HandleFunc("POST "+api.PathResult+"{mac}", s.result)
 	mux.HandleFunc("POST "+api.PathBooted+"{mac}", s.booted)
+	// The status page is read-only: other methods get 405 from the mux.
+	mux.HandleFunc("GET /{$}", s.statusPage)
+	mux.HandleFunc("GET /status.json", s.statusJSON)
 	return mux
 }
 

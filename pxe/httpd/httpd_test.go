@@ -86,16 +86,26 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith lets a test change the Config (its plan, its /proc).
+func newFixtureWith(t *testing.T, edit func(*Config)) *fixture {
+	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	states, err := state.Open(t.TempDir(), c.now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
-	s, err := New(Config{
+	cfg := Config{
 		Plan: testPlan(), BundleDir: fakeBundle(t), States: states, GateURL: gateURL,
 		Log: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,8 +74,11 @@ type Record struct {
 	// leg. Empty when none is outstanding.
 	Token    string    `json:"token,omitempty"`
 	Progress *Progress `json:"progress,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Booted   *Booted   `json:"booted,omitempty"`
+	// ProgressAt is when Progress arrived (the status page shows how
+	// stale an install's last word is).
+	ProgressAt time.Time `json:"progress_at,omitzero"`
+	Error      string    `json:"error,omitempty"`
+	Booted     *Booted   `json:"booted,omitempty"`
 }
 
 // Store is the state directory.
@@ -190,7 +193,7 @@ func (s *Store) ArmToken(mac, machine string) (string, error) {
 		}
 		r.State = Install
 		r.Token = tok
-		r.Progress = nil
+		r.Progress, r.ProgressAt = nil, time.Time{}
 		r.Error = ""
 		return nil
 	})
@@ -240,7 +243,7 @@ func (s *Store) ReportProgress(mac, machine, token string, p Progress) (Record, 
 		if r.State != Installing {
 			return ErrWrongState
 		}
-		r.Progress = &p
+		r.Progress, r.ProgressAt = &p, s.now().UTC()
 		return nil
 	})
 }
@@ -280,7 +283,7 @@ func (s *Store) MarkBooted(mac, machine string, b Booted) (Record, error) {
 // Rearm sets the machine back to Install: its next netboot reinstalls it.
 func (s *Store) Rearm(mac, machine string) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
-		r.State, r.Token, r.Progress, r.Error = Install, "", nil, ""
+		r.State, r.Token, r.Progress, r.ProgressAt, r.Error = Install, "", nil, time.Time{}, ""
 		return nil
 	})
 }

@@ -53,7 +53,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.State != Installing || r.Progress.Phase != "write" {
+	if r.State != Installing || r.Progress.Phase != "write" || r.ProgressAt.IsZero() {
 		t.Fatalf("after progress: %+v", r)
 	}
 	if r, err = s.Finish(mac, "ceph-1", tok, true, ""); err != nil || r.State != Installed || r.Token != "" {
@@ -66,7 +66,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := s.ArmToken(mac, "ceph-1"); !errors.Is(err, ErrWrongState) {
 		t.Fatalf("ArmToken(installed) = %v, want ErrWrongState", err)
 	}
-	if r, err = s.Rearm(mac, "ceph-1"); err != nil || r.State != Install {
+	if r, err = s.Rearm(mac, "ceph-1"); err != nil || r.State != Install || r.Progress != nil || !r.ProgressAt.IsZero() {
 		t.Fatalf("Rearm = %+v, %v", r, err)
 	}
 	tok2, err := s.ArmToken(mac, "ceph-1")

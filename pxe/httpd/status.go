@@ -1,0 +1,265 @@
+package httpd
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/state"
+)
+
+// Status is GET /status.json: the lab's machines in plan order and the
+// gate's own footprint. It carries no install token (DESIGN §10): it is
+// built field by field from the state records, never by copying them.
+type Status struct {
+	Lab      string          `json:"lab"`
+	GateURL  string          `json:"gate_url"`
+	Now      time.Time       `json:"now"`
+	Gate     GateStatus      `json:"gate"`
+	Machines []MachineStatus `json:"machines"`
+}
+
+// GateStatus is the gate's own line of the status.
+type GateStatus struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	GateStats
+}
+
+// MachineStatus is one machine's line of the status.
+type MachineStatus struct {
+	Name     string `json:"name"`
+	MAC      string `json:"mac"`
+	Role     string `json:"role"`
+	Board    string `json:"board"`
+	Firmware string `json:"firmware,omitempty"`
+	Address  string `json:"address"`
+	// Netboot is false for machines kiln never netboots (the gate,
+	// Raspberry Pis); NotNetbooted says why, and State means nothing.
+	Netboot      bool   `json:"netboot"`
+	NotNetbooted string `json:"not_netbooted,omitempty"`
+	State        string `json:"state"`
+	// Since is when the machine entered State (zero: never netbooted).
+	Since    time.Time       `json:"since,omitzero"`
+	Progress *ProgressStatus `json:"progress,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Booted   *BootedStatus   `json:"booted,omitempty"`
+}
+
+// ProgressStatus is the installer's last progress report.
+type ProgressStatus struct {
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
+	Done    int64  `json:"done,omitempty"`
+	Total   int64  `json:"total,omitempty"`
+	// Percent is Done/Total, or -1 when the phase has no size.
+	Percent int       `json:"percent"`
+	At      time.Time `json:"at,omitzero"`
+}
+
+// BootedStatus is the role OS's first-boot report.
+type BootedStatus struct {
+	Hostname string    `json:"hostname"`
+	Address  string    `json:"address"`
+	At       time.Time `json:"at"`
+}
+
+// Status gathers the status of every machine of the plan, in plan order.
+func (s *Server) Status() (Status, error) {
+	p := s.cfg.Plan
+	st := Status{
+		Lab: p.Lab, GateURL: s.cfg.GateURL, Now: s.cfg.Now().UTC(),
+		Gate:     GateStatus{Name: p.Gate.Name, Address: p.Gate.Address},
+		Machines: make([]MachineStatus, 0, len(p.Machines)),
+	}
+	gs, err := readGateStats(s.cfg.ProcRoot)
+	if err != nil {
+		// Not fatal: the machines matter more than the gate's numbers.
+		s.cfg.Log.Debug("status: gate stats", "err", err)
+	}
+	st.Gate.GateStats = gs
+	for i := range p.Machines {
+		m := &p.Machines[i]
+		ms, err := s.machineStatus(m)
+		if err != nil {
+			return Status{}, err
+		}
+		st.Machines = append(st.Machines, ms)
+	}
+	return st, nil
+}
+
+func (s *Server) machineStatus(m *plan.Machine) (MachineStatus, error) {
+	ms := MachineStatus{
+		Name: m.Name, MAC: m.MAC, Role: m.Role, Board: m.Board, Firmware: m.Firmware, Address: m.Address,
+	}
+	ms.Netboot, ms.NotNetbooted = Netboot(s.cfg.Plan, m)
+	if !ms.Netboot {
+		return ms, nil
+	}
+	mac, err := state.NormalizeMAC(m.MAC)
+	if err != nil {
+		return ms, err
+	}
+	r, err := s.cfg.States.Get(mac, m.Name)
+	if err != nil {
+		return ms, fmt.Errorf("machine %s: %w", m.Name, err)
+	}
+	ms.State, ms.Since, ms.Error = r.State, r.Since, r.Error
+	if p := r.Progress; p != nil {
+		ms.Progress = &ProgressStatus{
+			Phase: p.Phase, Message: p.Message, Done: p.Done, Total: p.Total,
+			Percent: percent(p.Done, p.Total), At: r.ProgressAt,
+		}
+	}
+	if b := r.Booted; b != nil {
+		ms.Booted = &BootedStatus{Hostname: b.Hostname, Address: b.Address, At: b.At}
+	}
+	return ms, nil
+}
+
+func percent(done, total int64) int {
+	if total <= 0 || done < 0 {
+		return -1
+	}
+	if done >= total {
+		return 100
+	}
+	return int(done * 100 / total)
+}
+
+// statusJSON serves GET /status.json.
+func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Status()
+	if err != nil {
+		s.reqLog(r).Error("status", "err", err)
+		http.Error(w, "state unreadable", http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, st)
+}
+
+//go:embed status.html
+var statusHTML string
+
+var statusTmpl = template.Must(template.New("status").Parse(statusHTML))
+
+// statusPage serves GET /: the same data as status.json for people.
+func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Status()
+	if err != nil {
+		s.reqLog(r).Error("status", "err", err)
+		http.Error(w, "state unreadable", http.StatusInternalServerError)
+		return
+	}
+	var buf bytes.Buffer
+	if err := statusTmpl.Execute(&buf, newPage(st)); err != nil {
+		s.reqLog(r).Error("status page", "err", err)
+		http.Error(w, "status page failed", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	// No script, no external anything: the page is text from the network.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.Write(buf.Bytes())
+}
+
+// page is the status as the template shows it: every value preformatted
+// so the template only places (and html/template escapes) strings.
+type page struct {
+	Status
+	Uptime, RSS, MemUsed, MemTotal string
+	Counts                         string
+	Rows                           []row
+}
+
+type row struct {
+	MachineStatus
+	StateText, StateClass  string
+	ProgressText, Progress string
+	ProgressAt             string
+	BootedText             string
+	SinceText              string
+}
+
+func newPage(st Status) page {
+	g := st.Gate
+	pg := page{
+		Status: st, Uptime: duration(time.Duration(g.UptimeS * float64(time.Second))),
+		RSS: mib(g.KilnRSSBytes), MemUsed: mib(g.MemUsedBytes), MemTotal: mib(g.MemTotalBytes),
+	}
+	counts := map[string]int{}
+	for _, m := range st.Machines {
+		pg.Rows = append(pg.Rows, newRow(st.Now, m))
+		if m.Netboot {
+			counts[m.State]++
+		}
+	}
+	pg.Counts = fmt.Sprintf("%d installed, %d installing, %d failed, %d to install",
+		counts[state.Installed], counts[state.Installing], counts[state.Failed], counts[state.Install])
+	return pg
+}
+
+func newRow(now time.Time, m MachineStatus) row {
+	r := row{MachineStatus: m, StateText: m.State, StateClass: m.State}
+	if !m.Netboot {
+		r.StateText, r.StateClass = "not netbooted: "+m.NotNetbooted, "none"
+	}
+	if !m.Since.IsZero() {
+		r.SinceText = "since " + when(now, m.Since)
+	}
+	if p := m.Progress; p != nil {
+		r.ProgressText = p.Phase
+		if p.Message != "" {
+			r.ProgressText += " " + p.Message
+		}
+		if p.Percent >= 0 {
+			r.Progress = fmt.Sprintf("%d%%", p.Percent)
+		}
+		if !p.At.IsZero() {
+			r.ProgressAt = when(now, p.At)
+		}
+	}
+	if b := m.Booted; b != nil {
+		r.BootedText = b.Address + " " + when(now, b.At)
+		if b.Hostname != "" && b.Hostname != m.Name {
+			r.BootedText = b.Hostname + " " + r.BootedText
+		}
+	}
+	return r
+}
+
+// when formats t in UTC and how long ago it was.
+func when(now, t time.Time) string {
+	return t.UTC().Format("2006-01-02 15:04:05Z") + " (" + duration(now.Sub(t)) + " ago)"
+}
+
+// duration is d rounded for people: 45s, 12m05s, 3h12m, 2d04h.
+func duration(d time.Duration) string {
+	switch d = d.Round(time.Second); {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func mib(b uint64) string {
+	if b == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
