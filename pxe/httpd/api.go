@@ -32,10 +32,12 @@ func (s *Server) ManifestFiles(m *plan.Machine) (map[string]bundle.File, error) 
 	return out, nil
 }
 
-// forbid answers 403 and logs why: a refused credential is worth noticing
-// (a LAN attacker racing the real machine shows up here).
-func forbid(w http.ResponseWriter, log *slog.Logger, why string, err error) {
+// forbid answers 403, logs why and keeps it for the status page: a
+// refused credential is worth noticing (a LAN attacker racing the real
+// machine shows up here).
+func (s *Server) forbid(w http.ResponseWriter, r *http.Request, log *slog.Logger, why string, err error) {
 	log.Warn("api: refused", "why", why, "err", err)
+	s.refused.add(s.refusal(r, why, err))
 	http.Error(w, "forbidden", http.StatusForbidden)
 }
 
@@ -45,12 +47,12 @@ func (s *Server) authed(w http.ResponseWriter, r *http.Request) (string, *plan.M
 	log := s.reqLog(r)
 	mac, m, err := s.machine(r)
 	if err != nil {
-		forbid(w, log.With("mac", r.PathValue("mac")), "unknown machine", err)
+		s.forbid(w, r, log.With("mac", r.PathValue("mac")), "unknown machine", err)
 		return "", nil, nil, false
 	}
 	log = log.With("mac", mac, "machine", m.Name)
 	if ok, why := Netboot(s.cfg.Plan, m); !ok {
-		forbid(w, log, "machine is never netbooted: "+why, nil)
+		s.forbid(w, r, log, "machine is never netbooted: "+why, nil)
 		return "", nil, nil, false
 	}
 	return mac, m, log, true
@@ -63,7 +65,7 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 	}
 	token := r.URL.Query().Get("token")
 	if err := s.cfg.States.Authorize(mac, m.Name, token); err != nil {
-		s.stateErr(w, log, err)
+		s.stateErr(w, r, log, err)
 		return
 	}
 	files, err := s.ManifestFiles(m)
@@ -73,7 +75,7 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.cfg.States.BeginInstall(mac, m.Name, token); err != nil {
-		s.stateErr(w, log, err)
+		s.stateErr(w, r, log, err)
 		return
 	}
 	log.Info("api: install manifest handed out")
@@ -90,7 +92,7 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.cfg.States.ReportProgress(mac, m.Name, r.URL.Query().Get("token"), state.Progress(p)); err != nil {
-		s.stateErr(w, log, err)
+		s.stateErr(w, r, log, err)
 		return
 	}
 	log.Info("api: progress", "phase", p.Phase, "message", p.Message, "done", p.Done, "total", p.Total)
@@ -108,7 +110,7 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := s.cfg.States.Finish(mac, m.Name, r.URL.Query().Get("token"), res.OK, res.Error)
 	if err != nil {
-		s.stateErr(w, log, err)
+		s.stateErr(w, r, log, err)
 		return
 	}
 	if res.OK {
@@ -142,9 +144,9 @@ func (s *Server) booted(w http.ResponseWriter, r *http.Request) {
 }
 
 // stateErr maps a refused state transition to 403, anything else to 500.
-func (s *Server) stateErr(w http.ResponseWriter, log *slog.Logger, err error) {
+func (s *Server) stateErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	if errors.Is(err, state.ErrBadToken) || errors.Is(err, state.ErrWrongState) {
-		forbid(w, log, "credential or state", err)
+		s.forbid(w, r, log, "credential or state", err)
 		return
 	}
 	log.Error("api: state", "err", err)

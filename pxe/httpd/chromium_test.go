@@ -28,6 +28,9 @@ func TestStatusPageChromium(t *testing.T) {
 	f, toks := statusFixture(t)
 	dom := dumpDOM(t, f.srv.URL+"/")
 	checkRows(t, dom, wantRows)
+	if n := strings.Count(dom, "data-refused="); n != 3 {
+		t.Errorf("the DOM shows %d refused requests, want 3", n)
+	}
 	for _, bad := range []string{"<script", "<img"} {
 		if strings.Contains(dom, bad) {
 			t.Errorf("the browser's DOM has a %s element: escaping failed", bad)

@@ -58,6 +58,9 @@ type Server struct {
 	root  *os.Root
 	files map[string]bundle.File
 	byMAC map[string]*plan.Machine
+	// refused keeps the last refused installer requests for the status
+	// page.
+	refused *refusals
 }
 
 // New opens the bundle and reads its manifest.json.
@@ -82,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	s := &Server{cfg: cfg, root: root, files: man.ByPath(), byMAC: map[string]*plan.Machine{}}
+	s := &Server{cfg: cfg, root: root, files: man.ByPath(), byMAC: map[string]*plan.Machine{}, refused: &refusals{}}
 	for i := range cfg.Plan.Machines {
 		m := &cfg.Plan.Machines[i]
 		mac, err := state.NormalizeMAC(m.MAC)

@@ -21,6 +21,8 @@ type Status struct {
 	Now      time.Time       `json:"now"`
 	Gate     GateStatus      `json:"gate"`
 	Machines []MachineStatus `json:"machines"`
+	// Refused lists the latest refused installer requests, newest first.
+	Refused []Refusal `json:"refused"`
 }
 
 // GateStatus is the gate's own line of the status.
@@ -75,6 +77,7 @@ func (s *Server) Status() (Status, error) {
 		Lab: p.Lab, GateURL: s.cfg.GateURL, Now: s.cfg.Now().UTC(),
 		Gate:     GateStatus{Name: p.Gate.Name, Address: p.Gate.Address},
 		Machines: make([]MachineStatus, 0, len(p.Machines)),
+		Refused:  s.refused.newestFirst(),
 	}
 	gs, err := readGateStats(s.cfg.ProcRoot)
 	if err != nil {
@@ -179,6 +182,12 @@ type page struct {
 	Uptime, RSS, MemUsed, MemTotal string
 	Counts                         string
 	Rows                           []row
+	RefusedRows                    []refusedRow
+}
+
+type refusedRow struct {
+	Refusal
+	When string
 }
 
 type row struct {
@@ -202,6 +211,9 @@ func newPage(st Status) page {
 		if m.Netboot {
 			counts[m.State]++
 		}
+	}
+	for _, r := range st.Refused {
+		pg.RefusedRows = append(pg.RefusedRows, refusedRow{Refusal: r, When: when(st.Now, r.At)})
 	}
 	pg.Counts = fmt.Sprintf("%d installed, %d installing, %d failed, %d to install",
 		counts[state.Installed], counts[state.Installing], counts[state.Failed], counts[state.Install])
