@@ -359,3 +359,37 @@ func ownText(n *html.Node) string {
 	}
 	return strings.Join(strings.Fields(b.String()), " ")
 }
+
+// FuzzStatusPageEscapes: whatever an installer reports as its error,
+// progress message or hostname, a browser's parse of the page shows it
+// as that text in its cell, and adds no element.
+func FuzzStatusPageEscapes(f *testing.F) {
+	for _, s := range []string{hostile, "", "plain", "<!--", "]]>", "<plaintext>", "a\tb\nc", `"'><svg/onload=1>`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) || strings.ContainsAny(s, "\x00\r\f") {
+			return // the HTML parser rewrites these; not an escaping question
+		}
+		st := Status{Machines: []MachineStatus{{
+			Name: "m", Netboot: true, State: state.Failed, Error: s,
+			Progress: &ProgressStatus{Phase: "p", Message: s, Percent: -1},
+			Booted:   &BootedStatus{Hostname: s, Address: "a"},
+		}}}
+		var b strings.Builder
+		if err := statusTmpl.Execute(&b, newPage(st)); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := pageRows(b.String())
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("rows %v, %v", rows, err)
+		}
+		want := strings.Join(strings.Fields(s), " ")
+		if got := rows[0].Fields["error"]; got != want {
+			t.Errorf("error cell %q, want %q", got, want)
+		}
+		if got := rows[0].Fields["progress"]; got != strings.TrimSpace("p "+want) {
+			t.Errorf("progress cell %q, want %q", got, "p "+want)
+		}
+	})
+}
