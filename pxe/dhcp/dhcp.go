@@ -11,7 +11,10 @@
 //     ProxyDHCP request.
 //   - Full: the gate is the lab's DHCP server. Machines of the plan get
 //     their profile address; other clients get a lease from the profile's
-//     range and no boot options.
+//     range and no boot options. Every client gets option 42 naming the
+//     gate as its NTP server (the gate serves time: package ntp); proxy
+//     replies carry no such option, as the ISP box owns the leases and
+//     their options.
 //
 // In both modes a netboot client whose MAC is not in the plan gets no
 // answer at all (logged): kiln never boots a machine it does not know. The

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -88,6 +89,7 @@ type summary struct {
 	Mask      string
 	Router    string
 	DNS       string
+	NTP       string
 	Opt97     []byte
 	LeaseTime time.Duration
 }
@@ -116,6 +118,9 @@ func summarize(r *dhcpv4.DHCPv4) *summary {
 	}
 	if d := r.DNS(); len(d) > 0 {
 		s.DNS = d[0].String()
+	}
+	if n := r.NTPServers(); len(n) > 0 {
+		s.NTP = fmt.Sprint(n)
 	}
 	s.LeaseTime = r.IPAddressLeaseTime(0)
 	return s
@@ -254,7 +259,7 @@ func TestFull(t *testing.T) {
 	log := quiet()
 	full := func(typ, yiaddr, file, vendor string, opt43 []byte) *summary {
 		s := &summary{Type: typ, YourIP: yiaddr, ServerIP: "0.0.0.0", ServerID: "192.168.1.10", Mask: "255.255.255.0",
-			Router: "192.168.1.1", DNS: "192.168.1.1", LeaseTime: DefaultLeaseTime}
+			Router: "192.168.1.1", DNS: "192.168.1.1", NTP: "[192.168.1.10]", LeaseTime: DefaultLeaseTime}
 		if file != "" {
 			s.ServerIP, s.File, s.Opt67, s.Vendor, s.Opt43 = "192.168.1.10", file, file, vendor, opt43
 			if !strings.HasPrefix(file, "http") {
@@ -288,6 +293,9 @@ func TestFull(t *testing.T) {
 		{"known machine asks for a wrong address", request(t, dhcpv4.MessageTypeRequest, macBIOS, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 150)))),
 			&summary{Type: "NAK", YourIP: "0.0.0.0", ServerIP: "0.0.0.0", ServerID: "192.168.1.10"}},
 		{"request for another server", request(t, dhcpv4.MessageTypeRequest, phone, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(192, 168, 1, 1)))), nil},
+		{"inform: options only, the gate as NTP server", request(t, dhcpv4.MessageTypeInform, laptop, dhcpv4.WithClientIP(net.IPv4(192, 168, 1, 100))),
+			&summary{Type: "ACK", YourIP: "0.0.0.0", ServerIP: "0.0.0.0", ServerID: "192.168.1.10", Mask: "255.255.255.0",
+				Router: "192.168.1.1", DNS: "192.168.1.1", NTP: "[192.168.1.10]"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := f.Reply(PacketLog(log, tc.req), tc.req, ViaDHCP)

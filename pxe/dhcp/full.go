@@ -107,6 +107,9 @@ func (f *Full) answer(log *slog.Logger, req *dhcpv4.DHCPv4, mt dhcpv4.MessageTyp
 		}
 		reply.UpdateOption(dhcpv4.OptDNS(dns...))
 	}
+	// The gate serves time (package ntp): with no RTC on the lab's side
+	// and maybe no internet, it is the one clock the lab can agree on.
+	reply.UpdateOption(dhcpv4.OptNTPServers(net.IP(f.Boot.Server.AsSlice())))
 	if known && h.Name != "" {
 		reply.UpdateOption(dhcpv4.OptHostName(h.Name))
 	}
