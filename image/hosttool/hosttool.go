@@ -37,6 +37,16 @@ func debianPackage(tool string) string {
 		return "apt-utils"
 	case "sfdisk":
 		return "fdisk"
+	case "chronyd":
+		return "chrony"
+	case "ntpdig":
+		return "ntpsec-ntpdig"
+	case "chromium":
+		return "chromium"
+	case "xz":
+		return "xz-utils"
+	case "wg":
+		return "wireguard-tools"
 	case "sgdisk":
 		return "gdisk"
 	case "syslinux", "mmdebstrap":
