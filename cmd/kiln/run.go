@@ -49,6 +49,7 @@ func commands() map[string]command {
 		"lock":     {"lock [--lock FILE]", "re-pin every Debian input (needs the network)", runLock},
 		"build":    {"build [-o DIR] [PROFILE]", "build the netboot bundle and role images", runBuild},
 		"gate":     {"gate serve|machines|reinstall ...", "the gate's netboot service and its machine states", runGate},
+		"flash":    {"flash [--force] IMAGE DEVICE", "write the gate's SD card image to a card, then read it back", runFlash},
 		"rehearse": {"rehearse [--bundle DIR] [PROFILE]", "netboot and install the lab's amd64 servers as QEMU VMs", runRehearse},
 	}
 }
