@@ -48,7 +48,7 @@ func ImageSize(ctx context.Context, path string) (int64, error) {
 	}
 	var out bytes.Buffer
 	if err := hosttool.Run(ctx, hosttool.Cmd{Name: "xz", Args: []string{"--robot", "--list", path}, Stdout: &out}); err != nil {
-		return 0, fmt.Errorf("image: %w (Debian package xz-utils)", err)
+		return 0, fmt.Errorf("image: %w", err)
 	}
 	return parseXZList(out.String())
 }
@@ -85,7 +85,7 @@ func openImage(ctx context.Context, path string) (io.ReadCloser, error) {
 	}
 	if err := hosttool.Check("xz"); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("image: %w (Debian package xz-utils)", err)
+		return nil, fmt.Errorf("image: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, "xz", "-dc")
 	cmd.Stdin = f
