@@ -22,6 +22,7 @@ func gateCommands() map[string]command {
 		"serve":     {"gate serve --bundle DIR --listen IFACE [flags]", "run DHCP (proxy or full), TFTP and HTTP for the lab", runGateServe},
 		"machines":  {"gate machines [--state DIR] [--profile P]", "list each machine's install state", runGateMachines},
 		"reinstall": {"gate reinstall [--state DIR] [--profile P] MACHINE", "re-arm a machine (name or MAC): its next netboot installs it again", runGateReinstall},
+		"run":       {"gate run [--root DIR] [--force] [-v]", "the gate appliance: the init of the gate's SD image (never returns)", runGateRun},
 	}
 }
 

@@ -1,0 +1,37 @@
+package appliance
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+)
+
+// console writes human progress lines to stdout and to /dev/kmsg: the
+// kernel's last console= is /dev/console (stdout), but every console sees
+// kmsg, so the Pi's HDMI, its UART and QEMU's PL011 all show the markers.
+type console struct {
+	mu   sync.Mutex
+	out  io.Writer // stdout
+	kmsg io.Writer // nil when /dev/kmsg could not be opened
+}
+
+// kmsgMax keeps a record under the kernel's limit (1024 with the prefix).
+const kmsgMax = 900
+
+// printf writes one line; kmsg records get level 5 (notice, shown at the
+// default console loglevel) and a "kiln-gate: " prefix.
+func (c *console) printf(format string, args ...any) {
+	line := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintln(c.out, line)
+	if c.kmsg != nil {
+		rec := line
+		if len(rec) > kmsgMax {
+			rec = rec[:kmsgMax]
+		}
+		// One write is one record; a failed write is not worth a fuss.
+		io.WriteString(c.kmsg, "<5>kiln-gate: "+strings.ReplaceAll(rec, "\n", " ")+"\n")
+	}
+}
