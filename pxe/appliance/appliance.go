@@ -10,6 +10,9 @@
 // exit (u-root's init would drop to a shell, the kernel would panic), and
 // a gate that waits for its SD card or its NIC recovers by itself. Once
 // listening it prints `KILN-GATE-SERVING addr=<ip> http=<url> boot=<s>`.
+// The wireguard phase alone is detached: when it fails (the VPS's name
+// does not resolve without the internet) it is reported and retried in
+// the background, and the gate goes on to serve the lab.
 //
 // The clock floor comes first where it can: the payload carries the
 // build time, so the payload is mounted before /perm, the floor applied,
@@ -211,6 +214,10 @@ func (a *Appliance) Run(ctx context.Context) error {
 type phase struct {
 	name  string
 	tasks []task
+	// detach: a failure does not hold back the later phases; it is
+	// reported and the phase retried in the background. The lab must
+	// come up without the internet, so the tunnel must not stop serving.
+	detach bool
 }
 
 type task struct {
@@ -230,18 +237,19 @@ func Phases() []string {
 
 func (a *Appliance) phases() []phase {
 	return []phase{
-		{"modules", []task{{"load", a.loadModules}}},
-		{"payload", []task{{"cmdline", a.readCmdline}, {"mount", a.mountPayload}, {"read", a.readPayload}}},
-		{"clock", []task{{"floor", a.buildTimeFloor}}},
-		{"perm", []task{{"mount", a.mountPerm}, {"log", a.openLog}, {"floor", a.permFloor}}},
-		{"network", []task{{"lo", a.loopback}, {"nic", a.findNIC}, {"address", a.address}, {"route", a.route}, {"resolv", a.resolvConf}}},
-		{"time", []task{{"save", a.startSavingClock}, {"server", a.startTimeServer}, {"client", a.startTimeClient}}},
-		{"wireguard", []task{{"up", a.wireguard}}},
-		{"serve", []task{{"netboot", a.serve}}},
+		{"modules", []task{{"load", a.loadModules}}, false},
+		{"payload", []task{{"cmdline", a.readCmdline}, {"mount", a.mountPayload}, {"read", a.readPayload}}, false},
+		{"clock", []task{{"floor", a.buildTimeFloor}}, false},
+		{"perm", []task{{"mount", a.mountPerm}, {"log", a.openLog}, {"floor", a.permFloor}}, false},
+		{"network", []task{{"lo", a.loopback}, {"nic", a.findNIC}, {"address", a.address}, {"route", a.route}, {"resolv", a.resolvConf}}, false},
+		{"time", []task{{"save", a.startSavingClock}, {"server", a.startTimeServer}, {"client", a.startTimeClient}}, false},
+		{"wireguard", []task{{"up", a.wireguard}}, true},
+		{"serve", []task{{"netboot", a.serve}}, false},
 	}
 }
 
-// runPhase runs p until it succeeds or ctx ends.
+// runPhase runs p until it succeeds or ctx ends; a detached phase that
+// fails once goes on in the background.
 func (a *Appliance) runPhase(ctx context.Context, p phase) error {
 	for {
 		err := a.tryPhase(ctx, p)
@@ -252,12 +260,33 @@ func (a *Appliance) runPhase(ctx context.Context, p phase) error {
 			return ctx.Err()
 		}
 		a.con.printf("KILN-GATE-FAILED phase=%s: %v", p.name, err)
-		a.log.Error("phase failed", "phase", p.name, "err", err, "retry_in", a.cfg.RetryEvery)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(a.cfg.RetryEvery):
+		a.log.Error("phase failed", "phase", p.name, "err", err, "retry_in", a.cfg.RetryEvery, "detached", p.detach)
+		if p.detach {
+			p.detach = false
+			a.background(ctx, p.name, func(ctx context.Context) error {
+				if err := a.sleep(ctx); err != nil {
+					return nil
+				}
+				if a.runPhase(ctx, p) == nil {
+					a.con.printf("%s: up after a retry", p.name)
+				}
+				return nil
+			})
+			return nil
 		}
+		if err := a.sleep(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// sleep waits RetryEvery, or until ctx ends.
+func (a *Appliance) sleep(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(a.cfg.RetryEvery):
+		return nil
 	}
 }
 

@@ -103,6 +103,7 @@ func TestRunToServing(t *testing.T) {
 	sys.linkWait = 3 // the NIC's driver probes late
 	tm := &fakeTime{}
 	out, pc := runGate(t, root, sys, Config{Time: tm})
+	t.Log("\n" + out)
 
 	if !strings.Contains(out, "KILN-GATE-SERVING addr=10.0.0.2 http=http://10.0.0.2:8080 boot=3.2\n") {
 		t.Errorf("no serving marker in:\n%s", out)
@@ -164,7 +165,7 @@ func TestRunToServing(t *testing.T) {
 	if pc.Plan == nil || pc.Plan.Lab != "applab" || pc.Logger == nil {
 		t.Errorf("pxe.Config plan %v logger %v", pc.Plan, pc.Logger)
 	}
-	if strings.Count(out, "wireguard: not in this build") != 1 {
+	if strings.Count(out, "\nwireguard: not in this build: skipped\n") != 1 {
 		t.Errorf("wireguard phase not skipped once:\n%s", out)
 	}
 }
@@ -257,3 +258,59 @@ type writerFunc func([]byte) (int, error)
 func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
 
 func newDiscardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// A failing tunnel is retried in the background and does not hold back
+// the netboot service: the lab comes up without the internet.
+func TestWireGuardDetached(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &syncBuffer{}
+	up := make(chan struct{})
+	tries := 0
+	a, err := New(Config{
+		Root: fakeGate(t), System: newFakeSys(), Stdout: out, Log: newDiscardLog(), RetryEvery: time.Millisecond,
+		WireGuard: func(ctx context.Context, p *Payload, log *slog.Logger) error {
+			if tries++; tries < 3 {
+				return errors.New("lookup vps.example.net: no such host")
+			}
+			close(up)
+			return nil
+		},
+		Serve: func(ctx context.Context, c pxe.Config) error {
+			c.Ready("http://10.0.0.2:8080")
+			<-up // serving began before the tunnel was up
+			cancel()
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	got := out.String()
+	if n := strings.Count(got, "KILN-GATE-FAILED phase=wireguard: up: lookup vps.example.net: no such host\n"); n != 2 {
+		t.Errorf("%d wireguard failures reported, want 2:\n%s", n, got)
+	}
+	if !strings.Contains(got, "wireguard: up after a retry\n") {
+		t.Errorf("no recovery line:\n%s", got)
+	}
+	if i, j := strings.Index(got, "phase=wireguard"), strings.Index(got, "KILN-GATE-SERVING"); i > j {
+		t.Errorf("the first wireguard failure came after serving:\n%s", got)
+	}
+}
+
+func TestWireGuardSkipped(t *testing.T) {
+	out, _ := runGate(t, fakeGate(t), newFakeSys(), Config{
+		WireGuard: func(ctx context.Context, p *Payload, log *slog.Logger) error {
+			if p.Profile.Name != "applab" || p.Gate.Name != "gate-1" {
+				t.Errorf("payload %+v", p)
+			}
+			return fmt.Errorf("the gate has no wireguard block: %w", ErrSkipped)
+		},
+	})
+	if !strings.Contains(out, "wireguard: the gate has no wireguard block: skipped\n") || strings.Contains(out, "FAILED") {
+		t.Errorf("got:\n%s", out)
+	}
+}

@@ -14,7 +14,7 @@ import (
 
 func (a *Appliance) wireguard(ctx context.Context) error {
 	if a.cfg.WireGuard == nil {
-		return fmt.Errorf("wireguard: not in this build: %w", ErrSkipped)
+		return fmt.Errorf("not in this build: %w", ErrSkipped)
 	}
 	return a.cfg.WireGuard(ctx, &a.payload, a.log.With("svc", "wireguard"))
 }

@@ -52,7 +52,7 @@ func (a *Appliance) startSavingClock(ctx context.Context) error {
 
 func (a *Appliance) startTimeServer(ctx context.Context) error {
 	if a.cfg.Time == nil {
-		return fmt.Errorf("time: no SNTP in this build: %w", ErrSkipped)
+		return fmt.Errorf("no SNTP in this build: %w", ErrSkipped)
 	}
 	if a.servingTime {
 		return nil
