@@ -23,6 +23,9 @@ import (
 const (
 	BIOS = "bios" // SeaBIOS
 	UEFI = "uefi" // OVMF
+	// Direct: no firmware, QEMU loads Kernel, Initrd and Append itself
+	// (-kernel): how an arm64 VM boots (see arm64.go).
+	Direct = "direct"
 )
 
 // OVMF images (Debian package ovmf): the code is shared read-only, the
@@ -48,8 +51,8 @@ var (
 // VMConfig describes one machine, in the terms of a kiln plan.
 type VMConfig struct {
 	Name      string // [A-Za-z0-9._-]+, names its files in the output folder
-	Arch      string // "amd64" (the default; the only one so far)
-	Firmware  string // BIOS (default) or UEFI
+	Arch      string // "amd64" (the default) or "arm64" (see arm64.go)
+	Firmware  string // BIOS (default) or UEFI; Direct for arm64
 	MemoryMiB int    // default 1024
 	CPUs      int    // default 1
 	MAC       string // NIC address; empty picks a random 52:54:00 one
@@ -66,6 +69,9 @@ type VMConfig struct {
 	// BootDisk names the disk the firmware boots first (default: the
 	// first disk), whatever its place on the bus.
 	BootDisk string
+	// Kernel, Initrd and Append are the kernel, initramfs and command
+	// line QEMU boots itself (Firmware Direct; arm64 only).
+	Kernel, Initrd, Append string
 }
 
 // Exit records how one boot ended.
@@ -138,13 +144,23 @@ func vmDefaults(cfg *VMConfig) error {
 	if cfg.Arch == "" {
 		cfg.Arch = "amd64"
 	}
-	if cfg.Arch != "amd64" {
+	switch cfg.Arch {
+	case "amd64":
+	case ARM64:
+		if err := arm64Defaults(cfg); err != nil {
+			return err
+		}
+	default:
 		return fmt.Errorf("lab: vm %s: arch %s: %w", cfg.Name, cfg.Arch, ErrUnsupported)
 	}
 	switch cfg.Firmware {
 	case "":
 		cfg.Firmware = BIOS
 	case BIOS, UEFI:
+	case Direct:
+		if cfg.Arch != ARM64 {
+			return fmt.Errorf("lab: vm %s: firmware %q on %s: %w", cfg.Name, cfg.Firmware, cfg.Arch, ErrUnsupported)
+		}
 	default:
 		return fmt.Errorf("lab: vm %s: firmware %q: %w", cfg.Name, cfg.Firmware, ErrUnsupported)
 	}
@@ -226,23 +242,12 @@ func (vm *VM) DiskPaths() []string { return append([]string(nil), vm.disks...) }
 // as the QMP socket path.
 func (vm *VM) Args(qmp string) []string {
 	c := vm.cfg
-	args := []string{
-		"-name", c.Name,
-		// graphics=off makes SeaBIOS and option ROMs (iPXE) print to the
-		// serial port too; kvm:tcg takes KVM when there is one.
-		"-machine", "q35,accel=kvm:tcg,graphics=off",
-		"-cpu", "max",
-		"-smp", strconv.Itoa(c.CPUs),
-		"-m", strconv.Itoa(c.MemoryMiB),
-		"-nodefaults", "-display", "none",
-		"-no-reboot",
-		"-chardev", "file,id=ser0,path=" + vm.serial + ",append=on",
-		"-serial", "chardev:ser0",
-		"-qmp", "unix:" + qmp + ",server=on,wait=on",
-		// TCG has no RDRAND: without an entropy source Go's getrandom in
-		// the installer blocks for a long time early in boot.
-		"-device", "virtio-rng-pci",
+	if c.Arch == ARM64 {
+		return vm.arm64Args(qmp)
 	}
+	// graphics=off makes SeaBIOS and option ROMs (iPXE) print to the
+	// serial port too; kvm:tcg takes KVM when there is one.
+	args := vm.baseArgs("q35,accel=kvm:tcg,graphics=off", "max", qmp)
 	if c.UUID != "" {
 		args = append(args, "-smbios", "type=1,uuid="+c.UUID)
 	}
@@ -286,6 +291,28 @@ func (vm *VM) diskArgs() []string {
 		args = append(args, "-device", dev)
 	}
 	return args
+}
+
+// baseArgs is the start of every VM's command line: machine and CPU, size,
+// no default devices, -no-reboot (the lab relaunches), the serial log, QMP
+// and an entropy source.
+func (vm *VM) baseArgs(machine, cpu, qmp string) []string {
+	c := vm.cfg
+	return []string{
+		"-name", c.Name,
+		"-machine", machine,
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(c.CPUs),
+		"-m", strconv.Itoa(c.MemoryMiB),
+		"-nodefaults", "-display", "none",
+		"-no-reboot",
+		"-chardev", "file,id=ser0,path=" + vm.serial + ",append=on",
+		"-serial", "chardev:ser0",
+		"-qmp", "unix:" + qmp + ",server=on,wait=on",
+		// TCG has no RDRAND (nor an arm64 equivalent): without an entropy
+		// source Go's getrandom blocks for a long time early in boot.
+		"-device", "virtio-rng-pci",
+	}
 }
 
 // bootIndex orders the disks after the NIC (1): BootDisk first, as a user
@@ -355,7 +382,7 @@ func (vm *VM) boot(ctx context.Context) (*boot, error) {
 	}
 	defer qlog.Close()
 	fmt.Fprint(qlog, banner)
-	cmd := nsCommand(vm.net.ns, "qemu-system-x86_64", vm.Args(sock)...)
+	cmd := nsCommand(vm.net.ns, qemuBinary(vm.cfg.Arch), vm.Args(sock)...)
 	cmd.Stdout, cmd.Stderr = qlog, qlog
 	p, err := startProcess("qemu "+vm.cfg.Name, cmd)
 	if err != nil {
