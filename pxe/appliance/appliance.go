@@ -36,6 +36,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kilnlab/kiln/image/payload"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/pxe"
@@ -112,11 +113,12 @@ type Config struct {
 	SaveClock time.Duration
 }
 
-// Payload is what the payload partition says about this gate.
+// Payload is what the payload partition (image/payload's format) says
+// about this gate.
 type Payload struct {
 	// Dir is the mounted payload (Root/payload).
 	Dir     string
-	Info    GateInfo
+	Info    payload.Info
 	Profile *profiles.Profile
 	Plan    *plan.Plan
 	// Gate is the gate's machine in the plan.

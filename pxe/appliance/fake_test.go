@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kilnlab/kiln/image/payload"
 )
 
 // fakeSys is a System that records what the phases ask of the kernel.
@@ -190,9 +192,11 @@ func fakeGate(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write("payload/profile.yaml", string(prof))
-	write("payload/gate.json", fmt.Sprintf(`{"lab":"applab","machine":"gate-1","build_time":%q,"interface_mac":"52:54:00:aa:00:01","profile":"profile.yaml"}`,
-		testBuild.Format(time.RFC3339)))
+	write("payload/"+payload.ProfileFile, string(prof))
+	info := payload.Info{Lab: "applab", Machine: "gate-1", BuildTime: testBuild, InterfaceMAC: "52:54:00:aa:00:01", Profile: payload.ProfileFile}
+	if err := payload.WriteInfo(filepath.Join(root, "payload"), info); err != nil {
+		t.Fatal(err)
+	}
 	return root
 }
 

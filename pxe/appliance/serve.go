@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/kilnlab/kiln/image/payload"
 	"github.com/kilnlab/kiln/pxe"
 )
 
@@ -25,7 +26,7 @@ func (a *Appliance) serve(ctx context.Context) error {
 	cfg := pxe.Config{
 		Interface:    a.iface,
 		Plan:         a.payload.Plan,
-		BundleDir:    filepath.Join(a.payload.Dir, "bundle"),
+		BundleDir:    filepath.Join(a.payload.Dir, payload.BundleDir),
 		StateDir:     a.path(PermDir, "state"),
 		Logger:       a.log,
 		Address:      a.addr.Addr(),

@@ -3,12 +3,14 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kilnlab/kiln/image/payload"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 )
@@ -74,9 +76,13 @@ func (a *Appliance) mountPayload(ctx context.Context) error {
 // readPayload reads gate.json and the profile, and plans the lab.
 func (a *Appliance) readPayload(ctx context.Context) error {
 	dir := a.path(PayloadDir)
-	info, mac, err := readGateInfo(dir)
+	info, err := payload.ReadInfo(dir)
 	if err != nil {
 		return err
+	}
+	mac, err := net.ParseMAC(info.InterfaceMAC)
+	if err != nil {
+		return err // Check accepted it: cannot happen
 	}
 	prof, err := profiles.Load(filepath.Join(dir, info.Profile))
 	if err != nil {
