@@ -3,6 +3,7 @@ package appliance
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,3 +196,37 @@ func TestSyncOnce(t *testing.T) {
 		})
 	}
 }
+
+// Without modules.dep (a kernel with its drivers built in) the modules
+// phase goes on; with one whose modules all fail, it fails.
+func TestModulesPhase(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		n    int
+		ok   bool
+	}{
+		{"none to load", &os.PathError{Op: "open", Path: "/lib/modules/6.1.0-50-arm64/modules.dep", Err: os.ErrNotExist}, 0, true},
+		{"some failed", errors.New("vc4: finit_module: ENOENT"), 5, true},
+		{"all failed", errors.New("squashfs: finit_module: ENOEXEC"), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := &modSys{fakeSys: newFakeSys(), n: tc.n, err: tc.err}
+			a, err := New(Config{Root: t.TempDir(), System: sys, Log: newDiscardLog()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.loadModules(t.Context()); (err == nil) != tc.ok {
+				t.Errorf("loadModules: %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}
+
+type modSys struct {
+	*fakeSys
+	n   int
+	err error
+}
+
+func (m *modSys) LoadModules(*slog.Logger) (int, error) { return m.n, m.err }

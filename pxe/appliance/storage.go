@@ -2,7 +2,9 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +21,13 @@ import (
 
 func (a *Appliance) loadModules(ctx context.Context) error {
 	n, err := a.sys.LoadModules(a.log)
+	if errors.Is(err, fs.ErrNotExist) {
+		// An initramfs without modules.dep: a kernel with its drivers
+		// built in. The phases that need a driver say so if one is
+		// missing.
+		a.con.printf("modules: none to load (%v)", err)
+		return nil
+	}
 	if err != nil && n == 0 {
 		return err
 	}
