@@ -3,11 +3,13 @@ package appliance
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // linuxNoHost is the real System but for the host name: a network
@@ -112,5 +114,44 @@ func TestNetworkNetns(t *testing.T) {
 	}
 	if defaults != 1 {
 		t.Errorf("%d default routes in %v, want 1", defaults, routes)
+	}
+}
+
+// TestLinuxMounted checks the real Mounted and Mknod on a tmpfs the test
+// mounts and unmounts.
+func TestLinuxMounted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the mount test needs root (CI runs as root)")
+		}
+		t.Skip("the mount test needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "perm")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var sys Linux
+	if ok, err := sys.Mounted(dir); ok || err != nil {
+		t.Fatalf("Mounted before mount: %v, %v", ok, err)
+	}
+	if err := sys.Mount("tmpfs", dir, "tmpfs", unix.MS_NOATIME, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	if ok, err := sys.Mounted(dir); !ok || err != nil {
+		t.Errorf("Mounted after mount: %v, %v", ok, err)
+	}
+	// A block node like the ones made for partitions devtmpfs lacks
+	// (loop0's numbers: 7:0).
+	node := filepath.Join(dir, "dev", "loop0")
+	if err := sys.Mknod(node, 7, 0); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(node, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK || unix.Major(st.Rdev) != 7 {
+		t.Errorf("node %+v, %v", st, err)
+	}
+	if err := sys.Mknod(node, 7, 0); err != nil {
+		t.Errorf("Mknod of an existing node: %v", err)
 	}
 }
