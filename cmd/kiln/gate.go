@@ -19,10 +19,11 @@ const defaultStateDir = "/var/lib/kiln/gate"
 
 func gateCommands() map[string]command {
 	return map[string]command{
-		"serve":     {"gate serve --bundle DIR --listen IFACE [flags]", "run DHCP (proxy or full), TFTP and HTTP for the lab", runGateServe},
-		"machines":  {"gate machines [--state DIR] [--profile P]", "list each machine's install state", runGateMachines},
-		"reinstall": {"gate reinstall [--state DIR] [--profile P] MACHINE", "re-arm a machine (name or MAC): its next netboot installs it again", runGateReinstall},
-		"run":       {"gate run [--root DIR] [--force] [-v]", "the gate appliance: the init of the gate's SD image (never returns)", runGateRun},
+		"serve":          {"gate serve --bundle DIR --listen IFACE [flags]", "run DHCP (proxy or full), TFTP and HTTP for the lab", runGateServe},
+		"machines":       {"gate machines [--state DIR] [--profile P]", "list each machine's install state", runGateMachines},
+		"reinstall":      {"gate reinstall [--state DIR] [--profile P] MACHINE", "re-arm a machine (name or MAC): its next netboot installs it again", runGateReinstall},
+		"wireguard-peer": {"gate wireguard-peer [--secrets DIR] [PROFILE]", "print the VPS side of the gate's WireGuard tunnel (a wg-quick config)", runGateWireGuardPeer},
+		"run":            {"gate run [--root DIR] [--force] [-v]", "the gate appliance: the init of the gate's SD image (never returns)", runGateRun},
 	}
 }
 

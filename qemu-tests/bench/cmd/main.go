@@ -1,0 +1,113 @@
+// Command cmd is `make bench`: it boots the gate SD image and a Debian
+// arm64 systemd of the same kernel in the same QEMU VM shape, one after the
+// other on a lab network, and prints boot-to-ready times and idle memory
+// side by side with ratios (package bench). Needs root (namespaces, taps,
+// the Debian disk's device nodes).
+//
+//	go run ./qemu-tests/bench/cmd -gate out/bundle/gate-1.img
+//	go run ./qemu-tests/bench/cmd -standin     # before a real gate image exists
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/kilnlab/kiln/image/cache"
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/qemu-tests/bench"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		image   = flag.String("gate", "", "the gate SD image (kiln build writes gate-1.img next to the bundle)")
+		standIn = flag.Bool("standin", false, "boot a stand-in gate image (tiny Go init playing the appliance) instead of -gate")
+		profile = flag.String("profile", "", "the profile the image was built from (default: the embedded one)")
+		out     = flag.String("out", "out/bench", "folder for serial logs, the pcap and the Debian disk")
+		settle  = flag.Duration("settle", 20*time.Second, "idle time after ready before memory is read")
+		memory  = flag.Int("memory", 1024, "MiB of memory of both VMs")
+		cpus    = flag.Int("cpus", 1, "vCPUs of both VMs")
+		offline = flag.Bool("offline", false, "never download (kernel .deb, Debian rootfs): fail if not cached")
+		verbose = flag.Bool("v", false, "log what the lab does")
+	)
+	flag.Parse()
+	if (*image == "") == !*standIn {
+		return errors.New("give -gate IMAGE (e.g. out/bundle/gate-1.img from `kiln build -o out/bundle`) or -standin")
+	}
+	if *image != "" {
+		if _, err := os.Stat(*image); err != nil {
+			return fmt.Errorf("gate image: %w (kiln build -o DIR writes DIR/gate-1.img)", err)
+		}
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	gate, err := gateMachine(*profile)
+	if err != nil {
+		return err
+	}
+	cdir, err := cache.DefaultDir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
+	defer cancel()
+	r, err := bench.Run(ctx, bench.Options{
+		Image: *image, StandIn: *standIn,
+		GateMAC: gate.MAC, GateAddr: gate.Address,
+		Out: *out, Cache: cdir, Fetch: !*offline,
+		Settle: *settle, MemoryMiB: *memory, CPUs: *cpus, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	if *standIn {
+		fmt.Println("NOTE: gate side is the STAND-IN image (tiny Go init), not kiln's gate-1.img")
+	}
+	bench.Print(os.Stdout, r)
+	if r.Gate.Err != nil || r.Debian.Err != nil {
+		return errors.New("a side failed (see above)")
+	}
+	return nil
+}
+
+// gateMachine is the profile's gate: its MAC and address.
+func gateMachine(path string) (plan.Machine, error) {
+	var p *profiles.Profile
+	var err error
+	if path == "" {
+		p, err = profiles.Default()
+	} else {
+		p, err = profiles.Load(path)
+	}
+	if err != nil {
+		return plan.Machine{}, err
+	}
+	pl, err := plan.Compute(p)
+	if err != nil {
+		return plan.Machine{}, err
+	}
+	for _, m := range pl.Machines {
+		if m.Name == pl.Gate.Name {
+			return m, nil
+		}
+	}
+	return plan.Machine{}, fmt.Errorf("profile has no gate machine %q", pl.Gate.Name)
+}
