@@ -91,11 +91,11 @@ type blockFinder struct {
 	sys  System
 }
 
-// find returns the device node of the partition with that PARTUUID. Linux
-// only puts PARTUUID in the uevent since 6.11; on older kernels (Debian
-// bookworm's 6.1) it is computed as the kernel does for an MBR:
-// "%08x-%02x" of the disk signature (offset 440, little endian) and the
-// partition number.
+// find returns the device node of the partition with that PARTUUID. Few
+// kernels put PARTUUID in a partition's uevent (not Debian's 6.1, nor any
+// for partitions added from user space), so it is also computed as the
+// kernel does for an MBR: "%08x-%02x" of the disk signature (offset 440,
+// little endian) and the partition number.
 func (b blockFinder) find(partuuid string) (string, error) {
 	class := filepath.Join(b.root, "sys/class/block")
 	ents, err := os.ReadDir(class)

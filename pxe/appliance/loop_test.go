@@ -19,12 +19,7 @@ import (
 // against sfdisk's label-id. Device nodes
 // are made in a temp dir, not in the host's /dev.
 func TestFindLoopMBR(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the loop device test needs root (CI runs as root)")
-		}
-		t.Skip("the loop device test needs root")
-	}
+	needRoot(t, "the loop device test")
 	hosttooltest.Need(t, "sfdisk", "losetup", "partx")
 	img := filepath.Join(t.TempDir(), "card.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {

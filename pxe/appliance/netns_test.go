@@ -12,6 +12,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// needRoot skips a test that needs root, except under CI (which runs as
+// root) where it fails.
+func needRoot(t *testing.T, what string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s needs root (CI runs as root)", what)
+	}
+	t.Skipf("%s needs root", what)
+}
+
 // linuxNoHost is the real System but for the host name: a network
 // namespace does not isolate it, and the test must not rename the host.
 type linuxNoHost struct{ Linux }
@@ -22,12 +35,7 @@ func (linuxNoHost) Sethostname(string) error { return nil }
 // System in a network namespace of its own, on a veth pair it creates,
 // twice (a retried phase must not fail on what the first try did).
 func TestNetworkNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the netns test needs root (CI runs as root)")
-		}
-		t.Skip("the netns test needs root")
-	}
+	needRoot(t, "the netns test")
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -120,12 +128,7 @@ func TestNetworkNetns(t *testing.T) {
 // TestLinuxMounted checks the real Mounted and Mknod on a tmpfs the test
 // mounts and unmounts.
 func TestLinuxMounted(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the mount test needs root (CI runs as root)")
-		}
-		t.Skip("the mount test needs root")
-	}
+	needRoot(t, "the mount test")
 	dir := filepath.Join(t.TempDir(), "perm")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
