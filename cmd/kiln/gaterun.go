@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/kilnlab/kiln/image/payload"
+	"github.com/kilnlab/kiln/image/secrets"
 	"github.com/kilnlab/kiln/pxe/appliance"
 	"github.com/kilnlab/kiln/pxe/ntp"
+	"github.com/kilnlab/kiln/pxe/wireguard"
 )
 
 func runGateRun(ctx context.Context, env *cli, args []string) error {
@@ -19,8 +25,9 @@ func runGateRun(ctx context.Context, env *cli, args []string) error {
 			"kiln.perm=PARTUUID=... on /proc/cmdline, keeps the clock at or after the\n"+
 			"image's build time, configures the lab NIC (the MAC in the payload's\n"+
 			"gate.json) from the profile, serves SNTP to the lab and follows the\n"+
-			"profile's NTP servers, and serves the lab's netboot (as `kiln gate serve`).\n"+
-			"Its WireGuard phase is skipped: the tunnel is not wired in yet.\n"+
+			"profile's NTP servers, brings the WireGuard tunnel up when the profile\n"+
+			"has one (retried in the background: the lab comes up without the internet),\n"+
+			"and serves the lab's netboot (as `kiln gate serve`).\n"+
 			"It never returns on its own: a failed phase prints KILN-GATE-FAILED and is\n"+
 			"retried every 10 s. It mounts filesystems, sets the clock, the host name\n"+
 			"and the network: it refuses to run where PID 1 did not start it, unless --force.")
@@ -41,10 +48,11 @@ func runGateRun(ctx context.Context, env *cli, args []string) error {
 		level = slog.LevelDebug
 	}
 	a, err := appliance.New(appliance.Config{
-		Root:   *root,
-		Log:    slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level})),
-		Stdout: env.stdout,
-		Time:   &gateTime{clock: ntp.NewClock(nil)},
+		Root:      *root,
+		Log:       slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level})),
+		Stdout:    env.stdout,
+		Time:      &gateTime{clock: ntp.NewClock(nil)},
+		WireGuard: gateWireGuard,
 	})
 	if err != nil {
 		return err
@@ -73,3 +81,20 @@ func (g *gateTime) Sync(ctx context.Context, servers []string) (time.Duration, e
 }
 
 func (g *gateTime) Synced() { g.clock.Synced(g.last) }
+
+// gateWireGuard is pxe/wireguard as the appliance's wireguard phase: the
+// profile's block and the payload's keys.
+func gateWireGuard(ctx context.Context, p *appliance.Payload, log *slog.Logger) error {
+	_, tunnel, err := wireguard.Gate(p.Profile)
+	if errors.Is(err, wireguard.ErrNoTunnel) {
+		return fmt.Errorf("no wireguard block in the profile: %w", appliance.ErrSkipped)
+	}
+	if err != nil {
+		return err
+	}
+	keys, err := secrets.LoadGateKeys(filepath.Join(p.Dir, payload.SecretsDir, secrets.WireGuardFile))
+	if err != nil {
+		return err
+	}
+	return wireguard.Up(ctx, wireguard.Config{Tunnel: *tunnel}, keys, log)
+}
