@@ -20,15 +20,20 @@ const (
 // Payload packs srcDir (gate.json, profile.yaml, bundle/, secrets/) into
 // the squashfs at out. Modes are kept (secrets/ stays 0700, its files
 // 0600), every file is root-owned, extended attributes of the build host
-// are left out, and all times are epoch: the same tree gives the same
+// are left out, and every time is epoch: the same tree gives the same
 // bytes (mksquashfs sorts directories itself and its output does not
 // depend on its thread count).
 func Payload(ctx context.Context, srcDir, out string, epoch int64) error {
+	if err := hosttool.Check("mksquashfs"); err != nil {
+		return err
+	}
 	e := strconv.FormatInt(epoch, 10)
 	err := replaceFile(out, func(f *os.File) error {
-		return hosttool.Run(ctx, hosttool.Cmd{Name: "mksquashfs", Epoch: epoch, Args: []string{
-			srcDir, f.Name(), "-noappend", "-quiet", "-no-progress", "-comp", "zstd",
-			"-all-root", "-no-xattrs", "-mkfs-time", e, "-all-time", e,
+		// mksquashfs 4.5 refuses -all-time beside SOURCE_DATE_EPOCH (which
+		// only clamps file times), and hosttool always sets it: unset it.
+		return hosttool.Run(ctx, hosttool.Cmd{Name: "env", Epoch: epoch, Args: []string{
+			"-u", "SOURCE_DATE_EPOCH", "mksquashfs", srcDir, f.Name(), "-noappend", "-quiet", "-no-progress",
+			"-comp", "zstd", "-all-root", "-root-mode", "0755", "-no-xattrs", "-mkfs-time", e, "-all-time", e,
 		}})
 	})
 	if err != nil {
