@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -10,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -158,20 +155,14 @@ func gate(ctx context.Context, n *lab.Network, o Options, cfg lab.VMConfig) Resu
 	cfg.FailOn = lab.DeadEnds()
 	ctx, cancel := context.WithTimeout(ctx, vmDeadline)
 	defer cancel()
-	vm, err := n.NewVM(ctx, cfg)
-	if err != nil {
-		return fail(r, nil, err)
+	vm, line, wall, err := bootTo(ctx, n, cfg, servingRe)
+	if vm != nil {
+		defer vm.Stop()
 	}
-	start := time.Now()
-	if err := vm.Start(ctx); err != nil {
-		return fail(r, vm, err)
-	}
-	defer vm.Stop()
-	line, err := vm.WaitFor(ctx, servingRe)
 	if err != nil {
 		return fail(r, vm, err)
 	}
-	r.Wall = time.Since(start)
+	r.Wall = wall
 	m := servingRe.FindStringSubmatch(line)
 	r.Ready, _ = strconv.ParseFloat(m[3], 64)
 	u, err := url.Parse(m[2])
@@ -181,7 +172,7 @@ func gate(ctx context.Context, n *lab.Network, o Options, cfg lab.VMConfig) Resu
 	if err := sleep(ctx, o.Settle); err != nil {
 		return fail(r, vm, err)
 	}
-	st, err := getStatus(n, u.Host)
+	st, err := getStatus(n, u)
 	if err != nil {
 		return fail(r, vm, err)
 	}
@@ -203,7 +194,7 @@ func debian(ctx context.Context, n *lab.Network, o Options, k *kernel.Kernel, vm
 	}
 	ctx, cancel := context.WithTimeout(ctx, vmDeadline)
 	defer cancel()
-	vm, err := n.NewVM(ctx, lab.VMConfig{
+	vm, line, wall, err := bootTo(ctx, n, lab.VMConfig{
 		Name: "debian", Arch: lab.ARM64, MAC: "52:54:00:6b:ff:fe",
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs,
 		Kernel: vmlinuz, Initrd: initrd,
@@ -212,20 +203,14 @@ func debian(ctx context.Context, n *lab.Network, o Options, k *kernel.Kernel, vm
 			standin.ModeRoot, int(o.Settle.Seconds())),
 		Disks:  []lab.Disk{{Name: "root", Path: disk}},
 		FailOn: append(lab.DeadEnds(), regexp.MustCompile(`KILN-STANDIN-FAILED`)),
-	})
-	if err != nil {
-		return fail(r, nil, err)
+	}, multiUserRe)
+	if vm != nil {
+		defer vm.Stop()
 	}
-	start := time.Now()
-	if err := vm.Start(ctx); err != nil {
-		return fail(r, vm, err)
-	}
-	defer vm.Stop()
-	line, err := vm.WaitFor(ctx, multiUserRe)
 	if err != nil {
 		return fail(r, vm, err)
 	}
-	r.Wall = time.Since(start)
+	r.Wall = wall
 	r.Ready, _ = strconv.ParseFloat(multiUserRe.FindStringSubmatch(line)[1], 64)
 	if line, err = vm.WaitFor(ctx, memRe); err != nil {
 		return fail(r, vm, err)
@@ -235,6 +220,22 @@ func debian(ctx context.Context, n *lab.Network, o Options, k *kernel.Kernel, vm
 	avail, _ := strconv.ParseInt(m[2], 10, 64)
 	r.Used, r.Total = (total-avail)*1024, total*1024
 	return r
+}
+
+// bootTo starts a VM and waits for a serial line matching re: the line
+// and the time from QEMU's start. The VM, once created, is returned for
+// the caller to stop.
+func bootTo(ctx context.Context, n *lab.Network, cfg lab.VMConfig, re *regexp.Regexp) (*lab.VM, string, time.Duration, error) {
+	vm, err := n.NewVM(ctx, cfg)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	start := time.Now()
+	if err := vm.Start(ctx); err != nil {
+		return vm, "", 0, err
+	}
+	line, err := vm.WaitFor(ctx, re)
+	return vm, line, time.Since(start), err
 }
 
 // standInImage builds a gate-shaped image whose init plays the appliance
@@ -282,34 +283,20 @@ type status struct {
 	} `json:"gate"`
 }
 
-// getStatus GETs /status.json over the lab LAN: dialled inside the
-// namespace (net/http would dial from its own goroutine, outside).
-func getStatus(n *lab.Network, hostport string) (status, error) {
+// getStatus GETs the gate's /status.json over the lab LAN.
+func getStatus(n *lab.Network, base *url.URL) (status, error) {
 	var st status
-	err := n.Do(func() error {
-		c, err := net.DialTimeout("tcp", hostport, 20*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		req, _ := http.NewRequest("GET", "http://"+hostport+"/status.json", nil)
-		if err := req.Write(c); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /status.json: %s", resp.Status)
-		}
-		return json.NewDecoder(resp.Body).Decode(&st)
-	})
-	if err == nil && st.Gate.MemTotal == 0 {
-		err = errors.New("/status.json has no gate figures")
+	b, err := n.Get(base.JoinPath("status.json").String())
+	if err != nil {
+		return st, err
 	}
-	return st, err
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("/status.json: %w", err)
+	}
+	if st.Gate.MemTotal == 0 {
+		return st, errors.New("/status.json has no gate figures")
+	}
+	return st, nil
 }
 
 // sameKernel tells whether two kernel files hold the same Image, either

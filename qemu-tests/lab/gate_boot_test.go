@@ -1,15 +1,12 @@
 package lab_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -132,27 +129,14 @@ type status struct {
 	} `json:"gate"`
 }
 
-// getStatus GETs /status.json from inside the lab's namespace.
+// getStatus GETs /status.json over the lab LAN.
 func getStatus(t *testing.T, n *lab.Network, hostport string) status {
 	t.Helper()
 	var st status
-	err := n.Do(func() error {
-		c, err := net.DialTimeout("tcp", hostport, 20*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		req, _ := http.NewRequest("GET", "http://"+hostport+"/status.json", nil)
-		if err := req.Write(c); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		return json.NewDecoder(resp.Body).Decode(&st)
-	})
+	b, err := n.Get("http://" + hostport + "/status.json")
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
 	if err != nil {
 		t.Fatalf("GET /status.json from the gate: %v", err)
 	}
