@@ -46,10 +46,16 @@ func ConfigTxt() string {
 }
 
 // Cmdline is cmdline.txt: one line (the firmware reads only the first).
-// The last console is /dev/console: ttyAMA0 under QEMU virt; ttyS1 is the
-// Pi 4's GPIO mini-UART under Debian's kernel.
+// The last console is /dev/console: ttyAMA0, QEMU virt's PL011 (and the
+// Pi's, which the firmware gives to Bluetooth). tty1 is the Pi's HDMI
+// screen: it shows the kernel's messages and the gate's progress lines,
+// which the appliance also writes to /dev/kmsg for that reason.
+// The Pi's GPIO mini-UART (ttyS1 under Debian's kernel) is deliberately
+// absent: where no such port exists (QEMU virt), console=ttyS1 makes the
+// 8250 driver's empty port /dev/console, and every write of init and kiln
+// fails (measured: the uinit exits at once, silently).
 func Cmdline(signature uint32) string {
-	return "console=tty1 console=ttyS1,115200 console=ttyAMA0,115200" +
+	return "console=tty1 console=ttyAMA0,115200" +
 		" kiln.perm=PARTUUID=" + PartUUID(signature, 2) +
 		" kiln.payload=PARTUUID=" + PartUUID(signature, 3) + " panic=10\n"
 }
