@@ -15,7 +15,12 @@ APT_PACKAGES := \
 	qemu-system-x86 qemu-system-arm qemu-utils ovmf ipxe \
 	mmdebstrap apt-utils squashfs-tools fdisk gdisk dosfstools mtools \
 	syslinux syslinux-common systemd-boot-efi e2fsprogs kmod \
-	dnsmasq-base tcpdump iproute2 xz-utils zstd
+	dnsmasq-base tcpdump iproute2 xz-utils zstd iputils-ping \
+	chromium chrony ntpsec-ntpdate qemu-user-static binfmt-support
+
+# Installed without their recommends: wireguard-tools recommends a whole
+# kernel (wireguard-modules), which a test host does not want.
+APT_BARE_PACKAGES := wireguard-tools
 
 .PHONY: all deps apt-deps go-deps build demo test unit bench clean
 
@@ -25,11 +30,14 @@ deps: apt-deps go-deps
 
 # Install only what is missing, so a second run needs no network.
 apt-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	@$(call apt_install,$(APT_PACKAGES),)
+	@$(call apt_install,$(APT_BARE_PACKAGES),--no-install-recommends)
+
+apt_install = missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "kiln: installing Debian packages:" $$missing; \
 		if [ "$$(id -u)" != 0 ]; then echo "kiln: run as root (or sudo make ...) to install them" >&2; exit 1; fi; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) $$missing; \
 	fi
 
 go-deps:
@@ -39,8 +47,8 @@ build: go-deps
 	CGO_ENABLED=0 $(GO) build -o $(KILN) ./cmd/kiln
 
 demo: deps build
-	$(KILN) build -o $(OUT)/bundle
-	$(KILN) rehearse --bundle $(OUT)/bundle --output $(OUT)/rehearse
+	$(KILN) build -o $(OUT)
+	$(KILN) rehearse --bundle $(OUT) --output $(OUT)/rehearse
 
 test: deps
 	$(GO) vet ./...
@@ -48,15 +56,9 @@ test: deps
 
 # The gate's boot-to-serving time and idle memory beside a Debian arm64
 # systemd boot of the same kernel in the same QEMU VM (qemu-tests/bench).
-# TODO(issue 4): once `kiln build` writes gate-1.img, drop the stand-in branch.
 bench: deps build
 	$(KILN) build -o $(OUT)
-	@if [ -f $(OUT)/gate-1.img ]; then \
-		$(GO) run ./qemu-tests/bench/cmd -gate $(OUT)/gate-1.img -out $(OUT)/bench; \
-	else \
-		echo "kiln: no $(OUT)/gate-1.img: benchmarking the STAND-IN gate image instead"; \
-		$(GO) run ./qemu-tests/bench/cmd -standin -out $(OUT)/bench; \
-	fi
+	$(GO) run ./qemu-tests/bench/cmd -gate $(OUT)/gate-1.img -out $(OUT)/bench
 
 clean:
 	rm -rf $(OUT)

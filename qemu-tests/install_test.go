@@ -29,12 +29,14 @@ const (
 	machineDeadline = 20 * time.Minute
 )
 
-// kilnBuild is the kiln binary and bundle every scenario shares: built once
-// per test binary (the bundle takes minutes). KILN_TEST_BUNDLE names an
-// existing bundle of testdata/lab.yaml to reuse instead.
+// kilnBuild is the kiln binary and build output (bundle and gate image)
+// every scenario shares: built once per test binary (it takes minutes).
+// KILN_TEST_BUILD names an existing `kiln build -o` directory of
+// testdata/lab.yaml to reuse instead.
 var kilnBuild struct {
 	once          sync.Once
-	kiln, bundle  string
+	kiln, out     string
+	bundle        string
 	err           error
 	plan          *plan.Plan
 	profile       string
@@ -56,13 +58,14 @@ func kilnAndBundle(t *testing.T) (kiln, bundle string, p *plan.Plan) {
 		if b.err != nil {
 			return
 		}
-		b.bundle = os.Getenv("KILN_TEST_BUNDLE")
-		if b.bundle == "" {
-			b.bundle = filepath.Join(dir, "bundle")
+		b.out = os.Getenv("KILN_TEST_BUILD")
+		if b.out == "" {
+			b.out = filepath.Join(dir, "out")
 			start := time.Now()
-			b.err = run(exec.Command(b.kiln, "build", "--src", "..", "-o", b.bundle, b.profile))
+			b.err = run(exec.Command(b.kiln, "build", "--src", "..", "-o", b.out, b.profile))
 			b.buildDuration = time.Since(start)
 		}
+		b.bundle = filepath.Join(b.out, "bundle")
 		if b.err != nil {
 			return
 		}

@@ -7,22 +7,25 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kilnlab/kiln/image/build"
 	"github.com/kilnlab/kiln/image/lock"
+	"github.com/kilnlab/kiln/profiles"
 )
 
 const modulePath = "github.com/kilnlab/kiln"
 
 func runBuild(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "build [-o DIR] [PROFILE]",
-		"Build the netboot bundle for the lab's amd64 servers: the pinned Debian kernel,\nthe installer initramfs, iPXE, one role image per role and each machine's ESP\nand state image. Inputs come from the lockfile, fetched once into the cache and\nverified; a second build needs no network. Needs root (mmdebstrap), the Go\ntoolchain and the kiln source tree (the initramfs is compiled from it).")
-	out := fs.String("o", "out/bundle", "output directory")
+		"Build everything the lab boots from, into DIR:\n  DIR/bundle/       the netboot bundle for the amd64 servers: the pinned Debian\n                    kernel, the installer initramfs, iPXE, one role image per\n                    role and each machine's ESP and state image\n  DIR/<gate>.img    the Raspberry Pi gate's SD image (boot, /perm, payload with\n                    the bundle), DIR/<gate>.img.xz and DIR/SHA256SUMS\nInputs come from the lockfile, fetched once into the cache and verified; a\nsecond build needs no network. SOURCE_DATE_EPOCH, when set, stamps the images\n(two builds of the same inputs are then byte-identical). Needs root\n(mmdebstrap), the Go toolchain and the kiln source tree (the initramfs is\ncompiled from it).")
+	out := fs.String("o", "out", "output directory")
 	lockPath := fs.String("lock", "", "lockfile (default: the one built into kiln)")
 	cacheDir := fs.String("cache", "", "download cache (default $XDG_CACHE_HOME/kiln or ~/.cache/kiln)")
 	src := fs.String("src", "", "kiln source tree (default: found from the current directory)")
+	secretsDir := fs.String("secrets", "", "the lab's secrets directory, 0700 (default $XDG_STATE_HOME/kiln/LAB or ~/.local/state/kiln/LAB); the gate image carries the gate's share")
 	only := fs.String("machines", "", "comma-separated machine names to build images for (default: all)")
 	verbose := fs.Bool("v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
@@ -53,16 +56,46 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 			}
 		}
 	}
+	yml, err := profileText(fs.Args())
+	if err != nil {
+		return err
+	}
+	stamp, err := buildTime(time.Now())
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	err = build.Build(ctx, build.Options{
 		Profile: p, Plan: pl, Lock: lk, Cache: c, Out: *out, Machines: machines,
+		ProfileYAML: yml, BuildTime: stamp, SecretsDir: *secretsDir,
 		SourceDir: srcDir, Progress: env.stderr, Log: c.Log,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "bundle for lab %s written to %s in %s\n", pl.Lab, *out, time.Since(start).Round(time.Second))
+	fmt.Fprintf(env.stdout, "lab %s built into %s in %s\n", pl.Lab, *out, time.Since(start).Round(time.Second))
 	return nil
+}
+
+// profileText is the profile's text as loadPlan read it.
+func profileText(args []string) ([]byte, error) {
+	if len(args) == 0 {
+		return profiles.DefaultYAML(), nil
+	}
+	return os.ReadFile(args[0])
+}
+
+// buildTime is SOURCE_DATE_EPOCH when set (reproducible builds), else now.
+func buildTime(now time.Time) (time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return now.UTC().Truncate(time.Second), nil
+	}
+	sec, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH %q: %w", v, err)
+	}
+	return time.Unix(sec, 0).UTC(), nil
 }
 
 func loadLock(path string) (*lock.File, error) {

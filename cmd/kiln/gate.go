@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/kilnlab/kiln/image/build"
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/pxe"
 )
@@ -65,7 +67,7 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 		"Serve the lab's netboot: DHCP (proxy beside an existing DHCP server, or full),\nTFTP for iPXE and HTTP for scripts, kernels, images and the installer API.\nUnknown MACs are logged and never booted.")
 	var g gateFlags
 	g.register(fs)
-	bundle := fs.String("bundle", "", "netboot bundle directory (kiln build -o DIR)")
+	bundleFlag := fs.String("bundle", "", "netboot bundle: kiln build's output directory, or its bundle/")
 	iface := fs.String("listen", "", "lab network interface to serve on, e.g. eth0")
 	mode := fs.String("mode", "", "DHCP mode: proxy or full (default: the profile's network.dhcp.mode)")
 	port := fs.Int("http-port", pxe.DefaultHTTPPort, "HTTP port")
@@ -75,7 +77,7 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *bundle == "" || *iface == "" || fs.NArg() != 0 {
+	if *bundleFlag == "" || *iface == "" || fs.NArg() != 0 {
 		fs.Usage()
 		return usagef("gate serve needs --bundle and --listen, and no arguments")
 	}
@@ -83,11 +85,12 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkBundlePlan(*bundle, pl); err != nil {
+	dir, err := openBundle(*bundleFlag, pl)
+	if err != nil {
 		return err
 	}
 	cfg := pxe.Config{
-		Interface: *iface, Plan: pl, BundleDir: *bundle, StateDir: g.state,
+		Interface: *iface, Plan: pl, BundleDir: dir, StateDir: g.state,
 		HTTPPort: *port, Mode: *mode, UEFIBootFile: *uefi,
 		Logger: newLogger(env, *verbose),
 	}
@@ -105,10 +108,19 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	return s.Run(ctx)
 }
 
-// checkBundlePlan refuses a bundle built from another profile: its images
-// carry that profile's partition GUIDs and identities.
+// openBundle returns the netboot bundle of dir, which is either the bundle
+// or a `kiln build -o` directory holding it, and refuses a bundle built
+// from another profile: its images carry that profile's partition GUIDs
+// and identities.
+func openBundle(dir string, pl *plan.Plan) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, build.OutBundle, bundle.PlanFile)); err == nil {
+		dir = filepath.Join(dir, build.OutBundle)
+	}
+	return dir, checkBundlePlan(dir, pl)
+}
+
 func checkBundlePlan(dir string, pl *plan.Plan) error {
-	built, err := os.ReadFile(filepath.Join(dir, "plan.json"))
+	built, err := os.ReadFile(filepath.Join(dir, bundle.PlanFile))
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", dir, err)
 	}

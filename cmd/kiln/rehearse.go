@@ -18,7 +18,7 @@ import (
 func runRehearse(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "rehearse [--bundle DIR] [PROFILE]",
 		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), `kiln gate serve` on the\ngate's address, and each amd64 server as a VM with the profile's MAC, disk\nserials and disk sizes (sparse files). Each VM netboots, is installed, boots its\nrole OS, then is powered on again to show the gate sends it to its disk.\nNeeds root, QEMU and a bundle built from the same profile (kiln build).")
-	bundleDir := fs.String("bundle", "out/bundle", "netboot bundle (kiln build -o DIR)")
+	bundleDir := fs.String("bundle", "out", "kiln build's output directory (or its bundle/)")
 	out := fs.String("output", "out/rehearse", "serial logs, bridge.pcap, gate log and state")
 	only := fs.String("machines", "", "comma-separated machines to rehearse (default: every amd64 server)")
 	mode := fs.String("mode", "", "gate DHCP mode: proxy or full (default: the profile's)")
@@ -34,7 +34,8 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkBundlePlan(*bundleDir, pl); err != nil {
+	dir, err := openBundle(*bundleDir, pl)
+	if err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -42,7 +43,7 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 		return err
 	}
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
-	opts := rehearse.Options{Plan: pl, Bundle: abs(*bundleDir), Kiln: self, Out: abs(*out), Mode: *mode, Log: newLogger(env, false)}
+	opts := rehearse.Options{Plan: pl, Bundle: abs(dir), Kiln: self, Out: abs(*out), Mode: *mode, Log: newLogger(env, false)}
 	if fs.NArg() == 1 {
 		opts.Profile = abs(fs.Arg(0))
 	}

@@ -1,7 +1,16 @@
-// Package build makes the netboot bundle: it runs the builders in order —
-// pinned inputs, kernel and modules, installer initramfs, role images,
-// per-machine ESP and state images — and writes a bundle (image/bundle's
-// format), ending with plan.json and manifest.json.
+// Package build makes everything `kiln build` writes: it runs the builders
+// in order — pinned inputs, kernel and modules, installer initramfs, role
+// images, per-machine ESP and state images — into a netboot bundle
+// (image/bundle's format, ending with plan.json and manifest.json), then,
+// when the lab has a Raspberry Pi gate, the gate's SD image carrying that
+// bundle (image/gateimg), compressed, with a SHA256SUMS.
+//
+// The output directory holds:
+//
+//	bundle/          the netboot bundle (`kiln gate serve --bundle`)
+//	<gate>.img       the gate's SD image, and <gate>.img.xz
+//	SHA256SUMS       of the two images, for `sha256sum -c`
+//	logs/            the long tools' logs (mmdebstrap, ...)
 package build
 
 import (
@@ -25,7 +34,17 @@ type Options struct {
 	Plan    *plan.Plan
 	Lock    *lock.File
 	Cache   *cache.Cache
-	Out     string
+	// Out is the output directory (see the package comment).
+	Out string
+	// ProfileYAML is the profile's text, carried verbatim on the gate.
+	ProfileYAML []byte
+	// BuildTime stamps the gate image and is the gate clock's floor;
+	// callers pass SOURCE_DATE_EPOCH when set, so that two builds of the
+	// same inputs are byte-identical.
+	BuildTime time.Time
+	// SecretsDir is the lab's secrets directory; "" means
+	// secrets.DefaultDir of the lab.
+	SecretsDir string
 	// Machines limits the per-machine images to these names; nil means
 	// every netbooted machine of the plan.
 	Machines []string
@@ -55,18 +74,7 @@ func Build(ctx context.Context, o Options) error {
 	}
 	defer os.RemoveAll(work)
 	b := &builder{Options: o, work: work}
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"fetch pinned inputs", b.fetch},
-		{"kernel and modules", b.kernel},
-		{"boot loaders and iPXE", b.bootFiles},
-		{"installer initramfs", b.initramfs},
-		{"role images", b.roleImages},
-		{"machine images", b.machineImages},
-		{"plan and manifest", b.finish},
-	}
+	steps := b.steps()
 	for i, s := range steps {
 		start := time.Now()
 		b.progressf("[%d/%d] %s\n", i+1, len(steps), s.name)
@@ -78,6 +86,30 @@ func Build(ctx context.Context, o Options) error {
 	return nil
 }
 
+type step struct {
+	name string
+	run  func(context.Context) error
+}
+
+func (b *builder) steps() []step {
+	steps := []step{
+		{"fetch pinned inputs", b.fetch},
+		{"kernel and modules", b.kernel},
+		{"boot loaders and iPXE", b.bootFiles},
+		{"installer initramfs", b.initramfs},
+		{"role images", b.roleImages},
+		{"machine images", b.machineImages},
+		{"plan and manifest", b.finish},
+	}
+	if _, ok := b.gate(); ok {
+		steps = append(steps,
+			step{"gate kernel and firmware", b.gateBoot},
+			step{"gate initramfs", b.gateInitramfs},
+			step{"gate SD image", b.gateImage})
+	}
+	return steps
+}
+
 func (b *builder) progressf(format string, args ...any) {
 	if b.Progress != nil {
 		fmt.Fprintf(b.Progress, format, args...)
@@ -86,6 +118,6 @@ func (b *builder) progressf(format string, args ...any) {
 
 // out returns the path of a bundle file, creating its directory.
 func (b *builder) out(rel string) (string, error) {
-	p := filepath.Join(b.Out, filepath.FromSlash(rel))
+	p := filepath.Join(b.bundleDir(), filepath.FromSlash(rel))
 	return p, os.MkdirAll(filepath.Dir(p), 0o755)
 }

@@ -32,6 +32,10 @@ type builder struct {
 	debs     map[string][]lock.Local // lock set -> verified local files
 	kern     *kernel.Kernel
 	sdbootEF string // systemd-bootx64.efi from the pinned systemd-boot-efi
+
+	gateKern   *kernel.Kernel // the arm64 kernel, for the gate
+	gateFW     string         // raspi-firmware's files
+	gateInitrd string         // the gate initramfs
 }
 
 // machines returns the plan machines this build makes images for: the
@@ -71,6 +75,9 @@ func (b *builder) fetch(ctx context.Context) error {
 	sets := []string{"kernel-amd64", "boot-amd64"}
 	for _, r := range b.roles() {
 		sets = append(sets, rootfsSet(r))
+	}
+	if _, ok := b.gate(); ok {
+		sets = append(sets, gateSets...)
 	}
 	b.debs = map[string][]lock.Local{}
 	for _, s := range sets {
@@ -197,8 +204,8 @@ func (b *builder) machineImages(ctx context.Context) error {
 		}
 		err = esp.Build(ctx, esp.Options{
 			Out:            espOut,
-			Kernel:         filepath.Join(b.Out, bundle.Kernel(arch)),
-			Initramfs:      filepath.Join(b.Out, bundle.Initramfs(arch)),
+			Kernel:         filepath.Join(b.bundleDir(), bundle.Kernel(arch)),
+			Initramfs:      filepath.Join(b.bundleDir(), bundle.Initramfs(arch)),
 			Cmdline:        m.Cmdline,
 			SystemdBootEFI: b.sdbootEF,
 		})
@@ -278,13 +285,13 @@ func (b *builder) finish(ctx context.Context) error {
 	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
-	return bundle.WriteManifest(b.Out)
+	return bundle.WriteManifest(b.bundleDir())
 }
 
 // toolLog opens the log file of a long tool run, kept next to the bundle
 // (not in it: the gate serves the bundle) so that a failure can be read.
 func (b *builder) toolLog(name string) (string, *os.File, error) {
-	dir := filepath.Clean(b.Out) + "-logs"
+	dir := filepath.Join(b.Out, "logs")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
 	}

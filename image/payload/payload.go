@@ -79,15 +79,3 @@ func WriteInfo(root string, i Info) error {
 	}
 	return os.WriteFile(filepath.Join(root, InfoFile), append(b, '\n'), 0o644)
 }
-
-// WriteSecret writes root/secrets/name with mode 0600 (directory 0700).
-func WriteSecret(root, name string, data []byte) error {
-	dir := filepath.Join(root, SecretsDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, name), data, 0o600)
-}

@@ -1,8 +1,6 @@
 package payload
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -42,24 +40,5 @@ func TestInfoCheck(t *testing.T) {
 	}
 	if err := good.Check(); err != nil {
 		t.Errorf("good: %v", err)
-	}
-}
-
-func TestWriteSecretModes(t *testing.T) {
-	dir := t.TempDir()
-	if err := WriteSecret(dir, "wireguard.json", []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
-	for path, want := range map[string]os.FileMode{
-		filepath.Join(dir, SecretsDir):                   0o700 | os.ModeDir,
-		filepath.Join(dir, SecretsDir, "wireguard.json"): 0o600,
-	} {
-		st, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode() != want {
-			t.Errorf("%s: mode %v, want %v", path, st.Mode(), want)
-		}
 	}
 }
