@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe/httpd"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
 	"github.com/kilnlab/kiln/qemu-tests/rehearse"
 )
@@ -115,14 +117,25 @@ func (e *cmdError) Error() string {
 	return e.cmd + ": " + e.err.Error() + "\n" + out
 }
 
-// startLab runs the gate for the test profile in DHCP mode `mode`.
-func startLab(t *testing.T, ctx context.Context, mode string) (*rehearse.Lab, *plan.Plan) {
+// Gates of a test lab.
+const (
+	gateVM   = "vm"   // the gate's SD image booted as an arm64 VM
+	gateHost = "host" // kiln gate serve in the lab's namespace
+)
+
+// startLab runs the gate for the test profile in DHCP mode `mode`: its own
+// image as a VM, or `kiln gate serve` on the host side.
+func startLab(t *testing.T, ctx context.Context, mode, gate string) (*rehearse.Lab, *plan.Plan) {
 	t.Helper()
 	kiln, bundle, p := kilnAndBundle(t)
 	out := outputDir(t)
-	l, err := rehearse.Start(ctx, rehearse.Options{
+	o := rehearse.Options{
 		Plan: p, Profile: kilnBuild.profile, Bundle: bundle, Kiln: kiln, Out: out, Mode: mode,
-	})
+	}
+	if gate == gateVM {
+		o.GateImage = filepath.Join(kilnBuild.out, p.Gate.Name+".img")
+	}
+	l, err := rehearse.Start(ctx, o)
 	if err != nil {
 		t.Fatalf("rehearsal lab: %v", err)
 	}
@@ -146,13 +159,16 @@ func machine(t *testing.T, p *plan.Plan, name string) plan.Machine {
 }
 
 // TestInstallBIOSProxy is scenario A: SeaBIOS, the gate in proxy mode
-// beside a dnsmasq ISP box. The VM has two disks of the same size; the
-// profile's disk is the second, the first holds an ext4 file system with a
-// file and must come out byte-for-byte unchanged.
+// beside a dnsmasq ISP box — the gate is its own SD image booted as an
+// arm64 VM, so nothing on the host serves the netboot. The server VM has
+// two disks of the same size; the profile's disk is the second, the first
+// holds an ext4 file system with a file and must come out byte-for-byte
+// unchanged. The gate's status page must then show the machine installed.
 func TestInstallBIOSProxy(t *testing.T) {
 	requireLab(t)
 	ctx := testContext(t, machineDeadline)
-	l, p := startLab(t, ctx, profiles.DHCPProxy)
+	l, p := startLab(t, ctx, profiles.DHCPProxy, gateVM)
+	t.Logf("gate VM serving after %s (kernel boot=%ss): %s", l.Gate.Serving, l.Gate.Kernel, l.Gate.Line)
 	m := machine(t, p, "node-a")
 	cfg := lab.ConfigFor(p.Lab, m)
 	other := ext4Disk(t, ctx, filepath.Join(l.Net.OutDir(), "other.img"), int64(m.Disks[0].Size))
@@ -168,6 +184,32 @@ func TestInstallBIOSProxy(t *testing.T) {
 	if after := sha256File(t, other); after != before {
 		t.Errorf("the disk kiln was not asked to touch changed: sha256 %s before, %s after", before, after)
 	}
+	checkGateStatus(t, l, m.Name, "installed")
+}
+
+// checkGateStatus reads the gate's /status.json from inside the lab, as a
+// machine of the LAN would, and wants machine in state.
+func checkGateStatus(t *testing.T, l *rehearse.Lab, machine, state string) {
+	t.Helper()
+	body, err := l.Net.Get(strings.TrimSuffix(l.Gate.URL, "/") + "/status.json")
+	if err != nil {
+		t.Fatalf("gate status: %v", err)
+	}
+	var st httpd.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("gate status.json: %v", err)
+	}
+	for _, m := range st.Machines {
+		if m.Name == machine {
+			if m.State != state {
+				t.Errorf("gate status page: %s is %q, want %q", machine, m.State, state)
+			}
+			t.Logf("gate status: %s %s; gate kiln RSS %d KiB, %d of %d MiB used", machine, m.State,
+				st.Gate.KilnRSSBytes>>10, st.Gate.MemUsedBytes>>20, st.Gate.MemTotalBytes>>20)
+			return
+		}
+	}
+	t.Errorf("gate status page has no machine %s", machine)
 }
 
 // TestInstallUEFIFull is scenario B: OVMF, the gate as the only DHCP
@@ -175,7 +217,7 @@ func TestInstallBIOSProxy(t *testing.T) {
 func TestInstallUEFIFull(t *testing.T) {
 	requireLab(t)
 	ctx := testContext(t, machineDeadline)
-	l, p := startLab(t, ctx, profiles.DHCPFull)
+	l, p := startLab(t, ctx, profiles.DHCPFull, gateHost)
 	m := machine(t, p, "node-b")
 	r := l.Install(ctx, m, lab.ConfigFor(p.Lab, m))
 	t.Logf("%s: install %s, role OS %s, power-cycled to disk in %s, %d boots: %s",
@@ -190,7 +232,7 @@ func TestInstallUEFIFull(t *testing.T) {
 func TestInstallRefusesAmbiguousDisk(t *testing.T) {
 	requireLab(t)
 	ctx := testContext(t, machineDeadline)
-	l, p := startLab(t, ctx, profiles.DHCPProxy)
+	l, p := startLab(t, ctx, profiles.DHCPProxy, gateHost)
 	m := machine(t, p, "node-c")
 	cfg := lab.ConfigFor(p.Lab, m)
 	twin := cfg.Disks[0]

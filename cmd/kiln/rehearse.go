@@ -16,9 +16,10 @@ import (
 )
 
 func runRehearse(ctx context.Context, env *cli, args []string) error {
-	fs := newFlags(env, "rehearse [--bundle DIR] [PROFILE]",
-		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), `kiln gate serve` on the\ngate's address, and each amd64 server as a VM with the profile's MAC, disk\nserials and disk sizes (sparse files). Each VM netboots, is installed, boots its\nrole OS, then is powered on again to show the gate sends it to its disk.\nNeeds root, QEMU and a bundle built from the same profile (kiln build).")
-	bundleDir := fs.String("bundle", "out", "kiln build's output directory (or its bundle/)")
+	fs := newFlags(env, "rehearse [--bundle DIR] [--gate vm|host] [PROFILE]",
+		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), the gate, and each amd64\nserver as a VM with the profile's MAC, disk serials and disk sizes (sparse\nfiles). With --gate vm (the default) the gate is its own SD image (DIR/<gate>.img)\nbooted on qemu-system-aarch64 -M virt with the kernel, initramfs and cmdline of\nthe image's boot partition: it serves the lab itself, as the Pi will. With\n--gate host, `kiln gate serve` runs on the gate's address instead (any DHCP\nmode). Each server netboots, is installed, boots its role OS, then is powered\non again to show the gate sends it to its disk.\nNeeds root, QEMU and a build of the same profile (kiln build).")
+	bundleDir := fs.String("bundle", "out", "kiln build's output directory (or its bundle/, with --gate host)")
+	gateKind := fs.String("gate", "vm", "vm: boot the gate's SD image as an arm64 VM; host: run kiln gate serve on the host side")
 	out := fs.String("output", "out/rehearse", "serial logs, bridge.pcap, gate log and state")
 	only := fs.String("machines", "", "comma-separated machines to rehearse (default: every amd64 server)")
 	mode := fs.String("mode", "", "gate DHCP mode: proxy or full (default: the profile's)")
@@ -47,11 +48,27 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	if fs.NArg() == 1 {
 		opts.Profile = abs(fs.Arg(0))
 	}
+	switch *gateKind {
+	case "vm":
+		img := filepath.Join(*bundleDir, pl.Gate.Name+".img")
+		if _, err := os.Stat(img); err != nil {
+			return fmt.Errorf("--gate vm needs the gate's image from kiln build: %w", err)
+		}
+		opts.GateImage = abs(img)
+		fmt.Fprintf(env.stderr, "rehearse: booting gate %s from %s (arm64 VM)...\n", pl.Gate.Name, img)
+	case "host":
+	default:
+		return usagef("--gate %q: want vm or host", *gateKind)
+	}
 	l, err := rehearse.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	if l.Gate != nil {
+		fmt.Fprintf(env.stderr, "  %s serving after %s (kernel boot=%ss); status page %s\n",
+			pl.Gate.Name, l.Gate.Serving.Round(100*time.Millisecond), l.Gate.Kernel, l.Gate.URL)
+	}
 	var results []rehearse.Result
 	var errs []error
 	for _, m := range machines {

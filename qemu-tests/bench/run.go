@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	bridge, err := hostSide(gateAddr)
+	bridge, err := lab.HostAddr(gateAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -128,23 +128,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.SameKernel = sameKernel(gcfg.Kernel, k.Vmlinuz())
 	r.Debian = debian(ctx, n, o, k, gcfg.Kernel, initBin, tar)
 	return r, nil
-}
-
-// hostSide is the bridge's address: the highest host address of the gate's
-// network that is not the gate's.
-func hostSide(gate netip.Prefix) (netip.Prefix, error) {
-	p := gate.Masked()
-	if !p.Addr().Is4() || p.Bits() > 29 {
-		return netip.Prefix{}, fmt.Errorf("gate network %s: want IPv4, /29 or wider", p)
-	}
-	a := p.Addr().As4()
-	host := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-	host |= 1<<(32-p.Bits()) - 2 // the last address before broadcast
-	cand := netip.AddrFrom4([4]byte{byte(host >> 24), byte(host >> 16), byte(host >> 8), byte(host)})
-	if cand == gate.Addr() {
-		cand = cand.Prev()
-	}
-	return netip.PrefixFrom(cand, p.Bits()), nil
 }
 
 // gate boots the gate image and reads its figures: boot= of the serving

@@ -332,3 +332,21 @@ func sweepStale(ctx context.Context, log *slog.Logger) {
 		log.Info("stale namespace deleted", "netns", e.Name())
 	}
 }
+
+// HostAddr is an address for the host side of the LAN (the bridge) when a
+// VM owns the gate's address: the highest host address of the gate's
+// network that is not the gate's.
+func HostAddr(gate netip.Prefix) (netip.Prefix, error) {
+	p := gate.Masked()
+	if !p.Addr().Is4() || p.Bits() > 29 {
+		return netip.Prefix{}, fmt.Errorf("gate network %s: want IPv4, /29 or wider", p)
+	}
+	a := p.Addr().As4()
+	host := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	host |= 1<<(32-p.Bits()) - 2 // the last address before broadcast
+	cand := netip.AddrFrom4([4]byte{byte(host >> 24), byte(host >> 16), byte(host >> 8), byte(host)})
+	if cand == gate.Addr() {
+		cand = cand.Prev()
+	}
+	return netip.PrefixFrom(cand, p.Bits()), nil
+}

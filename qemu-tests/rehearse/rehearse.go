@@ -1,10 +1,12 @@
 // Package rehearse owns the rehearsal of a lab: its LAN as a network
-// namespace (with a dnsmasq ISP box in proxy mode), kiln's gate service
-// serving a built bundle on the gate's address, and each amd64 server as a
-// QEMU VM with its profile's MAC, disk serials and sizes, watched from the
-// first netboot through the install to its role OS's first boot, and once
-// more through a PXE boot that must go to its disk. `kiln rehearse` and the
-// end-to-end tests both run it.
+// namespace (with a dnsmasq ISP box in proxy mode), the gate — either its
+// own SD image booted as an arm64 QEMU VM (what the real Pi runs: the same
+// kernel, initramfs and command line, read from the image's boot
+// partition), or kiln's gate service run on the host side of the LAN —
+// and each amd64 server as a QEMU VM with its profile's MAC, disk serials
+// and sizes, watched from the first netboot through the install to its
+// role OS's first boot, and once more through a PXE boot that must go to
+// its disk. `kiln rehearse` and the end-to-end tests both run it.
 package rehearse
 
 import (
@@ -29,9 +31,15 @@ type Options struct {
 	// Profile is the profile file the gate loads; "" means the embedded
 	// default (the plan must have been computed from the same profile).
 	Profile string
-	Bundle  string // kiln build's output
+	Bundle  string // the netboot bundle (kiln build's DIR/bundle)
 	Kiln    string // the kiln binary that runs `gate serve`
-	Out     string // serial logs, pcap, gate log and state
+	// GateImage is the gate's SD image (kiln build's DIR/<gate>.img). When
+	// set, the gate is a VM booted from it and serves the lab itself: no
+	// kiln process on the host serves anything, and Mode must be the
+	// profile's (the image carries it). When empty, `kiln gate serve`
+	// runs in the lab's namespace on the gate's address.
+	GateImage string
+	Out       string // serial logs, pcap, gate log and state
 	// Mode is the gate's DHCP mode; "" means the plan's. In proxy mode a
 	// dnsmasq ISP box hands out the leases.
 	Mode string
@@ -42,6 +50,16 @@ type Options struct {
 type Lab struct {
 	opts Options
 	Net  *lab.Network
+	// Gate is the gate VM's boot, when Options.GateImage was set.
+	Gate *GateBoot
+}
+
+// GateBoot is how the gate VM came up.
+type GateBoot struct {
+	Serving time.Duration // QEMU start to KILN-GATE-SERVING
+	Kernel  string        // the marker's boot=: seconds since the kernel started
+	URL     string        // the gate's HTTP service (status page)
+	Line    string        // the marker line
 }
 
 // Start brings up the LAN, the ISP box (proxy mode) and the gate service.
@@ -52,11 +70,22 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 	if o.Mode == "" {
 		o.Mode = o.Plan.Network.DHCPMode
 	}
+	if o.GateImage != "" && o.Mode != o.Plan.Network.DHCPMode {
+		return nil, fmt.Errorf("the gate image serves the profile's DHCP mode %q, not %q", o.Plan.Network.DHCPMode, o.Mode)
+	}
 	gateAddr, err := gatePrefix(o.Plan)
 	if err != nil {
 		return nil, err
 	}
-	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{OutDir: o.Out, GateAddr: gateAddr.String(), Logger: o.Log})
+	hostAddr := gateAddr
+	if o.GateImage != "" {
+		// The gate VM owns the gate's address; the host side of the LAN
+		// (tests reading the status page) takes another.
+		if hostAddr, err = lab.HostAddr(gateAddr); err != nil {
+			return nil, err
+		}
+	}
+	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{OutDir: o.Out, GateAddr: hostAddr.String(), Logger: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +103,9 @@ func (l *Lab) startServices(ctx context.Context) error {
 			return fmt.Errorf("ISP box: %w", err)
 		}
 	}
+	if l.opts.GateImage != "" {
+		return l.startGateVM(ctx)
+	}
 	args := []string{"gate", "serve", "--bundle", l.opts.Bundle, "--listen", l.Net.Bridge(),
 		"--state", filepath.Join(l.opts.Out, "gate-state"), "--mode", l.opts.Mode}
 	if l.opts.Profile != "" {
@@ -82,6 +114,44 @@ func (l *Lab) startServices(ctx context.Context) error {
 	if _, err := l.Net.Start("gate", l.Net.Command(l.opts.Kiln, args...)); err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
+	return nil
+}
+
+// gateDeadline bounds the gate VM's boot to serving (TCG arm64: about a
+// minute on two loaded cores).
+const gateDeadline = 5 * time.Minute
+
+// serving is the appliance's marker once the netboot service listens.
+var serving = regexp.MustCompile(`KILN-GATE-SERVING addr=\S+ http=(\S+) boot=(\S+)`)
+
+// startGateVM boots the gate's SD image and waits until it serves.
+func (l *Lab) startGateVM(ctx context.Context) error {
+	g, ok := l.opts.Plan.Machine(l.opts.Plan.Gate.Name)
+	if !ok {
+		return fmt.Errorf("gate %s is not among the plan's machines", l.opts.Plan.Gate.Name)
+	}
+	cfg, err := lab.GateVMConfig(ctx, g.Name, g.MAC, l.opts.GateImage, l.opts.Out)
+	if err != nil {
+		return fmt.Errorf("gate VM: %w", err)
+	}
+	cfg.FailOn = append(lab.DeadEnds(), regexp.MustCompile(`KILN-GATE-FAILED .*`))
+	start := time.Now()
+	vm, err := l.Net.NewVM(ctx, cfg)
+	if err == nil {
+		err = vm.Start(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("gate VM: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, gateDeadline)
+	defer cancel()
+	line, err := vm.WaitFor(wctx, serving)
+	if err != nil {
+		return fmt.Errorf("gate VM %s: %w\n--- serial (last lines) ---\n%s", g.Name, err, vm.Tail(40))
+	}
+	m := serving.FindStringSubmatch(line)
+	l.Gate = &GateBoot{Serving: time.Since(start), URL: m[1], Kernel: m[2], Line: line}
+	l.opts.Log.Info("gate serving", "gate", g.Name, "after", l.Gate.Serving, "line", line)
 	return nil
 }
 
