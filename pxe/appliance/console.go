@@ -19,8 +19,10 @@ type console struct {
 // kmsgMax keeps a record under the kernel's limit (1024 with the prefix).
 const kmsgMax = 900
 
-// printf writes one line; kmsg records get level 5 (notice, shown at the
-// default console loglevel) and a "kiln-gate: " prefix.
+// printf writes one line; kmsg records get a "kiln-gate: " prefix and
+// level 4 (warning): u-root's init sets the console loglevel to 5, and the
+// kernel prints only records below it, so a notice would never reach the
+// Pi's screen (measured under QEMU: level-5 records stayed in dmesg).
 func (c *console) printf(format string, args ...any) {
 	line := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	c.mu.Lock()
@@ -32,6 +34,6 @@ func (c *console) printf(format string, args ...any) {
 			rec = rec[:kmsgMax]
 		}
 		// One write is one record; a failed write is not worth a fuss.
-		io.WriteString(c.kmsg, "<5>kiln-gate: "+strings.ReplaceAll(rec, "\n", " ")+"\n")
+		io.WriteString(c.kmsg, "<4>kiln-gate: "+strings.ReplaceAll(rec, "\n", " ")+"\n")
 	}
 }
