@@ -44,6 +44,20 @@ func (b *builder) gate() (plan.Machine, bool) {
 	return plan.Machine{}, false
 }
 
+// checkGateCard refuses, before any work, a card that cannot even hold
+// the boot and /perm partitions; the payload's own size is checked when
+// it is known, still before the image is written.
+func (b *builder) checkGateCard(g plan.Machine) error {
+	l, err := gateimg.NewLayout(1 << 20)
+	if err != nil {
+		return err
+	}
+	if err := l.Fits(b.gateCardSize(g.Name)); err != nil {
+		return fmt.Errorf("%s: %w", g.Name, err)
+	}
+	return nil
+}
+
 // gateBoot unpacks the arm64 kernel (vmlinuz, modules, Pi DTBs) and the
 // Pi firmware.
 func (b *builder) gateBoot(ctx context.Context) error {

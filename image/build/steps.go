@@ -76,7 +76,10 @@ func (b *builder) fetch(ctx context.Context) error {
 	for _, r := range b.roles() {
 		sets = append(sets, rootfsSet(r))
 	}
-	if _, ok := b.gate(); ok {
+	if g, ok := b.gate(); ok {
+		if err := b.checkGateCard(g); err != nil {
+			return err
+		}
 		sets = append(sets, gateSets...)
 	}
 	b.debs = map[string][]lock.Local{}
