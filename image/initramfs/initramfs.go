@@ -163,6 +163,7 @@ func Build(ctx context.Context, o Options) error {
 	err = uimage.Create(l,
 		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
+		uimage.WithBusyboxBuildOpts(busyboxBuildOpts()),
 		uimage.WithBusyboxCommands(cmds...),
 		uimage.WithInit("init"),
 		uimage.WithUinit(uinit[0], uinit[1:]...),
@@ -176,6 +177,21 @@ func Build(ctx context.Context, o Options) error {
 		return fmt.Errorf("initramfs: mkuimage: %w", err)
 	}
 	return gzipFile(cpioPath, o.Out)
+}
+
+// busyboxBuildOpts are gobusybox's defaults (stripped, no build ID) plus
+// the Go toolchain's own GODEBUG defaults. gobusybox compiles the commands
+// in a generated module whose go directive predates Go 1.21, so the binary
+// would get Go 1.20's behaviour (found on the gate: httpmuxgo121=1 made
+// net/http's "GET /path" patterns literal and every request a 404;
+// asynctimerchan=1, panicnil=1 and old TLS defaults came with it).
+// An empty runtime.godebugDefault means: this toolchain's defaults, which
+// kiln's go.mod asks for.
+func busyboxBuildOpts() *golang.BuildOpts {
+	return &golang.BuildOpts{
+		NoStrip:   true, // the ldflags below strip, and add the GODEBUG reset
+		ExtraArgs: []string{"-ldflags=-s -w -buildid= -X=runtime.godebugDefault="},
+	}
 }
 
 // sourceDir finds the kiln module root.
