@@ -20,7 +20,7 @@ APT_PACKAGES := \
 
 # Installed without their recommends: wireguard-tools recommends a whole
 # kernel (wireguard-modules), which a test host does not want.
-APT_BARE_PACKAGES := wireguard-tools
+APT_BARE_PACKAGES := wireguard-tools wireguard-go
 
 .PHONY: all deps apt-deps go-deps build demo test unit bench clean
 

@@ -64,7 +64,7 @@ func kilnAndBundle(t *testing.T) (kiln, bundle string, p *plan.Plan) {
 		if b.out == "" {
 			b.out = filepath.Join(dir, "out")
 			start := time.Now()
-			b.err = run(exec.Command(b.kiln, "build", "--src", "..", "-o", b.out, b.profile))
+			b.err = run(exec.Command(b.kiln, "build", "--src", "..", "-o", b.out, "--secrets", secretsDir(b.out), b.profile))
 			b.buildDuration = time.Since(start)
 		}
 		b.bundle = filepath.Join(b.out, "bundle")
@@ -84,6 +84,10 @@ func kilnAndBundle(t *testing.T) (kiln, bundle string, p *plan.Plan) {
 	}
 	return b.kiln, b.bundle, b.plan
 }
+
+// secretsDir is where the test build of out keeps the lab's secrets (not
+// the user's ~/.local/state/kiln).
+func secretsDir(out string) string { return filepath.Clean(out) + "-secrets" }
 
 func buildKiln(dir, out string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
