@@ -47,10 +47,10 @@ func commands() map[string]command {
 		"validate": {"validate [PROFILE]", "check a profile; exits non-zero on any problem", runValidate},
 		"plan":     {"plan [--json] [PROFILE]", "show what kiln will do to each machine and disk", runPlan},
 		"lock":     {"lock [--lock FILE]", "re-pin every Debian input (needs the network)", runLock},
-		"build":    {"build [-o DIR] [PROFILE]", "build the netboot bundle and role images", runBuild},
-		"gate":     {"gate serve|machines|reinstall ...", "the gate's netboot service and its machine states", runGate},
+		"build":    {"build [-o DIR] [PROFILE]", "build the netboot bundle, role images and the gate's SD image", runBuild},
+		"gate":     {"gate run|serve|machines|reinstall|wireguard-peer ...", "the gate: its appliance, netboot service, machine states, tunnel", runGate},
 		"flash":    {"flash [--force] IMAGE DEVICE", "write the gate's SD card image to a card, then read it back", runFlash},
-		"rehearse": {"rehearse [--bundle DIR] [PROFILE]", "netboot and install the lab's amd64 servers as QEMU VMs", runRehearse},
+		"rehearse": {"rehearse [--bundle DIR] [PROFILE]", "the lab in QEMU: the gate from its image, the servers netbooted and installed", runRehearse},
 	}
 }
 
