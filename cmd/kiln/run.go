@@ -48,7 +48,7 @@ func commands() map[string]command {
 		"plan":     {"plan [--json] [PROFILE]", "show what kiln will do to each machine and disk", runPlan},
 		"lock":     {"lock [--lock FILE]", "re-pin every Debian input (needs the network)", runLock},
 		"build":    {"build [-o DIR] [PROFILE]", "build the netboot bundle, role images and the gate's SD image", runBuild},
-		"gate":     {"gate run|serve|machines|reinstall|wireguard-peer ...", "the gate: its appliance, netboot service, machine states, tunnel", runGate},
+		"gate":     {"gate run|serve|machines|reinstall|wireguard-peer", "the gate: appliance, netboot service, states, tunnel", runGate},
 		"flash":    {"flash [--force] IMAGE DEVICE", "write the gate's SD card image to a card, then read it back", runFlash},
 		"rehearse": {"rehearse [--bundle DIR] [PROFILE]", "the lab in QEMU: the gate from its image, the servers netbooted and installed", runRehearse},
 	}
