@@ -84,7 +84,7 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	}
 	fmt.Fprintln(env.stdout)
 	rehearse.Summary(env.stdout, results)
-	fmt.Fprintf(env.stdout, "\nserial logs, bridge.pcap and the gate's log: %s\n", opts.Out)
+	fmt.Fprintf(env.stdout, "\nserial logs (the gate's too), bridge.pcap and the gate's card: %s\n", opts.Out)
 	return errors.Join(errs...)
 }
 
