@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +27,8 @@ import (
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/pxe/dhcp"
 	"github.com/kilnlab/kiln/pxe/internal/fakebundle"
+
+	"github.com/kilnlab/kiln/internal/roottest"
 )
 
 // The integration test runs the real server (a re-exec of this test binary
@@ -65,46 +66,11 @@ func TestNetnsServerHelper(t *testing.T) {
 	}
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("netns tests need root (CI runs as root)")
-	}
-	t.Skip("netns tests need root")
-}
-
 func run(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-}
-
-// inNetns runs fn on a thread switched into the named namespace. Sockets
-// fn opens stay in that namespace whatever thread later uses them.
-func inNetns(t *testing.T, ns string, fn func() error) error {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: Go retires it when this
-		// goroutine ends, so no other goroutine runs in ns.
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }
 
 // serverLog collects the helper's log lines.
@@ -126,7 +92,7 @@ func (l *serverLog) String() string {
 }
 
 func TestNetnsProxy(t *testing.T) {
-	needRoot(t)
+	roottest.Need(t, "netns tests")
 	if _, err := exec.LookPath("ip"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
@@ -210,7 +176,7 @@ func TestNetnsProxy(t *testing.T) {
 	}()
 
 	t.Run("second server refused", func(t *testing.T) {
-		err := inNetns(t, srvNS, func() error {
+		err := roottest.InNetns(srvNS, func() error {
 			c, err := dhcp.Listen(context.Background(), "veth0", 67)
 			if err == nil {
 				c.Close()
@@ -236,7 +202,7 @@ func TestNetnsProxy(t *testing.T) {
 
 	t.Run("proxy ack on 4011", func(t *testing.T) {
 		var ack *dhcpv4.DHCPv4
-		err := inNetns(t, cliNS, func() error {
+		err := roottest.InNetns(cliNS, func() error {
 			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 77, 0, 12), Port: 68})
 			if err != nil {
 				return err
@@ -286,7 +252,7 @@ func TestNetnsProxy(t *testing.T) {
 
 	t.Run("tftp", func(t *testing.T) {
 		var got bytes.Buffer
-		err := inNetns(t, cliNS, func() error {
+		err := roottest.InNetns(cliNS, func() error {
 			c, err := tftp.NewClient("10.77.0.1:69")
 			if err != nil {
 				return err
@@ -317,7 +283,7 @@ func discover(t *testing.T, ns, mac string, mods []dhcpv4.Modifier, wait time.Du
 		t.Fatal(err)
 	}
 	var offer *dhcpv4.DHCPv4
-	err = inNetns(t, ns, func() error {
+	err = roottest.InNetns(ns, func() error {
 		sfd, err := client4.MakeBroadcastSocket("veth1")
 		if err != nil {
 			return err

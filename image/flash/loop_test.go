@@ -10,18 +10,9 @@ import (
 	"testing"
 
 	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
-)
 
-// needRoot skips without root, except under CI=true where it fails.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root")
-	}
-}
+	"github.com/kilnlab/kiln/internal/roottest"
+)
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -56,7 +47,7 @@ func mountAt(t *testing.T, dev string) (dir string, unmount func()) {
 // temporary file, through the real /proc, /sys and /dev. It touches no
 // other device: every path it writes is the one losetup printed.
 func TestFlashLoopDevice(t *testing.T) {
-	needRoot(t)
+	roottest.Need(t, "loop devices")
 	hosttooltest.Need(t, "losetup", "mke2fs", "mount", "umount")
 	backing := card(t, 16*mib)
 	loop := run(t, "losetup", "--find", "--show", "--partscan", backing)

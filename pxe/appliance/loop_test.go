@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
+
+	"github.com/kilnlab/kiln/internal/roottest"
 )
 
 // TestFindLoopMBR finds a partition of a real MBR disk (a loop device
@@ -19,7 +21,7 @@ import (
 // against sfdisk's label-id. Device nodes
 // are made in a temp dir, not in the host's /dev.
 func TestFindLoopMBR(t *testing.T) {
-	needRoot(t, "the loop device test")
+	roottest.Need(t, "the loop device test")
 	hosttooltest.Need(t, "sfdisk", "losetup", "partx")
 	img := filepath.Join(t.TempDir(), "card.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {

@@ -10,20 +10,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// needRoot skips a test that needs root, except under CI (which runs as
-// root) where it fails.
-func needRoot(t *testing.T, what string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s needs root (CI runs as root)", what)
-	}
-	t.Skipf("%s needs root", what)
-}
+	"github.com/kilnlab/kiln/internal/roottest"
+)
 
 // linuxNoHost is the real System but for the host name: a network
 // namespace does not isolate it, and the test must not rename the host.
@@ -35,7 +24,7 @@ func (linuxNoHost) Sethostname(string) error { return nil }
 // System in a network namespace of its own, on a veth pair it creates,
 // twice (a retried phase must not fail on what the first try did).
 func TestNetworkNetns(t *testing.T) {
-	needRoot(t, "the netns test")
+	roottest.Need(t, "the netns test")
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -128,7 +117,7 @@ func TestNetworkNetns(t *testing.T) {
 // TestLinuxMounted checks the real Mounted and Mknod on a tmpfs the test
 // mounts and unmounts.
 func TestLinuxMounted(t *testing.T) {
-	needRoot(t, "the mount test")
+	roottest.Need(t, "the mount test")
 	dir := filepath.Join(t.TempDir(), "perm")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -10,12 +10,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/ipc"
@@ -24,6 +22,8 @@ import (
 	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
 	"github.com/kilnlab/kiln/image/secrets"
 	"github.com/kilnlab/kiln/profiles"
+
+	"github.com/kilnlab/kiln/internal/roottest"
 )
 
 // The tunnel test joins two network namespaces, "gate" and "vps", by a
@@ -59,7 +59,7 @@ machines:
 `
 
 func TestTunnel(t *testing.T) {
-	needRoot(t)
+	roottest.Need(t, "netns tests")
 	hosttooltest.Need(t, "ip", "wg", "ping")
 	id := os.Getpid() % 100000
 	gateNS, vpsNS := fmt.Sprintf("kiln-wg-gate-%d", id), fmt.Sprintf("kiln-wg-vps-%d", id)
@@ -117,7 +117,7 @@ func TestTunnel(t *testing.T) {
 	// the first one made.
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	for range 2 {
-		err := inNetns(t, gateNS, func() error {
+		err := roottest.InNetns(gateNS, func() error {
 			return Up(context.Background(), Config{Interface: gateIf, Tunnel: *wg}, keys.GateView(), log)
 		})
 		if err != nil {
@@ -242,17 +242,6 @@ func TestUserspaceHelper(t *testing.T) {
 	<-ctx.Done()
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("netns tests need root (CI runs as root)")
-	}
-	t.Skip("netns tests need root")
-}
-
 func run(t *testing.T, args ...string) {
 	t.Helper()
 	output(t, args...)
@@ -265,28 +254,6 @@ func output(t *testing.T, args ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// inNetns runs fn on a thread switched into the named namespace; the
-// thread is never unlocked, so Go retires it when the goroutine ends.
-func inNetns(t *testing.T, ns string, fn func() error) error {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }
 
 type testWriter struct{ t *testing.T }
