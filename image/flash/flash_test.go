@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
+
+	"github.com/kilnlab/kiln/image/gateimg"
 )
 
 // Test card layout, in MiB: p1 at 1 (2 MiB), p2 "/perm" at 3 (2 MiB),
@@ -35,11 +37,11 @@ func testImage(sig uint32, seed uint64) []byte {
 	mbrBytes := img[:sectorSize]
 	clear(mbrBytes[440:])
 	binary.LittleEndian.PutUint32(mbrBytes[440:], sig)
-	for i, p := range []mbrPart{{0x0c, 2048, 4096}, {0x83, 6144, 4096}, {0x83, 10240, 6144}} {
+	for i, p := range []gateimg.MBREntry{{Type: 0x0c, Start: 2048, Sectors: 4096}, {Type: 0x83, Start: 6144, Sectors: 4096}, {Type: 0x83, Start: 10240, Sectors: 6144}} {
 		e := mbrBytes[446+16*i:]
-		e[4] = p.typ
-		binary.LittleEndian.PutUint32(e[8:], p.start)
-		binary.LittleEndian.PutUint32(e[12:], p.sectors)
+		e[4] = p.Type
+		binary.LittleEndian.PutUint32(e[8:], p.Start)
+		binary.LittleEndian.PutUint32(e[12:], p.Sectors)
 	}
 	mbrBytes[510], mbrBytes[511] = 0x55, 0xaa
 	binary.LittleEndian.PutUint16(img[permRange.Off+ext4Magic:], 0xef53)
@@ -278,12 +280,12 @@ func TestParseMBRAgainstSfdisk(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sfdisk: %v\n%s", err, out)
 	}
-	m, ok := parseMBR(readFile(t, p))
+	m, ok := gateimg.ParseMBR(readFile(t, p))
 	if !ok {
 		t.Fatal("no MBR")
 	}
-	want := mbr{signature: 0x1a2b3c4d, parts: [4]mbrPart{{0x0c, 2048, 8192}, {0x83, 10240, 8192}, {0x83, 18432, 2048}}}
-	if diff := cmp.Diff(want, m, cmp.AllowUnexported(mbr{}, mbrPart{})); diff != "" {
+	want := gateimg.MBR{Signature: 0x1a2b3c4d, Entries: [4]gateimg.MBREntry{{Type: 0x0c, Start: 2048, Sectors: 8192}, {Type: 0x83, Start: 10240, Sectors: 8192}, {Type: 0x83, Start: 18432, Sectors: 2048}}}
+	if diff := cmp.Diff(want, m); diff != "" {
 		t.Error(diff)
 	}
 	out, err := exec.Command("sfdisk", "--json", p).Output()
@@ -293,8 +295,8 @@ func TestParseMBRAgainstSfdisk(t *testing.T) {
 	var js struct {
 		PartitionTable struct{ ID string } `json:"partitiontable"`
 	}
-	if err := json.Unmarshal(out, &js); err != nil || js.PartitionTable.ID != fmt.Sprintf("0x%08x", m.signature) {
-		t.Errorf("sfdisk says label-id %q, parseMBR %08x (%v)", js.PartitionTable.ID, m.signature, err)
+	if err := json.Unmarshal(out, &js); err != nil || js.PartitionTable.ID != fmt.Sprintf("0x%08x", m.Signature) {
+		t.Errorf("sfdisk says label-id %q, parseMBR %08x (%v)", js.PartitionTable.ID, m.Signature, err)
 	}
 }
 
@@ -361,7 +363,7 @@ func TestProgress(t *testing.T) {
 func FuzzParseMBR(f *testing.F) {
 	f.Add(testImage(1, 1)[:sectorSize])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, ok := parseMBR(b)
+		m, ok := gateimg.ParseMBR(b)
 		if ok && len(b) < sectorSize {
 			t.Fatal("accepted a short sector")
 		}

@@ -4,35 +4,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/kilnlab/kiln/image/gateimg"
 )
 
 // sectorSize is the unit of MBR addresses on SD cards and image files.
-const sectorSize = 512
-
-// mbr is what kiln flash needs of a DOS partition table.
-type mbr struct {
-	signature uint32 // disk signature, bytes 440..443 (what PARTUUIDs print)
-	parts     [4]mbrPart
-}
-
-type mbrPart struct {
-	typ            byte
-	start, sectors uint32 // in 512-byte sectors
-}
-
-// parseMBR reads a DOS partition table from the first sector of a disk;
-// ok is false without the 0x55AA boot signature.
-func parseMBR(b []byte) (m mbr, ok bool) {
-	if len(b) < sectorSize || b[510] != 0x55 || b[511] != 0xaa {
-		return mbr{}, false
-	}
-	m.signature = binary.LittleEndian.Uint32(b[440:])
-	for i := range m.parts {
-		e := b[446+16*i:]
-		m.parts[i] = mbrPart{typ: e[4], start: binary.LittleEndian.Uint32(e[8:]), sectors: binary.LittleEndian.Uint32(e[12:])}
-	}
-	return m, true
-}
+const sectorSize = gateimg.SectorSize
 
 // Range is a byte range of the device.
 type Range struct{ Off, Len int64 }
@@ -53,22 +30,22 @@ const ext4Magic = 1024 + 0x38
 // image's, and that partition holds an ext4 file system. reason says why
 // not, for people.
 func permToKeep(image, device []byte, imageSize, deviceSize int64, dev io.ReaderAt) (r Range, reason string) {
-	im, ok := parseMBR(image)
-	if !ok || im.parts[1].sectors == 0 {
+	im, ok := gateimg.ParseMBR(image)
+	if !ok || im.Entries[1].Sectors == 0 {
 		return Range{}, "the image has no partition 2"
 	}
-	dm, ok := parseMBR(device)
+	dm, ok := gateimg.ParseMBR(device)
 	if !ok {
 		return Range{}, "the device has no DOS partition table"
 	}
-	if im.signature == 0 || dm.signature != im.signature {
-		return Range{}, fmt.Sprintf("the device's disk signature %08x is not the image's %08x (another lab, or not a kiln card)", dm.signature, im.signature)
+	if im.Signature == 0 || dm.Signature != im.Signature {
+		return Range{}, fmt.Sprintf("the device's disk signature %08x is not the image's %08x (another lab, or not a kiln card)", dm.Signature, im.Signature)
 	}
-	ip, dp := im.parts[1], dm.parts[1]
-	if ip.start != dp.start || ip.sectors != dp.sectors || ip.typ != dp.typ {
+	ip, dp := im.Entries[1], dm.Entries[1]
+	if ip.Start != dp.Start || ip.Sectors != dp.Sectors || ip.Type != dp.Type {
 		return Range{}, "the device's partition 2 is not where the image's is"
 	}
-	r = Range{int64(ip.start) * sectorSize, int64(ip.sectors) * sectorSize}
+	r = Range{int64(ip.Start) * sectorSize, int64(ip.Sectors) * sectorSize}
 	if r.end() > imageSize || r.end() > deviceSize {
 		return Range{}, "partition 2 ends beyond the image or the device"
 	}

@@ -47,3 +47,35 @@ func chs(lba int64) (head, sector, cylinder byte) {
 	s := lba%sectors + 1
 	return byte(h), byte(s) | byte(c>>8)<<6, byte(c)
 }
+
+// MBR is what kiln reads back of a DOS partition table: the disk
+// signature (what the kernel prints in MBR PARTUUIDs) and the four
+// primary entries. kiln flash, the gate's appliance and the rehearsal all
+// read cards through it.
+type MBR struct {
+	Signature uint32
+	Entries   [4]MBREntry
+}
+
+// MBREntry is one primary partition entry, in 512-byte sectors.
+type MBREntry struct {
+	Type           byte
+	Start, Sectors uint32
+}
+
+// TypeGPTProtective marks a GPT disk's protective MBR entry.
+const TypeGPTProtective = 0xee
+
+// ParseMBR reads a DOS partition table from a disk's first sector; ok is
+// false without the 0x55AA boot signature.
+func ParseMBR(sector []byte) (m MBR, ok bool) {
+	if len(sector) < SectorSize || sector[510] != 0x55 || sector[511] != 0xaa {
+		return MBR{}, false
+	}
+	m.Signature = binary.LittleEndian.Uint32(sector[440:])
+	for i := range m.Entries {
+		e := sector[446+16*i:]
+		m.Entries[i] = MBREntry{Type: e[4], Start: binary.LittleEndian.Uint32(e[8:]), Sectors: binary.LittleEndian.Uint32(e[12:])}
+	}
+	return m, true
+}

@@ -3,7 +3,6 @@ package appliance
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kilnlab/kiln/image/gateimg"
 )
 
 // ErrNotFound means no block device has the wanted PARTUUID (yet).
@@ -169,10 +170,11 @@ func (b blockFinder) mbrSignature(disk string) string {
 	if _, err := io.ReadFull(f, s[:]); err != nil {
 		return ""
 	}
-	if s[510] != 0x55 || s[511] != 0xaa || s[446+4] == 0xee {
+	m, ok := gateimg.ParseMBR(s[:])
+	if !ok || m.Entries[0].Type == gateimg.TypeGPTProtective {
 		return ""
 	}
-	return fmt.Sprintf("%08x", binary.LittleEndian.Uint32(s[440:444]))
+	return fmt.Sprintf("%08x", m.Signature)
 }
 
 // node returns /dev/DEVNAME, making it from MAJOR:MINOR when missing.

@@ -3,7 +3,6 @@ package lab
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/kilnlab/kiln/image/gateimg"
 )
 
 // Boot files at the root of a gate SD image's boot partition (the kiln
@@ -39,20 +40,18 @@ func BootPartitionOffset(r io.ReaderAt) (int64, error) {
 	if _, err := r.ReadAt(mbr[:], 0); err != nil {
 		return 0, fmt.Errorf("read MBR: %w", err)
 	}
-	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+	m, ok := gateimg.ParseMBR(mbr[:])
+	if !ok {
 		return 0, fmt.Errorf("%w: no 55aa signature", ErrNoBootPartition)
 	}
-	p1 := mbr[446 : 446+16]
-	typ := p1[4]
-	start := binary.LittleEndian.Uint32(p1[8:12])
-	size := binary.LittleEndian.Uint32(p1[12:16])
+	p1 := m.Entries[0]
 	switch {
-	case typ == 0 || start == 0 || size == 0:
+	case p1.Type == 0 || p1.Start == 0 || p1.Sectors == 0:
 		return 0, fmt.Errorf("%w: partition 1 is empty", ErrNoBootPartition)
-	case typ == 0xee:
+	case p1.Type == gateimg.TypeGPTProtective:
 		return 0, fmt.Errorf("%w: a GPT disk (protective MBR)", ErrNoBootPartition)
 	}
-	return int64(start) * 512, nil
+	return int64(p1.Start) * gateimg.SectorSize, nil
 }
 
 // ReadGateBoot copies vmlinuz and initrd.gz out of image's boot partition
