@@ -50,9 +50,12 @@ demo: deps build
 	$(KILN) build -o $(OUT)
 	$(KILN) rehearse --bundle $(OUT) --output $(OUT)/rehearse
 
+# The QEMU tests run verbose: their log shows the accelerator chosen
+# (KILN_ACCEL=auto|kvm|tcg, auto when unset) and each VM's timings.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -timeout 80m ./...
+	$(GO) test -timeout 25m $$($(GO) list ./... | grep -v /qemu-tests)
+	$(GO) test -v -timeout 60m ./qemu-tests/...
 
 # The gate's boot-to-serving time and idle memory beside a Debian arm64
 # systemd boot of the same kernel in the same QEMU VM (qemu-tests/bench).

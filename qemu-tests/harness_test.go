@@ -89,6 +89,7 @@ func newNetwork(t *testing.T, ctx context.Context, out string) *lab.Network {
 	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{
 		OutDir: out,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Accel:  accel,
 	})
 	if err != nil {
 		t.Fatalf("lab network: %v", err)

@@ -134,7 +134,7 @@ func startLab(t *testing.T, ctx context.Context, mode, gate string) (*rehearse.L
 	kiln, bundle, p := kilnAndBundle(t)
 	out := outputDir(t)
 	o := rehearse.Options{
-		Plan: p, Profile: kilnBuild.profile, Bundle: bundle, Kiln: kiln, Out: out, Mode: mode,
+		Plan: p, Profile: kilnBuild.profile, Bundle: bundle, Kiln: kiln, Out: out, Mode: mode, Accel: accel,
 	}
 	if gate == gateVM {
 		o.GateImage = filepath.Join(kilnBuild.out, p.Gate.Name+".img")

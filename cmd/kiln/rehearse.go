@@ -16,16 +16,27 @@ import (
 )
 
 func runRehearse(ctx context.Context, env *cli, args []string) error {
-	fs := newFlags(env, "rehearse [--bundle DIR] [--gate vm|host] [PROFILE]",
-		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), the gate, and each amd64\nserver as a VM with the profile's MAC, disk serials and disk sizes (sparse\nfiles). With --gate vm (the default) the gate is its own SD image (DIR/<gate>.img)\nbooted on qemu-system-aarch64 -M virt with the kernel, initramfs and cmdline of\nthe image's boot partition: it serves the lab itself, as the Pi will. With\n--gate host, `kiln gate serve` runs on the gate's address instead (any DHCP\nmode). Each server netboots, is installed, boots its role OS, then is powered\non again to show the gate sends it to its disk.\nNeeds root, QEMU and a build of the same profile (kiln build).")
+	fs := newFlags(env, "rehearse [--bundle DIR] [--gate vm|host] [--accel auto|kvm|tcg] [PROFILE]",
+		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), the gate, and each amd64\nserver as a VM with the profile's MAC, disk serials and disk sizes (sparse\nfiles). With --gate vm (the default) the gate is its own SD image (DIR/<gate>.img)\nbooted on qemu-system-aarch64 -M virt with the kernel, initramfs and cmdline of\nthe image's boot partition: it serves the lab itself, as the Pi will. With\n--gate host, `kiln gate serve` runs on the gate's address instead (any DHCP\nmode). Each server netboots, is installed, boots its role OS, then is powered\non again to show the gate sends it to its disk.\nThe amd64 VMs run under KVM only when it can run their firmware: --accel auto\n(the default, or $KILN_ACCEL) boots SeaBIOS under KVM first and uses TCG when\nthat fails (a paravirtual KVM of a nested cloud, say) or when there is no\n/dev/kvm. The arm64 gate VM always runs under TCG on an amd64 host.\nNeeds root, QEMU and a build of the same profile (kiln build).")
 	bundleDir := fs.String("bundle", "out", "kiln build's output directory (or its bundle/, with --gate host)")
 	gateKind := fs.String("gate", "vm", "vm: boot the gate's SD image as an arm64 VM; host: run kiln gate serve on the host side")
 	out := fs.String("output", "out/rehearse", "serial logs, bridge.pcap, gate log and state")
 	only := fs.String("machines", "", "comma-separated machines to rehearse (default: every amd64 server)")
 	mode := fs.String("mode", "", "gate DHCP mode: proxy or full (default: the profile's)")
 	timeout := fs.Duration("timeout", 20*time.Minute, "deadline for each machine")
+	accelMode := fs.String("accel", lab.AccelAuto, "accelerator of the amd64 VMs: auto (KVM if it boots firmware, else TCG), kvm or tcg; default $"+lab.AccelEnv+" when set")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if !flagSet(fs, "accel") {
+		m, err := lab.AccelModeFromEnv()
+		if err != nil {
+			return usagef("%v", err)
+		}
+		*accelMode = m
+	}
+	if err := lab.CheckAccelMode(*accelMode); err != nil {
+		return usagef("--accel %v", err)
 	}
 	_, pl, err := loadPlan(fs.Args())
 	if err != nil {
@@ -43,8 +54,13 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	accel, err := lab.ChooseAccel(ctx, *accelMode)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stderr, "rehearse: accelerator %s\n", accel)
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
-	opts := rehearse.Options{Plan: pl, Bundle: abs(dir), Kiln: self, Out: abs(*out), Mode: *mode, Log: newLogger(env, false)}
+	opts := rehearse.Options{Plan: pl, Bundle: abs(dir), Kiln: self, Out: abs(*out), Mode: *mode, Accel: accel, Log: newLogger(env, false)}
 	if fs.NArg() == 1 {
 		opts.Profile = abs(fs.Arg(0))
 	}
@@ -84,6 +100,7 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	}
 	fmt.Fprintln(env.stdout)
 	rehearse.Summary(env.stdout, results)
+	fmt.Fprintf(env.stdout, "\naccelerator: %s\n", accel)
 	fmt.Fprintf(env.stdout, "\nserial logs (the gate's too), bridge.pcap and the gate's card: %s\n", opts.Out)
 	return errors.Join(errs...)
 }

@@ -30,6 +30,7 @@ func TestRun(t *testing.T) {
 		{name: "gate serve without bundle", args: []string{"gate", "serve"}, wantErr: "needs --bundle and --listen", wantCode: 2},
 		{name: "gate reinstall unknown", args: []string{"gate", "reinstall", "--state", t.TempDir(), "ceph-9"}, wantErr: `"ceph-9": no such machine`, wantCode: 2},
 		{name: "rehearse the gate", args: []string{"rehearse", "--machines", "gate-1"}, wantErr: "gate-1 is not an amd64 server", wantCode: 2},
+		{name: "rehearse with a bad accelerator", args: []string{"rehearse", "--accel", "kvm:tcg"}, wantErr: "want auto, kvm or tcg", wantCode: 2},
 		{name: "rehearse without a bundle", args: []string{"rehearse", "--bundle", t.TempDir()}, wantErr: "plan.json", wantCode: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

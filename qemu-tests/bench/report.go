@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+
+	"github.com/kilnlab/kiln/qemu-tests/lab"
 )
 
 // Print writes the report as a small table for people: each side's
@@ -14,7 +16,8 @@ func Print(w io.Writer, r *Report) {
 		same = "the pinned .deb's vmlinuz (NOT byte-identical to the gate image's)"
 	}
 	fmt.Fprintf(w, "kiln bench: gate appliance vs Debian arm64 systemd, kernel %s (Debian VM boots %s)\n", r.Kernel, same)
-	fmt.Fprintf(w, "QEMU virt cortex-a72 (TCG), %d vCPU, %d MiB, memory read after %s idle\n\n", r.CPUs, r.MemoryMiB, r.Settle)
+	fmt.Fprintf(w, "QEMU virt cortex-a72 (%s), %d vCPU, %d MiB, memory read after %s idle\n", r.Accel.For(lab.ARM64), r.CPUs, r.MemoryMiB, r.Settle)
+	fmt.Fprintf(w, "accelerator chosen for the run: %s\n\n", r.Accel)
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "\tgate (kiln)\tDebian systemd\tDebian/gate\t")
 	g, d := r.Gate, r.Debian

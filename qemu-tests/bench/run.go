@@ -40,6 +40,7 @@ type Options struct {
 	Settle    time.Duration // idle time before memory is read
 	MemoryMiB int           // both VMs; 0: lab.DefaultMemoryMiB
 	CPUs      int           // both VMs; 0: 1
+	Accel     lab.Accel     // the run's accelerator (lab.ChooseAccel)
 	Log       *slog.Logger
 }
 
@@ -60,6 +61,7 @@ type Report struct {
 	SameKernel bool   // the Debian VM booted the gate image's own vmlinuz
 	MemoryMiB  int
 	CPUs       int
+	Accel      lab.Accel
 	Settle     time.Duration
 	Gate       Result
 	Debian     Result
@@ -114,12 +116,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{OutDir: o.Out, GateAddr: bridge.String(), Logger: o.Log})
+	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{OutDir: o.Out, GateAddr: bridge.String(), Logger: o.Log, Accel: o.Accel})
 	if err != nil {
 		return nil, err
 	}
 	defer n.Close()
-	r := &Report{Kernel: k.Version, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Settle: o.Settle}
+	r := &Report{Kernel: k.Version, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Accel: o.Accel, Settle: o.Settle}
 	gcfg, err := lab.GateVMConfig(ctx, "gate", o.GateMAC, o.Image, o.Out)
 	if err != nil {
 		return nil, err

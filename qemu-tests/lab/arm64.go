@@ -35,9 +35,9 @@ func qemuBinary(arch string) string {
 // virtio disks) on the virt board, with the kernel loaded by QEMU.
 func (vm *VM) arm64Args(qmp string) []string {
 	c := vm.cfg
-	// QEMU 7.2 refuses `-accel kvm:tcg`; the machine property takes it.
-	// virt's PL011 (ttyAMA0) is the serial port of the log.
-	args := append(vm.baseArgs("virt,accel=kvm:tcg", "cortex-a72", qmp), "-kernel", c.Kernel)
+	// The accelerator is TCG on an amd64 host (Accel.For); virt's PL011
+	// (ttyAMA0) is the serial port of the log.
+	args := append(vm.baseArgs("virt,accel="+vm.accelName(), "cortex-a72", qmp), "-kernel", c.Kernel)
 	if c.Initrd != "" {
 		args = append(args, "-initrd", c.Initrd)
 	}

@@ -82,10 +82,11 @@ func TestArgs(t *testing.T) {
 			{Name: "osd", Size: 1 << 40, Serial: "KILN-CEPH1-B", WWN: "naa.5000c500a1b2c3d4"},
 		},
 	})
+	vm.accel = Accel{Name: AccelKVM}.For("amd64")
 	got := vm.Args("/tmp/q/qmp.sock")
 	want := []string{
 		"-name", "ceph-1",
-		"-machine", "q35,accel=kvm:tcg,graphics=off",
+		"-machine", "q35,accel=kvm,graphics=off",
 		"-cpu", "max", "-smp", "1", "-m", "1024",
 		"-nodefaults", "-display", "none", "-no-reboot",
 		"-chardev", "file,id=ser0,path=/out/vm.serial.log,append=on",
@@ -109,6 +110,9 @@ func TestArgs(t *testing.T) {
 	bios := testVM(t, VMConfig{Name: "c", MAC: "52:54:00:12:34:02"}).Args("s")
 	if j := strings.Join(bios, " "); strings.Contains(j, "pflash") || strings.Contains(j, "romfile") {
 		t.Errorf("BIOS VM args use OVMF or drop the iPXE ROM: %s", j)
+	}
+	if j := strings.Join(bios, " "); !strings.Contains(j, "q35,accel=tcg,") {
+		t.Errorf("a VM with no accelerator chosen does not run under TCG: %s", j)
 	}
 }
 

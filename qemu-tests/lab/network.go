@@ -60,6 +60,10 @@ type NetworkConfig struct {
 	NoCapture bool
 	// Logger receives what the lab does; nil discards it.
 	Logger *slog.Logger
+	// Accel is the accelerator the amd64 VMs run under, chosen once per
+	// run (ChooseAccel); the zero value is TCG. arm64 VMs on an amd64
+	// host always run under TCG.
+	Accel Accel
 }
 
 // Network is a lab LAN: a namespace, its bridge, taps and helper processes.
@@ -68,6 +72,7 @@ type Network struct {
 	gate       netip.Prefix
 	out        string
 	log        *slog.Logger
+	accel      Accel
 
 	mu      sync.Mutex
 	closed  bool
@@ -104,7 +109,14 @@ func NewNetwork(ctx context.Context, cfg NetworkConfig) (*Network, error) {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	sweepStale(ctx, cfg.Logger)
-	n := &Network{ns: cfg.Name, bridge: cfg.Bridge, gate: gate, out: cfg.OutDir, log: cfg.Logger}
+	switch cfg.Accel.Name {
+	case "":
+		cfg.Accel = Accel{AccelTCG, "no accelerator chosen"}
+	case AccelKVM, AccelTCG:
+	default:
+		return nil, fmt.Errorf("lab: accelerator %q: want kvm or tcg (see ChooseAccel)", cfg.Accel.Name)
+	}
+	n := &Network{ns: cfg.Name, bridge: cfg.Bridge, gate: gate, out: cfg.OutDir, log: cfg.Logger, accel: cfg.Accel}
 	if err := n.setup(ctx, !cfg.NoCapture); err != nil {
 		n.Close()
 		return nil, err
@@ -164,6 +176,9 @@ func (n *Network) Bridge() string { return n.bridge }
 
 // GateAddr is the bridge's address (the gate's), with its prefix.
 func (n *Network) GateAddr() netip.Prefix { return n.gate }
+
+// Accel is the accelerator the network's amd64 VMs run under.
+func (n *Network) Accel() Accel { return n.accel }
 
 // OutDir is the folder for logs and captures.
 func (n *Network) OutDir() string { return n.out }

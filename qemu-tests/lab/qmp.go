@@ -14,8 +14,9 @@ const (
 	ReasonGuestReset    = "guest-reset"    // the guest rebooted (-no-reboot turns it into an exit)
 	ReasonGuestShutdown = "guest-shutdown" // the guest powered off
 	ReasonGuestPanic    = "guest-panic"
-	ReasonStopped       = "stopped" // the lab stopped QEMU (Stop, Close, deadline)
-	ReasonUnknown       = ""        // QEMU exited without a SHUTDOWN event (crash, kill)
+	ReasonStopped       = "stopped"     // the lab stopped QEMU (Stop, Close, deadline)
+	ReasonQEMUFailed    = "qemu-failed" // QEMU reported a dead guest (KVM internal error...) and was killed
+	ReasonUnknown       = ""            // QEMU exited without a SHUTDOWN event (crash, kill)
 )
 
 // qmpTimeout bounds connecting to a starting QEMU and the handshake.

@@ -92,6 +92,7 @@ type VM struct {
 	qemu   string // QEMU's own stderr, all boots appended
 	vars   string // per-VM OVMF variable store
 	disks  []string
+	accel  string // AccelKVM or AccelTCG (empty: TCG)
 
 	mu      sync.Mutex
 	started bool
@@ -127,6 +128,7 @@ func (n *Network) NewVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 		tap:    fmt.Sprintf("tap%d", len(n.vms)),
 		serial: filepath.Join(n.out, cfg.Name+".serial.log"),
 		qemu:   filepath.Join(n.out, cfg.Name+".qemu.log"),
+		accel:  n.accel.For(cfg.Arch),
 		done:   make(chan struct{}),
 	}
 	n.vms = append(n.vms, vm)
@@ -246,8 +248,10 @@ func (vm *VM) Args(qmp string) []string {
 		return vm.arm64Args(qmp)
 	}
 	// graphics=off makes SeaBIOS and option ROMs (iPXE) print to the
-	// serial port too; kvm:tcg takes KVM when there is one.
-	args := vm.baseArgs("q35,accel=kvm:tcg,graphics=off", "max", qmp)
+	// serial port too. One accelerator, never kvm:tcg: QEMU falls back
+	// only when KVM fails to open, not when it opens and cannot run the
+	// firmware (see AccelProbe).
+	args := vm.baseArgs("q35,accel="+vm.accelName()+",graphics=off", "max", qmp)
 	if c.UUID != "" {
 		args = append(args, "-smbios", "type=1,uuid="+c.UUID)
 	}
@@ -315,6 +319,14 @@ func (vm *VM) baseArgs(machine, cpu, qmp string) []string {
 	}
 }
 
+// accelName is the VM's accelerator for QEMU's -machine accel=.
+func (vm *VM) accelName() string {
+	if vm.accel == "" {
+		return AccelTCG
+	}
+	return vm.accel
+}
+
 // bootIndex orders the disks after the NIC (1): BootDisk first, as a user
 // sets it in the firmware's setup (SeaBIOS tries one hard disk only), then
 // the others in order.
@@ -351,13 +363,16 @@ func (vm *VM) Start(ctx context.Context) error {
 	return nil
 }
 
-// boot is one QEMU process and its QMP shutdown watch.
+// boot is one QEMU process, its QMP shutdown watch and its stderr watch.
 type boot struct {
 	n        int
 	proc     *Process
 	shutdown <-chan string
+	fatal    <-chan string // a line of QEMU's after which the guest is dead
+	logFrom  int64         // where this boot's QEMU output starts in vm.qemu
 	start    time.Time
 	sockDir  string
+	failure  string // what QEMU said when the boot failed
 }
 
 func (vm *VM) boot(ctx context.Context) (*boot, error) {
@@ -382,6 +397,9 @@ func (vm *VM) boot(ctx context.Context) (*boot, error) {
 	}
 	defer qlog.Close()
 	fmt.Fprint(qlog, banner)
+	if fi, err := qlog.Stat(); err == nil {
+		b.logFrom = fi.Size()
+	}
 	cmd := nsCommand(vm.net.ns, qemuBinary(vm.cfg.Arch), vm.Args(sock)...)
 	cmd.Stdout, cmd.Stderr = qlog, qlog
 	p, err := startProcess("qemu "+vm.cfg.Name, cmd)
@@ -390,7 +408,8 @@ func (vm *VM) boot(ctx context.Context) (*boot, error) {
 		return nil, fmt.Errorf("lab: vm %s: %w", vm.cfg.Name, err)
 	}
 	b.proc = p
-	vm.net.log.Info("vm boot", "vm", vm.cfg.Name, "boot", b.n, "pid", p.Pid())
+	b.fatal = watchFatal(vm.qemu, b.logFrom, p.Done())
+	vm.net.log.Info("vm boot", "vm", vm.cfg.Name, "boot", b.n, "pid", p.Pid(), "accel", vm.accelName())
 	c, err := dialQMP(ctx, sock, p.Done())
 	if err == nil {
 		r := bufio.NewReader(c)
@@ -403,8 +422,7 @@ func (vm *VM) boot(ctx context.Context) (*boot, error) {
 	if err != nil {
 		p.Stop(syscall.SIGKILL)
 		os.RemoveAll(dir)
-		tail, _ := tailLines(vm.qemu, 20)
-		return nil, fmt.Errorf("lab: vm %s boot %d: %w\n%s", vm.cfg.Name, b.n, err, tail)
+		return nil, fmt.Errorf("lab: vm %s boot %d: %w; qemu said: %s", vm.cfg.Name, b.n, err, qemuSaid(vm.qemu, b.logFrom))
 	}
 	return b, nil
 }
@@ -426,7 +444,11 @@ func (vm *VM) supervise(ctx context.Context, b *boot) {
 			vm.finish(nil)
 			return
 		case reason != ReasonGuestReset:
-			vm.finish(fmt.Errorf("lab: vm %s boot %d: %w (reason %q)", vm.cfg.Name, b.n, ErrVMFailed, reason))
+			said := b.failure
+			if said == "" {
+				said = qemuSaid(vm.qemu, b.logFrom)
+			}
+			vm.finish(fmt.Errorf("lab: vm %s boot %d (accel %s): %w (reason %q); qemu said: %s", vm.cfg.Name, b.n, vm.accelName(), ErrVMFailed, reason, said))
 			return
 		case boots >= vm.cfg.MaxBoots:
 			vm.finish(fmt.Errorf("lab: vm %s: %w (%d)", vm.cfg.Name, ErrTooManyBoots, boots))
@@ -440,12 +462,18 @@ func (vm *VM) supervise(ctx context.Context, b *boot) {
 	}
 }
 
-// waitBoot waits for QEMU to exit, stopping it when ctx ends, and returns
-// the shutdown reason.
+// waitBoot waits for QEMU to exit, stopping it when ctx ends or when it
+// reports a dead guest, and returns the shutdown reason.
 func (vm *VM) waitBoot(ctx context.Context, b *boot) string {
 	defer os.RemoveAll(b.sockDir)
 	select {
 	case <-b.proc.Done():
+	case line := <-b.fatal:
+		// A KVM that cannot run the guest leaves QEMU hanging: kill it
+		// now rather than let a test wait out its deadline.
+		b.failure = line
+		b.proc.Stop(syscall.SIGKILL)
+		return ReasonQEMUFailed
 	case <-ctx.Done():
 		// SIGTERM: QEMU exits cleanly, flushing the serial log.
 		b.proc.Stop(syscall.SIGTERM)
@@ -515,7 +543,24 @@ func (vm *VM) Exits() []Exit {
 // log holds no match, or with ErrDeadEnd on a FailOn line; without a
 // deadline in ctx, DefaultWaitTimeout applies.
 func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (string, error) {
-	return waitForLine(ctx, vm.serial, 0, re, vm.cfg.FailOn, vm.done)
+	l, err := waitForLine(ctx, vm.serial, 0, re, vm.cfg.FailOn, vm.done)
+	return l, vm.whyStopped(err)
+}
+
+// whyStopped adds to an ErrVMStopped from waitForLine the reason the VM
+// stopped (QEMU's own failure line, say), so a test's failure message
+// names it.
+func (vm *VM) whyStopped(err error) error {
+	if !errors.Is(err, ErrVMStopped) {
+		return err
+	}
+	vm.mu.Lock()
+	why := vm.err
+	vm.mu.Unlock()
+	if why == nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, why)
 }
 
 // Mark is the serial log's current size, for WaitForSince.
@@ -530,7 +575,8 @@ func (vm *VM) Mark() int64 {
 // WaitForSince is WaitFor over the output written after mark (from Mark),
 // e.g. to wait for a marker of the next boot only.
 func (vm *VM) WaitForSince(ctx context.Context, mark int64, re *regexp.Regexp) (string, error) {
-	return waitForLine(ctx, vm.serial, mark, re, vm.cfg.FailOn, vm.done)
+	l, err := waitForLine(ctx, vm.serial, mark, re, vm.cfg.FailOn, vm.done)
+	return l, vm.whyStopped(err)
 }
 
 // Tail is the last n lines of the serial log.

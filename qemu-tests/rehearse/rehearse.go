@@ -43,7 +43,10 @@ type Options struct {
 	// Mode is the gate's DHCP mode; "" means the plan's. In proxy mode a
 	// dnsmasq ISP box hands out the leases.
 	Mode string
-	Log  *slog.Logger
+	// Accel is the accelerator of the amd64 VMs (lab.ChooseAccel); the
+	// zero value is TCG.
+	Accel lab.Accel
+	Log   *slog.Logger
 }
 
 // Lab is a running rehearsal LAN with its gate.
@@ -85,7 +88,7 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 			return nil, err
 		}
 	}
-	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{OutDir: o.Out, GateAddr: hostAddr.String(), Logger: o.Log})
+	n, err := lab.NewNetwork(ctx, lab.NetworkConfig{OutDir: o.Out, GateAddr: hostAddr.String(), Logger: o.Log, Accel: o.Accel})
 	if err != nil {
 		return nil, err
 	}

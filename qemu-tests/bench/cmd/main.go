@@ -6,6 +6,9 @@
 //
 //	go run ./qemu-tests/bench/cmd -gate out/bundle/gate-1.img
 //	go run ./qemu-tests/bench/cmd -standin     # before a real gate image exists
+//
+// KILN_ACCEL=auto|kvm|tcg chooses the accelerator as for the tests (the
+// arm64 VMs run under TCG on an amd64 host whatever the choice).
 package main
 
 import (
@@ -22,6 +25,7 @@ import (
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/qemu-tests/bench"
+	"github.com/kilnlab/kiln/qemu-tests/lab"
 )
 
 func main() {
@@ -69,11 +73,20 @@ func run() error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
 	defer cancel()
+	mode, err := lab.AccelModeFromEnv()
+	if err != nil {
+		return err
+	}
+	accel, err := lab.ChooseAccel(ctx, mode)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: accelerator %s\n", accel)
 	r, err := bench.Run(ctx, bench.Options{
 		Image: *image, StandIn: *standIn,
 		GateMAC: gate.MAC, GateAddr: gate.Address,
 		Out: *out, Cache: cdir, Fetch: !*offline,
-		Settle: *settle, MemoryMiB: *memory, CPUs: *cpus, Log: log,
+		Settle: *settle, MemoryMiB: *memory, CPUs: *cpus, Accel: accel, Log: log,
 	})
 	if err != nil {
 		return err
