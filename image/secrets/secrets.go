@@ -4,6 +4,21 @@
 // the gate's share of them (the payload's secrets/), which is all the gate
 // carries. Nothing here prints or logs a secret: the key types redact
 // themselves in fmt and slog output.
+//
+// The directory (0700, every file 0600) holds:
+//
+//	wireguard.json       the tunnel's keys (WireGuard)
+//	ceph.json            the Ceph cluster's fsid and its mon., client.admin
+//	                     and client.bootstrap-osd keys (Ceph)
+//	ceph-mgr/HOST.key    one mgr.HOST key per storage node (Ceph)
+//	ca.pem               the lab CA: certificate + ECDSA P-256 key (LabCA)
+//	tls/HOST.pem         one certificate + key per machine, signed by the
+//	                     lab CA, for mutual TLS and Consul/Vault (MachineCerts)
+//
+// Each of these files is created whole or not at all, and never rewritten:
+// adding a machine adds its files, removing one leaves every file where it
+// is. A file kiln cannot use is refused (ErrCorrupt, ErrStale,
+// ErrPermissions) with the way out in the message, never silently replaced.
 package secrets
 
 import (
@@ -12,6 +27,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 )
 
 // Modes of the directory and of every file in it, as ssh wants them.
@@ -23,6 +39,23 @@ const (
 // ErrPermissions is wrapped when a secrets directory or file is open to
 // group or others; kiln refuses to use (or add to) it until it is fixed.
 var ErrPermissions = errors.New("secrets readable by group or others")
+
+// ErrStale is wrapped when a secrets file is sound but no longer fits the
+// lab: a certificate whose names or addresses the profile changed, one the
+// lab CA did not sign, one past its end, or a CA made for another lab.
+// Like a damaged file it is never replaced behind the user's back.
+var ErrStale = errors.New("secrets file no longer fits the lab")
+
+// damaged wraps ErrCorrupt; err names what is wrong, never a value, and
+// remedy says how to get out.
+func damaged(path string, err error, remedy string) error {
+	return fmt.Errorf("%w: %s: %v (kiln never regenerates keys: %s)", ErrCorrupt, path, err, remedy)
+}
+
+// stale wraps ErrStale, like damaged.
+func stale(path string, err error, remedy string) error {
+	return fmt.Errorf("%w: %s: %v (%s)", ErrStale, path, err, remedy)
+}
 
 // DefaultDir is the lab's secrets directory: $XDG_STATE_HOME/kiln/<lab>,
 // else ~/.local/state/kiln/<lab>.
@@ -138,6 +171,43 @@ func replace(path string, data []byte) error {
 		return fmt.Errorf("secrets: %w", err)
 	}
 	return syncDir(dir)
+}
+
+// once returns load(path), first creating path with gen's data if there
+// is no file there (createOnce: a racing kiln's file wins). An existing
+// file is only ever read.
+func once[T any](path string, gen func() ([]byte, error), load func(path string) (T, error)) (T, error) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		data, err := gen()
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		if _, err := createOnce(path, data); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
+	return load(path)
+}
+
+// hostRE is an RFC 1123 label, as the profile validates machine names;
+// host names are also file names here.
+var hostRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// checkHosts refuses a list of host names with a bad or repeated name.
+func checkHosts(hosts []string) error {
+	seen := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		if !hostRE.MatchString(h) {
+			return fmt.Errorf("secrets: %q is not a host name (an RFC 1123 label)", h)
+		}
+		if seen[h] {
+			return fmt.Errorf("secrets: host %s is listed twice", h)
+		}
+		seen[h] = true
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -209,5 +209,5 @@ func (p *keyParser) parse(field, s string) wgtypes.Key {
 }
 
 func corrupt(path string, err error) error {
-	return fmt.Errorf("%w: %s: %v (kiln never regenerates keys: restore the file from a backup, or remove it to make new keys and reconfigure the VPS)", ErrCorrupt, path, err)
+	return damaged(path, err, "restore the file from a backup, or remove it to make new keys and reconfigure the VPS")
 }
