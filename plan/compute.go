@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -33,6 +34,9 @@ func Compute(p *profiles.Profile) (*Plan, error) {
 			DHCPMode: p.Network.DHCP.Mode, Range: p.Network.DHCP.Range,
 		},
 	}
+	if c := p.Network.Cluster; c != nil {
+		pl.Network.Cluster = c.CIDR
+	}
 	gateURL := fmt.Sprintf("http://%s:%d", gate.Address, roles.GatePort)
 	for _, m := range p.Machines {
 		pm, err := machine(p, m, prefix, gateURL)
@@ -63,6 +67,10 @@ func machine(p *profiles.Profile, m profiles.Machine, prefix netip.Prefix, gateU
 		MAC: strings.ToLower(m.MAC), Address: fmt.Sprintf("%s/%d", m.Address, prefix.Bits()),
 		Gateway: p.Network.Gateway, DNS: p.Network.DNS, Hostname: m.Name,
 		FirstBoot: role.FirstBoot,
+		Links:     roles.Links(p, &m),
+	}
+	for _, l := range pm.Links {
+		pm.ClusterAddress = cmp.Or(pm.ClusterAddress, l.Cluster)
 	}
 	if m.Role == profiles.RoleGate {
 		pm.DiskBoot = gateBoot

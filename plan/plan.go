@@ -6,6 +6,8 @@
 // receives its machine's part as JSON from the gate.
 package plan
 
+import "github.com/kilnlab/kiln/roles"
+
 // Plan is the whole lab's plan.
 type Plan struct {
 	Lab      string    `json:"lab"`
@@ -22,6 +24,8 @@ type Network struct {
 	NTP      []string `json:"ntp,omitempty"`
 	DHCPMode string   `json:"dhcp_mode"`
 	Range    string   `json:"range,omitempty"`
+	// Cluster is the non-routed cluster network's CIDR, if the lab has one.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // Gate is the machine that serves the netboot service.
@@ -43,6 +47,13 @@ type Machine struct {
 	Gateway  string   `json:"gateway"`
 	DNS      []string `json:"dns,omitempty"`
 	Hostname string   `json:"hostname"`
+	// ClusterAddress is the address on the cluster network, with its
+	// prefix; empty when the machine is not on it.
+	ClusterAddress string `json:"cluster_address,omitempty"`
+	// Links are the machine's interfaces as its networkd files configure
+	// them, when the profile lists any; without, the NIC of MAC alone
+	// carries the LAN.
+	Links []roles.Link `json:"links,omitempty"`
 
 	Disks []Disk `json:"disks"`
 	// RoleImage is the bundle path of the role's root filesystem image,

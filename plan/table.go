@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/roles"
 )
 
 // WriteJSON writes the plan as indented JSON, the form machines read
@@ -23,8 +25,12 @@ func WriteJSON(w io.Writer, p *Plan) error {
 // each machine's boot chain and disks, and each system disk's partitions.
 func WriteTable(w io.Writer, p *Plan) error {
 	ew := &errWriter{w: w}
-	fmt.Fprintf(ew, "lab %s: network %s, gateway %s, DHCP %s, gate %s at %s\n\n",
-		p.Lab, p.Network.CIDR, p.Network.Gateway, p.Network.DHCPMode, p.Gate.Name, p.Gate.Address)
+	cluster := ""
+	if p.Network.Cluster != "" {
+		cluster = ", cluster network " + p.Network.Cluster + " (not routed)"
+	}
+	fmt.Fprintf(ew, "lab %s: network %s, gateway %s%s, DHCP %s, gate %s at %s\n\n",
+		p.Lab, p.Network.CIDR, p.Network.Gateway, cluster, p.Network.DHCPMode, p.Gate.Name, p.Gate.Address)
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "MACHINE\tROLE\tBOARD\tFIRMWARE\tMAC\tADDRESS\tROLE IMAGE")
 	for _, m := range p.Machines {
@@ -50,6 +56,9 @@ func writeMachine(w io.Writer, m Machine) {
 		}
 	}
 	tw.Flush()
+	if len(m.Links) > 0 {
+		writeLinks(w, m)
+	}
 	if len(m.Disks) == 0 {
 		return
 	}
@@ -65,6 +74,53 @@ func writeMachine(w io.Writer, m Machine) {
 			writeLayout(w, d)
 		}
 	}
+}
+
+// writeLinks lists the machine's interfaces: how each is found or what it
+// is on, its MTU, and what it carries.
+func writeLinks(w io.Writer, m Machine) {
+	fmt.Fprintln(w)
+	mtu := map[string]int{}
+	for _, l := range m.Links {
+		mtu[l.Name] = cmp.Or(l.MTU, profiles.DefaultMTU)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  LINK\tKIND\tFOUND BY / ON\tMTU\tCARRIES")
+	for _, l := range m.Links {
+		kind, on, carries := l.Kind, "", []string{}
+		switch l.Kind {
+		case roles.LinkNIC:
+			on = "mac " + l.MAC
+		case roles.LinkBond:
+			kind, on = "bond "+l.Mode, strings.Join(l.Members, ", ")
+		case roles.LinkVLAN:
+			kind, on = fmt.Sprintf("vlan %d", l.VLAN), l.Link
+		}
+		if l.Netboot {
+			carries = append(carries, "netboots")
+		}
+		if l.Bond != "" {
+			member := "member of " + l.Bond
+			if l.Primary {
+				member += " (primary)"
+			}
+			carries = append(carries, member)
+			mtu[l.Name] = mtu[l.Bond]
+		}
+		if l.LAN {
+			lan := "LAN " + m.Address
+			if mtu[l.Name] > profiles.DefaultMTU {
+				lan += fmt.Sprintf(" (routes at %d)", profiles.DefaultMTU)
+			}
+			carries = append(carries, lan)
+		}
+		if l.Cluster != "" {
+			carries = append(carries, "cluster "+l.Cluster)
+		}
+		carries = append(carries, l.VLANs...)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", l.Name, kind, on, mtu[l.Name], strings.Join(carries, ", "))
+	}
+	tw.Flush()
 }
 
 func writeLayout(w io.Writer, d Disk) {

@@ -19,6 +19,7 @@ func (v *validator) machine(i int) {
 	if v.required(f+".address", m.Address) {
 		v.machineAddr(f+".address", m.Address, m.Name)
 	}
+	v.interfaces(i)
 	systems := 0
 	for j := range m.Disks {
 		v.disk(m, i, j)
@@ -62,8 +63,15 @@ func (v *validator) hardware(f string, m *Machine) {
 }
 
 func (v *validator) mac(f, mac, owner string) {
+	if v.macAddr(f, mac) {
+		v.claim(f, "MAC", mac, owner)
+	}
+}
+
+// macAddr checks the spelling of a network card's MAC.
+func (v *validator) macAddr(f, mac string) bool {
 	if !v.required(f, mac) {
-		return
+		return false
 	}
 	hw, err := net.ParseMAC(mac)
 	switch {
@@ -72,8 +80,9 @@ func (v *validator) mac(f, mac, owner string) {
 	case hw[0]&1 == 1:
 		v.ps.add(f, "%s is a multicast address, not a network card's", mac)
 	default:
-		v.claim(f, "MAC", mac, owner)
+		return true
 	}
+	return false
 }
 
 // gates checks that exactly one machine is the gate.
@@ -154,6 +163,11 @@ func normalize(p *Profile) {
 		m := &p.Machines[i]
 		wireguardDefaults(m)
 		m.MAC = strings.ToLower(m.MAC)
+		if in := m.Interfaces; in != nil {
+			for j := range in.NICs {
+				in.NICs[j].MAC = strings.ToLower(in.NICs[j].MAC)
+			}
+		}
 		for j := range m.Disks {
 			m.Disks[j].WWN = strings.ToLower(m.Disks[j].WWN)
 		}

@@ -6,12 +6,16 @@ import (
 	"strings"
 )
 
-// Network rules: the lab's one IPv4 segment and the addresses in it.
+// Network rules: the lab's LAN, its cluster network, and the addresses in
+// them.
 
 func (v *validator) network() {
 	n := v.p.Network
 	if v.required("network.cidr", n.CIDR) {
-		v.cidr(n.CIDR)
+		v.prefix, _ = v.cidr("network.cidr", n.CIDR, "192.168.1.0/24")
+	}
+	if c := n.Cluster; c != nil && v.required("network.cluster.cidr", c.CIDR) {
+		v.clusterCIDR(c.CIDR)
 	}
 	if v.required("network.gateway", n.Gateway) {
 		if gw, ok := v.hostAddr("network.gateway", n.Gateway); ok {
@@ -34,38 +38,61 @@ func (v *validator) network() {
 	}
 }
 
-func (v *validator) cidr(s string) {
+// cidr parses the IPv4 network at field f; example shows the form.
+func (v *validator) cidr(f, s, example string) (netip.Prefix, bool) {
 	p, err := netip.ParsePrefix(s)
 	switch {
 	case err != nil || !p.Addr().Is4():
-		v.ps.add("network.cidr", "%q is not an IPv4 network such as 192.168.1.0/24", s)
+		v.ps.add(f, "%q is not an IPv4 network such as %s", s, example)
 	case p != p.Masked():
-		v.ps.add("network.cidr", "%q has host bits set; the network is %s", s, p.Masked())
+		v.ps.add(f, "%q has host bits set; the network is %s", s, p.Masked())
 	case p.Bits() > 30:
-		v.ps.add("network.cidr", "%q is too small for a lab (at most /30)", s)
+		v.ps.add(f, "%q is too small for a lab (at most /30)", s)
 	default:
-		v.prefix = p
+		return p, true
+	}
+	return netip.Prefix{}, false
+}
+
+// clusterCIDR checks the cluster network: a network of its own, so that
+// no address of it can be mistaken for (or routed as) one of the LAN.
+func (v *validator) clusterCIDR(s string) {
+	const f = "network.cluster.cidr"
+	p, ok := v.cidr(f, s, "10.10.0.0/24")
+	switch {
+	case !ok:
+	case v.prefix.IsValid() && p.Overlaps(v.prefix):
+		v.ps.add(f, "%s overlaps network.cidr %s: the cluster network must be a network of its own", p, v.prefix)
+	default:
+		v.cluster = p
 	}
 }
 
 // hostAddr parses an IPv4 host address of the lab's network: inside the
 // CIDR and neither its network nor its broadcast address.
 func (v *validator) hostAddr(f, s string) (netip.Addr, bool) {
+	return v.addrIn(f, s, v.prefix, "network.cidr")
+}
+
+// addrIn parses an IPv4 host address of network p (named name in
+// messages): inside it and neither its network nor its broadcast address.
+// An invalid p has had its own problem reported; any IPv4 address passes.
+func (v *validator) addrIn(f, s string, p netip.Prefix, name string) (netip.Addr, bool) {
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is4() {
 		v.ps.add(f, "%q is not an IPv4 address", s)
 		return netip.Addr{}, false
 	}
-	if !v.prefix.IsValid() {
+	if !p.IsValid() {
 		return a, true // the CIDR's own problem is reported already
 	}
 	switch {
-	case !v.prefix.Contains(a):
-		v.ps.add(f, "%s is outside network.cidr %s", a, v.prefix)
-	case a == v.prefix.Addr():
-		v.ps.add(f, "%s is the network address of %s", a, v.prefix)
-	case a == broadcast(v.prefix):
-		v.ps.add(f, "%s is the broadcast address of %s", a, v.prefix)
+	case !p.Contains(a):
+		v.ps.add(f, "%s is outside %s %s", a, name, p)
+	case a == p.Addr():
+		v.ps.add(f, "%s is the network address of %s", a, p)
+	case a == broadcast(p):
+		v.ps.add(f, "%s is the broadcast address of %s", a, p)
 	default:
 		return a, true
 	}

@@ -24,13 +24,27 @@ type Debian struct {
 	Mirror string `yaml:"mirror"` // e.g. http://deb.debian.org/debian
 }
 
-// Network is the lab's one L2 segment.
+// Network is the lab's LAN, the one L2 segment every machine netboots on,
+// and optionally a second, non-routed cluster network.
 type Network struct {
 	CIDR    string   `yaml:"cidr"`    // e.g. 192.168.1.0/24
 	Gateway string   `yaml:"gateway"` // the ISP box / router
 	DNS     []string `yaml:"dns"`
 	NTP     []string `yaml:"ntp"`
 	DHCP    DHCP     `yaml:"dhcp"`
+	// Cluster is the storage machines' back network (Ceph's
+	// cluster_network: OSD replication and heartbeats), nil for none.
+	// Machines join it through interfaces.cluster.
+	Cluster *Cluster `yaml:"cluster" json:",omitempty"`
+}
+
+// Cluster is a non-routed IPv4 network beside the LAN: no gateway, no DNS,
+// nothing on it but the machines that name an address in it. It must not
+// overlap network.cidr. When a lab has one, every storage machine must be on
+// it: an OSD host missing from Ceph's cluster_network cannot replicate, and
+// Ceph only finds that out under load.
+type Cluster struct {
+	CIDR string `yaml:"cidr"` // e.g. 10.10.0.0/24
 }
 
 // DHCP modes of the gate's netboot service.
@@ -71,10 +85,109 @@ type Machine struct {
 	Firmware string `yaml:"firmware"` // bios or uefi (board pc)
 	MAC      string `yaml:"mac"`      // the NIC that netboots, aa:bb:cc:dd:ee:ff
 	Address  string `yaml:"address"`  // static IPv4 inside Network.CIDR
-	Disks    []Disk `yaml:"disks"`
+	// Interfaces describe the machine's links when it has more than the
+	// one NIC that netboots; nil means that NIC alone carries the LAN.
+	Interfaces *Interfaces `yaml:"interfaces" json:",omitempty"`
+	Disks      []Disk      `yaml:"disks"`
 	// WireGuard is the gate's tunnel to a VPS (seed 004); only the gate
 	// may have one, nil means no tunnel.
 	WireGuard *WireGuard `yaml:"wireguard"`
+}
+
+// Interfaces are a server's links, rendered as systemd-networkd files:
+//
+//	interfaces:
+//	  nics:                            # physical NICs, found by MAC
+//	    - {name: nic0, mac: 52:54:00:00:01:01}
+//	    - {name: nic1, mac: 52:54:00:00:11:01}
+//	  bonds:
+//	    - {name: bond0, mode: 802.3ad, members: [nic0, nic1], mtu: 9000}
+//	  vlans:
+//	    - {id: 20, link: bond0}        # the interface vlan20
+//	  cluster: {link: vlan20, address: 10.10.0.11}
+//
+// The machine's mac must be one of the NICs: the one that netboots. The
+// LAN (address, gateway, DNS, NTP) lives untagged on the link that carries
+// that NIC, i.e. the NIC itself or the bond it is a member of, because PXE
+// firmware sends untagged frames: the port the machine netbooted through
+// carries the LAN untagged, and so does the bond over it. An 802.3ad bond
+// over the netbooting NIC needs a switch that lets a port of an LACP group
+// carry traffic before LACP is up ("LACP fallback", "no lacp
+// suspend-individual"), since PXE firmware does not speak LACP.
+//
+// Links are named by kind, and these names are also the kernel's: bonds
+// are bondN, a VLAN is vlan<id> (one per id on a machine). NIC names are
+// labels for references only: a NIC keeps the kernel's name and is found by
+// its permanent MAC, because kernel names change with firmware and slots.
+//
+// MTU is per link, 1280 to 9216 bytes (MinMTU, MaxMTU); a link without one
+// keeps Ethernet's 1500, except a VLAN, which inherits its link's. A bond
+// member takes its bond's MTU, so only the bond names one, and a VLAN can be
+// no larger than its link (the kernel refuses). The LAN stays at 1500 even
+// on a jumbo link (the ISP box, the gate and single-NIC machines are at
+// 1500): only what is above that link, e.g. the cluster VLAN, runs jumbo.
+// Every machine on the cluster network must give it the same MTU.
+//
+// The cluster network needs a link of its own: a VLAN, or a NIC or bond
+// that does not carry the LAN. Every link listed must carry something (the
+// LAN, a bond, a VLAN or the cluster network); the gate has no interfaces
+// (it configures its one NIC itself).
+type Interfaces struct {
+	NICs  []NIC  `yaml:"nics"`
+	Bonds []Bond `yaml:"bonds"`
+	VLANs []VLAN `yaml:"vlans"`
+	// Cluster puts the machine on network.cluster; nil for none.
+	Cluster *ClusterLink `yaml:"cluster"`
+}
+
+// MTU bounds: IPv6's minimum link MTU (below it the kernel and networkd
+// turn IPv6 off on the link) and the largest jumbo frame switches commonly
+// accept.
+const (
+	MinMTU = 1280
+	MaxMTU = 9216
+	// DefaultMTU is Ethernet's, the MTU of a link that names none and of
+	// the LAN whatever its link's MTU.
+	DefaultMTU = 1500
+)
+
+// Bond modes kiln renders: 802.3ad (LACP, the switch must bundle the
+// ports) and active-backup (any switch, one member at a time).
+const (
+	Bond8023ad       = "802.3ad"
+	BondActiveBackup = "active-backup"
+)
+
+// NIC is one physical network card.
+type NIC struct {
+	// Name labels the NIC for members and links; bondN and vlanN are
+	// kept for bonds and VLANs.
+	Name string `yaml:"name"`
+	MAC  string `yaml:"mac"`
+	MTU  int    `yaml:"mtu"` // 0: DefaultMTU
+}
+
+// Bond aggregates NICs into one link.
+type Bond struct {
+	Name string `yaml:"name"` // bond0, bond1, ...
+	Mode string `yaml:"mode"` // Bond8023ad or BondActiveBackup
+	// Members name NICs of the machine; in active-backup the first is
+	// the primary.
+	Members []string `yaml:"members"`
+	MTU     int      `yaml:"mtu"` // 0: DefaultMTU
+}
+
+// VLAN is an 802.1Q VLAN on a NIC or bond; its interface is vlan<ID>.
+type VLAN struct {
+	ID   int    `yaml:"id"`   // 1 to 4094
+	Link string `yaml:"link"` // the NIC or bond it is on
+	MTU  int    `yaml:"mtu"`  // 0: its link's
+}
+
+// ClusterLink is the machine's place on the cluster network.
+type ClusterLink struct {
+	Link    string `yaml:"link"`    // a NIC (not a bond member), bond or vlanN
+	Address string `yaml:"address"` // inside network.cluster.cidr, no prefix
 }
 
 // WireGuard is the gate's end of its tunnel; the keys are not here but in

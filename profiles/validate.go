@@ -29,16 +29,21 @@ var (
 	firmwares = []string{FirmwareBIOS, FirmwareUEFI}
 	uses      = []string{UseSystem, UseData}
 	dhcpModes = []string{DHCPProxy, DHCPFull}
+	bondModes = []string{Bond8023ad, BondActiveBackup}
 )
 
-// validator carries what rules across machines need: the parsed network
+// validator carries what rules across machines need: the parsed networks
 // and who already claimed each unique value.
 type validator struct {
-	p      *Profile
-	ps     *problems
-	prefix netip.Prefix // invalid when network.cidr is
-	gw     netip.Addr   // invalid when network.gateway is
-	seen   map[string]string
+	p       *Profile
+	ps      *problems
+	prefix  netip.Prefix // invalid when network.cidr is
+	gw      netip.Addr   // invalid when network.gateway is
+	cluster netip.Prefix // invalid when network.cluster.cidr is (or absent)
+	// clusterMTU is the first machine's MTU on the cluster network, which
+	// every other machine must match.
+	clusterMTU *clusterMTU
+	seen       map[string]string
 }
 
 func validate(p *Profile, ps *problems) {
@@ -56,17 +61,26 @@ func validate(p *Profile, ps *problems) {
 // claim records that value, a kind ("serial", "MAC", ...) that must be
 // unique in the lab, belongs to owner; a second claim is a problem at field.
 // Values compare case-insensitively (MACs, WWNs). owner may be empty when
-// kind says it all ("name of a machine").
-func (v *validator) claim(field, kind, value, owner string) {
+// kind says it all ("name of a machine"). It reports whether the claim
+// was the first.
+func (v *validator) claim(field, kind, value, owner string) bool {
 	key := kind + "\x00" + strings.ToLower(value)
 	if first, ok := v.seen[key]; ok {
 		v.ps.add(field, "%q is also the %s%s", value, kind, first)
-		return
+		return false
 	}
 	if owner != "" {
 		owner = " of " + owner
 	}
 	v.seen[key] = fmt.Sprintf("%s (line %d)", owner, v.ps.pos.near(field).Line)
+	return true
+}
+
+// present reports whether field is written in the file (a zero value may
+// be written or left out).
+func (v *validator) present(field string) bool {
+	_, ok := v.ps.pos[field]
+	return ok
 }
 
 func (v *validator) required(field, value string) bool {

@@ -19,7 +19,11 @@ const GatePort = 8080
 // Paths of the files Render writes.
 const (
 	HostnamePath = "/etc/hostname"
-	NetworkPath  = "/etc/systemd/network/10-kiln.network"
+	// NetworkPath configures the NIC that netboots, alone; a machine
+	// whose profile lists interfaces has files per link in NetworkDir
+	// instead (see Links).
+	NetworkPath  = NetworkDir + "10-kiln.network"
+	NetworkDir   = "/etc/systemd/network/"
 	IdentityPath = "/etc/kiln/machine.json"
 	HostsPath    = "/etc/hosts"
 	ResolvPath   = "/etc/resolv.conf"
@@ -38,6 +42,10 @@ type Identity struct {
 	NTP     []string `json:"ntp,omitempty"`
 	Gate    string   `json:"gate"`     // the gate's address
 	GateURL string   `json:"gate_url"` // its HTTP API, e.g. http://192.168.1.10:8080
+	// ClusterAddress is the machine's address on the lab's cluster
+	// network, with its prefix (e.g. 10.20.0.11/24), for Ceph's
+	// cluster_network; empty when it is not on one.
+	ClusterAddress string `json:"cluster_address,omitempty"`
 }
 
 // Render returns machine m's configuration as an Ignition v3.5 config,
@@ -56,9 +64,15 @@ func Render(p *profiles.Profile, m *profiles.Machine) (types.Config, error) {
 	cfg.Storage.Files = []types.File{
 		file(HostnamePath, m.Name+"\n"),
 		file(HostsPath, hosts(p)),
-		file(NetworkPath, networkd(id)),
-		file(IdentityPath, string(idJSON)+"\n"),
 	}
+	if links := Links(p, m); links == nil {
+		cfg.Storage.Files = append(cfg.Storage.Files, file(NetworkPath, networkd(id)))
+	} else {
+		for _, f := range networkdFiles(id, links) {
+			cfg.Storage.Files = append(cfg.Storage.Files, file(f.path, f.contents))
+		}
+	}
+	cfg.Storage.Files = append(cfg.Storage.Files, file(IdentityPath, string(idJSON)+"\n"))
 	if len(id.DNS) > 0 {
 		cfg.Storage.Files = append(cfg.Storage.Files, file(ResolvPath, resolvConf(id.DNS)))
 	}
@@ -95,12 +109,20 @@ func identity(p *profiles.Profile, m *profiles.Machine) (Identity, error) {
 			gate = g.Address
 		}
 	}
-	return Identity{
+	id := Identity{
 		Lab: p.Name, Name: m.Name, Role: m.Role, MAC: strings.ToLower(m.MAC),
 		Address: fmt.Sprintf("%s/%d", m.Address, prefix.Bits()),
 		Gateway: p.Network.Gateway, DNS: p.Network.DNS, NTP: p.Network.NTP,
 		Gate: gate, GateURL: fmt.Sprintf("http://%s:%d", gate, GatePort),
-	}, nil
+	}
+	if in := m.Interfaces; in != nil && in.Cluster != nil && p.Network.Cluster != nil {
+		cluster, err := netip.ParsePrefix(p.Network.Cluster.CIDR)
+		if err != nil {
+			return Identity{}, fmt.Errorf("network.cluster.cidr: %w", err)
+		}
+		id.ClusterAddress = fmt.Sprintf("%s/%d", in.Cluster.Address, cluster.Bits())
+	}
+	return id, nil
 }
 
 // networkd configures the NIC that netboots, matched by its MAC so that
@@ -109,17 +131,22 @@ func networkd(id Identity) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by kiln: %s of lab %s, the NIC it netboots from.\n", id.Name, id.Lab)
 	fmt.Fprintf(&b, "[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s\nGateway=%s\n", id.MAC, id.Address, id.Gateway)
+	writeDNSNTP(&b, id)
+	return b.String()
+}
+
+// writeDNSNTP writes the LAN's DNS= and NTP= lines of a [Network] section.
+func writeDNSNTP(b *strings.Builder, id Identity) {
 	for _, d := range id.DNS {
-		fmt.Fprintf(&b, "DNS=%s\n", d)
+		fmt.Fprintf(b, "DNS=%s\n", d)
 	}
 	// The gate serves time to the lab (it follows network.ntp itself
 	// when it can reach it), so every machine agrees with every other
 	// even offline; the profile's servers are the fallback.
-	fmt.Fprintf(&b, "NTP=%s\n", id.Gate)
+	fmt.Fprintf(b, "NTP=%s\n", id.Gate)
 	for _, n := range id.NTP {
-		fmt.Fprintf(&b, "NTP=%s\n", n)
+		fmt.Fprintf(b, "NTP=%s\n", n)
 	}
-	return b.String()
 }
 
 // hosts names every machine of the lab, so services find each other by

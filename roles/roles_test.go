@@ -13,6 +13,7 @@ import (
 
 	v35 "github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/kilnlab/kiln/internal/golden"
 	"github.com/kilnlab/kiln/profiles"
@@ -89,6 +90,140 @@ func TestApplyRendered(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden.Check(t, "testdata/ceph-1.tree", []byte(listTree(t, dir)))
+}
+
+// bonded loads the profile with bonds, VLANs, MTUs and a cluster network.
+func bonded(t *testing.T) *profiles.Profile {
+	t.Helper()
+	p, err := profiles.Load("../profiles/testdata/good-bonded.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRenderBonded checks every machine of the bonded lab with Ignition's
+// parser and pins ceph-1's config (802.3ad, the cluster VLAN, jumbo) and
+// compute-1's networkd files (active-backup), as configs and as trees.
+func TestRenderBonded(t *testing.T) {
+	p := bonded(t)
+	for i := range p.Machines {
+		m := &p.Machines[i]
+		t.Run(m.Name, func(t *testing.T) {
+			cfg, err := Render(p, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := json.MarshalIndent(cfg, "", "  ")
+			if _, rpt, err := v35.Parse(raw); err != nil || len(rpt.Entries) > 0 {
+				t.Fatalf("v3_5.Parse: %v\n%s", err, rpt)
+			}
+			if m.Name != "ceph-1" && m.Name != "compute-1" {
+				return
+			}
+			if m.Name == "ceph-1" {
+				golden.Check(t, "testdata/bonded-ceph-1.ign", append(raw, '\n'))
+			}
+			dir := t.TempDir()
+			if err := Apply(cfg, dir); err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, "testdata/bonded-"+m.Name+".tree", []byte(listTree(t, dir)))
+		})
+	}
+}
+
+// TestLinks pins how interfaces resolve: names, MACs, members, the LAN's
+// link, MTUs inherited by VLANs, the cluster address.
+func TestLinks(t *testing.T) {
+	p := bonded(t)
+	for _, tc := range []struct {
+		machine string
+		want    []Link
+	}{
+		{"gate-1", nil},
+		{"ceph-1", []Link{
+			{Name: "nic0", Kind: LinkNIC, MAC: "52:54:00:00:01:01", Bond: "bond0", Netboot: true},
+			{Name: "nic1", Kind: LinkNIC, MAC: "52:54:00:00:11:01", Bond: "bond0"},
+			{Name: "bond0", Kind: LinkBond, MAC: "52:54:00:00:01:01", Mode: "802.3ad", Members: []string{"nic0", "nic1"},
+				VLANs: []string{"vlan20"}, MTU: 9000, LAN: true},
+			{Name: "vlan20", Kind: LinkVLAN, VLAN: 20, Link: "bond0", MTU: 9000, Cluster: "10.20.0.11/24"},
+		}},
+		{"compute-1", []Link{
+			{Name: "onboard", Kind: LinkNIC, MAC: "52:54:00:00:02:01", Bond: "bond0", Primary: true, Netboot: true},
+			{Name: "pcie", Kind: LinkNIC, MAC: "52:54:00:aa:12:01", Bond: "bond0"},
+			{Name: "bond0", Kind: LinkBond, MAC: "52:54:00:00:02:01", Mode: "active-backup", Members: []string{"onboard", "pcie"}, LAN: true},
+		}},
+	} {
+		t.Run(tc.machine, func(t *testing.T) {
+			i := slices.IndexFunc(p.Machines, func(m profiles.Machine) bool { return m.Name == tc.machine })
+			if diff := cmp.Diff(tc.want, Links(p, &p.Machines[i])); diff != "" {
+				t.Errorf("Links (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// variants has shapes the bonded lab lacks: the LAN on a plain jumbo NIC
+// with the cluster VLAN on it (inheriting its MTU), and the cluster network
+// on a bond that does not hold the NIC that netboots.
+const variants = `
+name: variants
+network: {cidr: 10.0.0.0/24, gateway: 10.0.0.1, cluster: {cidr: 10.20.0.0/24}}
+machines:
+  - {name: gate, role: gate, board: rpi4, arch: arm64, mac: "52:54:00:00:00:01", address: 10.0.0.2}
+  - name: ceph-1
+    role: storage
+    board: pc
+    arch: amd64
+    firmware: bios
+    mac: 52:54:00:00:01:01
+    address: 10.0.0.11
+    interfaces:
+      nics: [{name: lan, mac: "52:54:00:00:01:01", mtu: 9000}]
+      vlans: [{id: 7, link: lan}]
+      cluster: {link: vlan7, address: 10.20.0.11}
+    disks: [{name: system, serial: S1, size: 100GB, use: system}]
+  - name: ceph-2
+    role: storage
+    board: pc
+    arch: amd64
+    firmware: bios
+    mac: 52:54:00:00:01:02
+    address: 10.0.0.12
+    interfaces:
+      nics:
+        - {name: lan, mac: "52:54:00:00:01:02"}
+        - {name: a, mac: "52:54:00:00:21:02"}
+        - {name: b, mac: "52:54:00:00:31:02"}
+      bonds: [{name: bond1, mode: active-backup, members: [b, a], mtu: 9000}]
+      cluster: {link: bond1, address: 10.20.0.12}
+    disks: [{name: system, serial: S2, size: 100GB, use: system}]
+`
+
+func TestLinksVariants(t *testing.T) {
+	p, err := profiles.Parse("variants.yaml", []byte(variants))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]Link{
+		"ceph-1": {
+			{Name: "lan", Kind: LinkNIC, MAC: "52:54:00:00:01:01", Netboot: true, VLANs: []string{"vlan7"}, MTU: 9000, LAN: true},
+			{Name: "vlan7", Kind: LinkVLAN, VLAN: 7, Link: "lan", MTU: 9000, Cluster: "10.20.0.11/24"},
+		},
+		"ceph-2": {
+			{Name: "lan", Kind: LinkNIC, MAC: "52:54:00:00:01:02", Netboot: true, LAN: true},
+			{Name: "a", Kind: LinkNIC, MAC: "52:54:00:00:21:02", Bond: "bond1"},
+			{Name: "b", Kind: LinkNIC, MAC: "52:54:00:00:31:02", Bond: "bond1", Primary: true},
+			{Name: "bond1", Kind: LinkBond, MAC: "52:54:00:00:31:02", Mode: "active-backup", Members: []string{"b", "a"},
+				MTU: 9000, Cluster: "10.20.0.12/24"},
+		},
+	}
+	for _, m := range p.Machines[1:] {
+		if diff := cmp.Diff(want[m.Name], Links(p, &m)); diff != "" {
+			t.Errorf("%s: Links (-want +got):\n%s", m.Name, diff)
+		}
+	}
 }
 
 func TestApplyUnits(t *testing.T) {
