@@ -3,8 +3,6 @@ package plan
 import (
 	"fmt"
 
-	"github.com/google/uuid"
-
 	"github.com/kilnlab/kiln/profiles"
 )
 
@@ -19,16 +17,9 @@ const (
 const SectorSize = 512
 
 // GUID derives a stable identifier from the lab, machine, disk and optional
-// partition names: UUIDv5 of "kiln:<lab>:<machine>:<disk>[:<part>]" in the
-// URL namespace (the name reads as a URI of scheme "kiln"). Rebuilding the
-// same profile gives the same GUIDs, so PARTUUIDs in boot entries and
-// images made at different times agree.
+// partition names (profiles.GUID, which roles also names partitions by).
 func GUID(lab, machine, disk, part string) string {
-	name := fmt.Sprintf("kiln:%s:%s:%s", lab, machine, disk)
-	if part != "" {
-		name += ":" + part
-	}
-	return uuid.NewSHA1(uuid.NameSpaceURL, []byte(name)).String()
+	return profiles.GUID(lab, machine, disk, part)
 }
 
 // SystemLayout is the GPT layout of a system disk (kiln-contracts.md, "Disk

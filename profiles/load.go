@@ -37,7 +37,8 @@ func Load(path string) (*Profile, error) {
 // Parse decodes and validates one profile; name is used as its Source and
 // in every problem. Empty Debian settings and the DHCP mode get their
 // defaults and MACs are lowercased, so callers see one spelling. Any
-// problem is returned as a *ValidationError listing all of them.
+// problem is returned as a *ValidationError listing all of them; a valid
+// profile carries its warnings in Warnings.
 func Parse(name string, data []byte) (*Profile, error) {
 	ps := &problems{file: name, pos: positions{"": {1, 1}}}
 	root, ok := parseNode(data, ps)
@@ -62,6 +63,7 @@ func Parse(name string, data []byte) (*Profile, error) {
 		return nil, err
 	}
 	normalize(&p)
+	p.Warnings = ps.warnings()
 	return &p, nil
 }
 

@@ -19,6 +19,9 @@ func (v *validator) machine(i int) {
 	if v.required(f+".address", m.Address) {
 		v.machineAddr(f+".address", m.Address, m.Name)
 	}
+	if v.present(f+".memory") && m.Memory < MinMemory {
+		v.ps.add(f+".memory", "%s is less than the %s a machine needs to run its role (a size without its unit? write e.g. 16GiB)", m.Memory, Size(MinMemory))
+	}
 	v.interfaces(i)
 	systems := 0
 	for j := range m.Disks {

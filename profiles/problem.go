@@ -45,11 +45,13 @@ func (e *ValidationError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// problems collects Problems against a map of field positions.
+// problems collects Problems against a map of field positions, and apart
+// from them the warnings: what is valid but questionable.
 type problems struct {
-	file string
-	pos  positions
-	list []Problem
+	file  string
+	pos   positions
+	list  []Problem
+	warns []Problem
 }
 
 // add records a problem at field (or, when the field is absent from the
@@ -62,13 +64,32 @@ func (ps *problems) add(field, format string, args ...any) {
 	})
 }
 
+// warn records a warning at field, placed as add places problems.
+func (ps *problems) warn(field, format string, args ...any) {
+	at := ps.pos.near(field)
+	ps.warns = append(ps.warns, Problem{
+		File: ps.file, Line: at.Line, Col: at.Col, Field: field,
+		Msg: fmt.Sprintf(format, args...),
+	})
+}
+
 // err returns the collected problems sorted by place, or nil.
 func (ps *problems) err() error {
 	if len(ps.list) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(ps.list, func(a, b Problem) int {
+	sortByPlace(ps.list)
+	return &ValidationError{Problems: ps.list}
+}
+
+// warnings returns the collected warnings sorted by place, or nil.
+func (ps *problems) warnings() []Problem {
+	sortByPlace(ps.warns)
+	return ps.warns
+}
+
+func sortByPlace(list []Problem) {
+	slices.SortStableFunc(list, func(a, b Problem) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
-	return &ValidationError{Problems: ps.list}
 }

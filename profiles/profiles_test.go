@@ -71,7 +71,7 @@ func TestBadProfiles(t *testing.T) {
 		{"bad-syntax.yaml", []string{"bad-syntax.yaml:4:1: YAML syntax: mapping values are not allowed in this context"}},
 		{"bad-unknown-key.yaml", []string{
 			"bad-unknown-key.yaml:5:3: network.vlan: unknown field (known: cidr, gateway, dns, ntp, dhcp, cluster)",
-			"bad-unknown-key.yaml:13:5: machines[0].colour: unknown field (known: name, role, hardware, board, arch, firmware, mac, address, interfaces, disks, wireguard)",
+			"bad-unknown-key.yaml:13:5: machines[0].colour: unknown field (known: name, role, hardware, board, arch, firmware, mac, address, memory, interfaces, disks, wireguard)",
 			"bad-unknown-key.yaml:26:9: machines[1].disks[0].systemsize: unknown field (known: name, serial, wwn, size, use, system_size, wipe)",
 		}},
 		{"bad-types.yaml", []string{
@@ -232,6 +232,10 @@ func TestBadProfiles(t *testing.T) {
 			"bad-cluster-net.yaml:30:11: machines[1].interfaces.bonds[0]: bond0 carries nothing: the NIC that netboots is not a member (so the LAN is elsewhere), and no VLAN or the cluster network is on it",
 			"bad-cluster-net.yaml:32:11: machines[1].interfaces.vlans[0]: vlan20 carries nothing: the cluster network is not on it (the LAN is untagged on the link that netboots)",
 		}},
+		{"bad-memory.yaml", []string{
+			"bad-memory.yaml:13:5: machines[0].memory: 4B is less than the 512MiB a machine needs to run its role (a size without its unit? write e.g. 16GiB)",
+			"bad-memory.yaml:21:5: machines[1].memory: 0B is less than the 512MiB a machine needs to run its role (a size without its unit? write e.g. 16GiB)",
+		}},
 		{"bad-cluster-none.yaml", []string{
 			"bad-cluster-none.yaml:24:7: machines[1].interfaces.cluster: the lab has no cluster network: set network.cluster.cidr, or remove this",
 		}},
@@ -251,6 +255,129 @@ func TestBadProfiles(t *testing.T) {
 				t.Errorf("problems (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestWarnings pins what a valid but questionable profile is warned of:
+// a Ceph cluster that does not survive a node loss, OSDs short of memory
+// or of hosts. The reference labs have none.
+func TestWarnings(t *testing.T) {
+	seen := map[string]bool{}
+	defer func() {
+		files, _ := filepath.Glob("testdata/warn-*.yaml")
+		for _, f := range files {
+			if !seen[filepath.Base(f)] {
+				t.Errorf("%s has no case in TestWarnings", f)
+			}
+		}
+	}()
+	for _, tc := range []struct {
+		file string
+		want []string // each a Problem.String(), in order
+	}{
+		{"homelab.yaml", nil},
+		{"testdata/good-bonded.yaml", nil},
+		{"testdata/good-minimal.yaml", nil},
+		{"testdata/warn-one-node.yaml", []string{
+			"warn-one-node.yaml:15:5: machines[1].role: the only storage node: Ceph keeps one copy of each object and stops with this machine; three storage nodes survive the loss of one",
+			"warn-one-node.yaml:21:5: machines[1].memory: 6GiB leaves each of the 2 OSDs less than Ceph's minimum osd_memory_target (896MiB) once 4GiB is kept for the system, Consul, Vault, the monitor and the manager: kiln sets the minimum, and the machine may run out of memory during recovery; give it at least 6486MiB, or fewer OSDs",
+		}},
+		{"testdata/warn-two-nodes.yaml", []string{
+			"warn-two-nodes.yaml:7:1: machines: 1 of the 2 storage nodes have an OSD, fewer than the 2 copies of each object Ceph keeps, one per host: placement groups stay undersized (HEALTH_WARN); give more storage nodes an OSD (a data disk, or a system_size that leaves room after the OS)",
+			"warn-two-nodes.yaml:25:5: machines[2].role: one of two storage nodes (with ceph-1): two Ceph monitors need each other for a quorum, so the cluster stops when either machine is down (pools keep 2 copies, min_size 1); three storage nodes survive the loss of one",
+		}},
+		{"testdata/warn-no-osd.yaml", []string{
+			"warn-no-osd.yaml:14:5: machines[1].role: the only storage node: Ceph keeps one copy of each object and stops with this machine; three storage nodes survive the loss of one",
+			"warn-no-osd.yaml:20:5: machines[1].disks: the storage node has no OSD, so Ceph has nowhere to keep data: give it a data disk, or a system_size that leaves room after the OS",
+		}},
+	} {
+		seen[filepath.Base(tc.file)] = true
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			p, err := Load(tc.file)
+			if err != nil {
+				t.Fatalf("a profile with warnings must still be valid: %v", err)
+			}
+			var got []string
+			for _, w := range p.Warnings {
+				got = append(got, strings.TrimPrefix(w.String(), "testdata/"))
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestOSDMemoryTarget pins the formula: (memory - 4GiB) × 3/4 per OSD,
+// whole MiB, between Ceph's minimum and its default.
+func TestOSDMemoryTarget(t *testing.T) {
+	for _, tc := range []struct {
+		memory Size
+		osds   int
+		want   Size
+		fits   bool
+	}{
+		{8 * GiB, 2, 1536 * MiB, true}, // ceph-1 of the reference lab
+		{16 * GiB, 2, 4 * GiB, true},   // 4.5GiB, capped at Ceph's default
+		{64 * GiB, 1, 4 * GiB, true},
+		{8 * GiB, 1, 3 * GiB, true},
+		{6 * GiB, 2, 896 * MiB, false}, // 768MiB: the floor
+		{4 * GiB, 1, 896 * MiB, false}, // nothing left after the reserve
+		{2 * GiB, 1, 896 * MiB, false},
+		{8 * GiB, 0, 896 * MiB, false},
+		{7*GiB + 1, 3, 896 * MiB, false}, // 3GiB × 3/4 / 3 = 768MiB: the floor
+		{MinStorageMemory(2), 2, 896 * MiB, true},
+		{MinStorageMemory(2) - MiB, 2, 896 * MiB, false},
+		{MinStorageMemory(3), 3, 896 * MiB, true},
+	} {
+		got, fits := OSDMemoryTarget(tc.memory, tc.osds)
+		if got != tc.want || fits != tc.fits {
+			t.Errorf("OSDMemoryTarget(%s, %d) = %s, %v; want %s, %v", tc.memory, tc.osds, got, fits, tc.want, tc.fits)
+		}
+	}
+}
+
+func TestCephReplication(t *testing.T) {
+	for nodes, want := range map[int]Replication{
+		1: {Size: 1, MinSize: 1, ChooseleafType: 0},
+		2: {Size: 2, MinSize: 1, ChooseleafType: 1},
+		3: {Size: 3, MinSize: 2, ChooseleafType: 1},
+		5: {Size: 3, MinSize: 2, ChooseleafType: 1},
+	} {
+		if got := CephReplication(nodes); got != want {
+			t.Errorf("CephReplication(%d) = %+v, want %+v", nodes, got, want)
+		}
+	}
+}
+
+// TestStorageOSDs: the system disk's data partition (after system_size)
+// and every data disk, whole; a system disk that is all OS has none.
+func TestStorageOSDs(t *testing.T) {
+	p, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type osd struct {
+		Disk        string
+		Start, Size uint64
+	}
+	var got []osd
+	for _, o := range StorageOSDs(&p.Machines[1]) {
+		g := osd{Disk: o.Disk.Name}
+		if o.Part != nil {
+			g.Start, g.Size = o.Part.Start, o.Part.Size
+		}
+		got = append(got, g)
+	}
+	want := []osd{
+		{"system", 50 * GiB, 1000000000000 - 50*GiB - 1*MiB - 1000000000000%MiB},
+		{"osd", 0, 0},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ceph-1 OSDs (-want +got):\n%s", diff)
+	}
+	if o := StorageOSDs(&p.Machines[4]); len(o) != 0 { // compute-1: all OS
+		t.Errorf("compute-1 OSDs = %d, want 0", len(o))
 	}
 }
 

@@ -16,6 +16,10 @@ type Profile struct {
 	// Source is the file the profile was read from ("homelab.yaml" for the
 	// embedded default); it is not part of the YAML.
 	Source string `yaml:"-"`
+	// Warnings are what validation found questionable but valid (e.g. a
+	// Ceph cluster that cannot survive the loss of a node), located like
+	// problems; kiln validate and kiln plan print them.
+	Warnings []Problem `yaml:"-" json:",omitempty"`
 }
 
 // Debian says where root filesystems, kernels and firmware come from.
@@ -85,6 +89,10 @@ type Machine struct {
 	Firmware string `yaml:"firmware"` // bios or uefi (board pc)
 	MAC      string `yaml:"mac"`      // the NIC that netboots, aa:bb:cc:dd:ee:ff
 	Address  string `yaml:"address"`  // static IPv4 inside Network.CIDR
+	// Memory is the machine's RAM (e.g. 16GiB), zero when not given. A
+	// storage node's OSDs are sized by it (osd_memory_target, see
+	// OSDMemoryTarget); without it they keep Ceph's default.
+	Memory Size `yaml:"memory" json:",omitempty"`
 	// Interfaces describe the machine's links when it has more than the
 	// one NIC that netboots; nil means that NIC alone carries the LAN.
 	Interfaces *Interfaces `yaml:"interfaces" json:",omitempty"`

@@ -56,6 +56,7 @@ func validate(p *Profile, ps *problems) {
 	}
 	v.gates()
 	v.dhcpRange()
+	v.storage()
 }
 
 // claim records that value, a kind ("serial", "MAC", ...) that must be

@@ -11,6 +11,7 @@ package pxe
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,8 +27,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kilnlab/kiln/image/secrets"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/dhcp"
 	"github.com/kilnlab/kiln/pxe/httpd"
 	"github.com/kilnlab/kiln/pxe/state"
@@ -52,6 +55,14 @@ type Config struct {
 	BundleDir string
 	// StateDir holds machine states and leases (the gate's /perm).
 	StateDir string
+	// SecretsDir is the gate's share of the lab's secrets
+	// (image/secrets.GateStore: the payload's secrets/, or kiln build's
+	// DIR/gate-secrets). With it the gate hands each installer its
+	// machine's secrets and serves the TLS port for their reports;
+	// without it (empty, or a build without TLS) it does neither.
+	SecretsDir string
+	// TLSPort defaults to api.TLSPort.
+	TLSPort int
 	// HTTPPort defaults to DefaultHTTPPort.
 	HTTPPort int
 	// Mode is ModeProxy or ModeFull; empty means the plan's mode, and
@@ -107,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.DHCPPort = orDefault(cfg.DHCPPort, dhcp.ServerPort)
 	cfg.ProxyPort = orDefault(cfg.ProxyPort, dhcp.ProxyPort)
 	cfg.TFTPPort = orDefault(cfg.TFTPPort, 69)
+	cfg.TLSPort = orDefault(cfg.TLSPort, api.TLSPort)
 	addr := cfg.Address
 	if !addr.IsValid() {
 		a, err := parseAddr(cfg.Plan.Gate.Address)
@@ -147,10 +159,15 @@ func (s *Server) GateURL() string {
 // second DHCP server on this host) fails Run at once.
 func (s *Server) Run(ctx context.Context) error {
 	log := s.cfg.Logger
-	hs, err := httpd.New(httpd.Config{
+	hcfg := httpd.Config{
 		Plan: s.cfg.Plan, BundleDir: s.cfg.BundleDir, States: s.states, GateURL: s.GateURL(),
 		Log: log.With("svc", "http"), InstallTimeout: s.cfg.InstallTimeout,
-	})
+	}
+	tlsCfg, err := s.identity(&hcfg)
+	if err != nil {
+		return err
+	}
+	hs, err := httpd.New(hcfg)
 	if err != nil {
 		return err
 	}
@@ -191,6 +208,16 @@ func (s *Server) Run(ctx context.Context) error {
 		closeAll()
 		return fmt.Errorf("http: %w", err)
 	}
+	closers = append(closers, httpLn.Close)
+	var tlsLn net.Listener
+	if tlsCfg != nil {
+		ln, err := net.Listen("tcp4", net.JoinHostPort(s.addr.String(), strconv.Itoa(s.cfg.TLSPort)))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("https: %w", err)
+		}
+		tlsLn = tls.NewListener(ln, tlsCfg)
+	}
 
 	log.Info("netboot service up", "interface", s.cfg.Interface, "gate", s.addr, "mode", s.cfg.Mode,
 		"http", s.GateURL(), "bundle", s.cfg.BundleDir)
@@ -212,13 +239,47 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	tsrv := &http.Server{Handler: hs.TLSHandler(), ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.With("svc", "https").Handler(), slog.LevelWarn)}
+	if tlsLn != nil {
+		g.Go(func() error {
+			if err := tsrv.Serve(tlsLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("https: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return hsrv.Shutdown(sctx)
+		return errors.Join(hsrv.Shutdown(sctx), tsrv.Shutdown(sctx))
 	})
 	return g.Wait()
+}
+
+// identity loads the gate's share of the lab's secrets into hc and
+// returns the TLS port's configuration: the gate's certificate, and client
+// certificates requested (httpd checks them against the lab CA per
+// request, so that a refusal is logged and shown, not lost in a failed
+// handshake). It returns nil when the gate has no TLS identity.
+func (s *Server) identity(hc *httpd.Config) (*tls.Config, error) {
+	if s.cfg.SecretsDir == "" {
+		s.cfg.Logger.Warn("no gate secrets: installers get no secrets, and machines cannot report")
+		return nil, nil
+	}
+	store := secrets.GateStore{Dir: s.cfg.SecretsDir}
+	hc.Secrets = store
+	if !store.HasTLS() {
+		s.cfg.Logger.Warn("the gate's secrets hold no TLS identity: machines cannot report", "dir", s.cfg.SecretsDir)
+		return nil, nil
+	}
+	cert, pool, err := store.TLS()
+	if err != nil {
+		return nil, err
+	}
+	hc.ClientCAs = pool
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS13}, nil
 }
 
 // dhcpHandler builds the handler of the configured mode.

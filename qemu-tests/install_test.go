@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnlab/kiln/image/hosttool/hosttooltest"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/pxe/httpd"
@@ -189,6 +191,37 @@ func TestInstallBIOSProxy(t *testing.T) {
 		t.Errorf("the disk kiln was not asked to touch changed: sha256 %s before, %s after", before, after)
 	}
 	checkGateStatus(t, l, m.Name, "installed")
+	checkSecretsOnDisk(t, filepath.Join(l.Net.OutDir(), cfg.Name+"-"+m.Disks[0].Name+".img"), m.Disks[0])
+}
+
+// checkSecretsOnDisk reads the installed state partition with debugfs
+// (Debian e2fsprogs, an independent reader): the machine's key is there,
+// root-only, in a root-only directory, and the first boot did not open
+// them up.
+func checkSecretsOnDisk(t *testing.T, img string, d plan.Disk) {
+	t.Helper()
+	hosttooltest.Need(t, "debugfs")
+	var state *plan.Partition
+	for i, p := range d.Layout.Partitions {
+		if p.Content == plan.ContentState {
+			state = &d.Layout.Partitions[i]
+		}
+	}
+	if state == nil {
+		t.Fatalf("disk %s has no state partition", d.Name)
+	}
+	fs := fmt.Sprintf("%s?offset=%d", img, state.Start)
+	for path, mode := range map[string]string{
+		"/etc/upper/kiln/secrets":             "0700",
+		"/etc/upper/kiln/secrets/machine.key": "0600",
+		"/etc/upper/kiln/tls/machine.pem":     "0644",
+	} {
+		out := tool(t, "debugfs", "-R", "stat "+path, fs)
+		if !regexp.MustCompile(`Mode:\s+`+mode+`\b`).MatchString(out) || !regexp.MustCompile(`User:\s+0\s+Group:\s+0\b`).MatchString(out) {
+			t.Errorf("%s on the installed state partition: want mode %s, owned by root:\n%s", path, mode, out)
+		}
+	}
+	t.Logf("secrets on %s's state partition: root-only (debugfs)", d.Name)
 }
 
 // checkGateStatus reads the gate's /status.json from inside the lab, as a

@@ -46,6 +46,9 @@ type Identity struct {
 	// network, with its prefix (e.g. 10.20.0.11/24), for Ceph's
 	// cluster_network; empty when it is not on one.
 	ClusterAddress string `json:"cluster_address,omitempty"`
+	// Ceph is a storage node's part of the Ceph cluster (its monitors,
+	// its planned OSD devices); nil on other roles.
+	Ceph *CephNode `json:"ceph,omitempty"`
 }
 
 // Render returns machine m's configuration as an Ignition v3.5 config,
@@ -58,6 +61,9 @@ func Render(p *profiles.Profile, m *profiles.Machine) (types.Config, error) {
 	id, err := identity(p, m)
 	if err != nil {
 		return types.Config{}, fmt.Errorf("render %s: %w", m.Name, err)
+	}
+	if m.Role == profiles.RoleStorage {
+		id.Ceph = cephNode(p, m, role)
 	}
 	idJSON, _ := json.MarshalIndent(id, "", "  ")
 	cfg := types.Config{Ignition: types.Ignition{Version: types.MaxVersion.String()}}
@@ -75,6 +81,13 @@ func Render(p *profiles.Profile, m *profiles.Machine) (types.Config, error) {
 	cfg.Storage.Files = append(cfg.Storage.Files, file(IdentityPath, string(idJSON)+"\n"))
 	if len(id.DNS) > 0 {
 		cfg.Storage.Files = append(cfg.Storage.Files, file(ResolvPath, resolvConf(id.DNS)))
+	}
+	if id.Ceph != nil {
+		conf, err := cephConf(p, m, id.Ceph)
+		if err != nil {
+			return types.Config{}, fmt.Errorf("render %s: %w", m.Name, err)
+		}
+		cfg.Storage.Files = append(cfg.Storage.Files, file(CephConfPath, conf))
 	}
 	if role.HasRootfs() {
 		cfg.Storage.Links = networkdLinks()

@@ -42,18 +42,19 @@ func base() []string {
 }
 
 // catalogue builds the roles afresh on every call, so no caller can change
-// another's view of them. Storage and compute share the minimal package set
-// for now; their lists stay separate because Ceph and k3s will differ.
+// another's view of them. Storage adds Debian's Ceph to the minimal
+// package set; compute keeps it until k3s comes.
 //
 // The first-boot phases are what kiln-firstboot runs today (its test checks
 // they agree): "storage" grows the state file system, "network" waits for
-// the static address, "announce" prints KILN-BOOTED and tells the gate.
-// Consul, Vault, Ceph and k3s phases come with those services.
+// the static address, "announce" prints KILN-BOOTED and tells the gate;
+// storage nodes add "time" and "ceph" (storageFirstBoot). Consul, Vault and
+// k3s phases come with those services.
 func catalogue() []Role {
 	return []Role{
 		{
-			Name: profiles.RoleStorage, Packages: base(), DataPartition: "osd",
-			FirstBoot: firstBoot(),
+			Name: profiles.RoleStorage, Packages: storage(), DataPartition: "osd",
+			FirstBoot: storageFirstBoot(),
 		},
 		{
 			Name: profiles.RoleCompute, Packages: base(), DataPartition: "data",
@@ -63,7 +64,22 @@ func catalogue() []Role {
 	}
 }
 
+// storage adds Debian's Ceph 16.2.15: a monitor, a manager and OSDs on
+// every storage node (seed 004); ceph-osd brings ceph-volume, lvm2 and
+// ceph-common (the ceph CLI and monmaptool).
+func storage() []string {
+	return append(base(), "ceph-mon", "ceph-mgr", "ceph-osd")
+}
+
 func firstBoot() []string { return []string{"storage", "network", "announce"} }
+
+// storageFirstBoot adds, before the announcement, "time": wait (bounded)
+// until the clock agrees with the gate's, since Ceph monitors refuse peers
+// whose clocks disagree; and "ceph": bootstrap the node's monitor, manager
+// and OSDs (installer/firstboot/ceph.go).
+func storageFirstBoot() []string {
+	return []string{"storage", "network", "time", "ceph", "announce"}
+}
 
 // All returns every role, in catalogue order.
 func All() []Role { return catalogue() }

@@ -35,6 +35,7 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	printWarnings(env.stderr, p)
 	lk, err := loadLock(*lockPath)
 	if err != nil {
 		return err

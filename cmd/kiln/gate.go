@@ -73,6 +73,7 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	port := fs.Int("http-port", pxe.DefaultHTTPPort, "HTTP port")
 	addr := fs.String("address", "", "the gate's address on IFACE (default: the profile's gate address)")
 	uefi := fs.String("uefi-boot-file", "snponly.efi", "TFTP file for UEFI x64 PXE: snponly.efi (drives the NIC through the firmware, and hands it back cleanly when iPXE exits to the disk) or ipxe.efi (its own drivers)")
+	gateSecrets := fs.String("gate-secrets", "", "the gate's share of the lab's secrets: machines' secret configs, the gate's TLS identity (default: kiln build's DIR/"+build.OutGateSecrets+" beside the bundle)")
 	verbose := fs.Bool("v", false, "log debug detail (every packet)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -89,8 +90,13 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *gateSecrets == "" {
+		if d := filepath.Join(filepath.Dir(dir), build.OutGateSecrets); isDir(d) {
+			*gateSecrets = d
+		}
+	}
 	cfg := pxe.Config{
-		Interface: *iface, Plan: pl, BundleDir: dir, StateDir: g.state,
+		Interface: *iface, Plan: pl, BundleDir: dir, StateDir: g.state, SecretsDir: *gateSecrets,
 		HTTPPort: *port, Mode: *mode, UEFIBootFile: *uefi,
 		Logger: newLogger(env, *verbose),
 	}
@@ -186,4 +192,9 @@ func runGateReinstall(ctx context.Context, env *cli, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "%s (%s): %s; its next netboot installs it\n", row.Machine, row.MAC, row.State)
 	return nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }

@@ -12,10 +12,11 @@ func runPlan(ctx context.Context, env *cli, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	_, pl, err := loadPlan(fs.Args())
+	p, pl, err := loadPlan(fs.Args())
 	if err != nil {
 		return err
 	}
+	printWarnings(env.stderr, p)
 	if *asJSON {
 		return plan.WriteJSON(env.stdout, pl)
 	}

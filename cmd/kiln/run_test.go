@@ -23,6 +23,8 @@ func TestRun(t *testing.T) {
 		{name: "validate default", args: []string{"validate"}, stdout: "homelab.yaml: ok (5 machines)"},
 		{name: "validate bad profile", args: []string{"validate", "../../profiles/testdata/bad-unknown-key.yaml"},
 			wantErr: "bad-unknown-key.yaml:5:3: network.vlan: unknown field", wantCode: 1},
+		{name: "validate with warnings", args: []string{"validate", "../../profiles/testdata/warn-two-nodes.yaml"},
+			stdout: "warn-two-nodes.yaml: ok (3 machines, 2 warnings)"},
 		{name: "validate missing file", args: []string{"validate", "no/such.yaml"}, wantErr: "no/such.yaml", wantCode: 1},
 		{name: "validate two profiles", args: []string{"validate", "a.yaml", "b.yaml"}, wantErr: "at most one PROFILE", wantCode: 2},
 		{name: "plan table", args: []string{"plan"}, stdout: "serial WD-KILN-CEPH1-A"},
@@ -48,6 +50,21 @@ func TestRun(t *testing.T) {
 				t.Errorf("stdout lacks %q:\n%s", tc.stdout, stdout.String())
 			}
 		})
+	}
+}
+
+// Warnings go to stderr, located, and leave the exit status alone.
+func TestValidateWarnings(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"plan", "--json", "../../profiles/testdata/warn-one-node.yaml"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	want := "warning: ../../profiles/testdata/warn-one-node.yaml:15:5: machines[1].role: the only storage node: "
+	if !strings.HasPrefix(stderr.String(), want) || strings.Count(stderr.String(), "warning: ") != 2 {
+		t.Errorf("stderr = %q, want two warnings, the first starting %q", stderr.String(), want)
+	}
+	if !json.Valid(stdout.Bytes()) {
+		t.Errorf("plan --json with warnings is not JSON:\n%s", stdout.String())
 	}
 }
 

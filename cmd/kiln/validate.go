@@ -14,6 +14,15 @@ func runValidate(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "%s: ok (%d machines)\n", p.Source, len(p.Machines))
+	printWarnings(env.stderr, p)
+	warned := ""
+	switch n := len(p.Warnings); n {
+	case 0:
+	case 1:
+		warned = ", 1 warning"
+	default:
+		warned = fmt.Sprintf(", %d warnings", n)
+	}
+	fmt.Fprintf(env.stdout, "%s: ok (%d machines%s)\n", p.Source, len(p.Machines), warned)
 	return nil
 }

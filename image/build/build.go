@@ -10,6 +10,8 @@
 //	bundle/          the netboot bundle (`kiln gate serve --bundle`)
 //	<gate>.img       the gate's SD image, and <gate>.img.xz
 //	SHA256SUMS       of the two images, for `sha256sum -c`
+//	gate-secrets/    the gate's share of the lab's secrets (0700), as its
+//	                 image carries them, for `kiln gate serve`
 //	logs/            the long tools' logs (mmdebstrap, ...)
 package build
 
@@ -99,6 +101,7 @@ func (b *builder) steps() []step {
 		{"installer initramfs", b.initramfs},
 		{"role images", b.roleImages},
 		{"machine images", b.machineImages},
+		{"machine secrets", b.machineSecrets},
 		{"plan and manifest", b.finish},
 	}
 	if _, ok := b.gate(); ok {

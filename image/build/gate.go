@@ -12,7 +12,6 @@ import (
 	"github.com/kilnlab/kiln/image/initramfs"
 	"github.com/kilnlab/kiln/image/kernel"
 	"github.com/kilnlab/kiln/image/payload"
-	"github.com/kilnlab/kiln/image/secrets"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 )
@@ -130,34 +129,17 @@ func (b *builder) gatePayload(ctx context.Context, g plan.Machine) (string, erro
 	if err := run(ctx, "cp", "-al", b.bundleDir(), filepath.Join(tree, payload.BundleDir)); err != nil {
 		return "", err
 	}
-	if err := b.gateSecrets(tree, g); err != nil {
+	if err := b.gateSecrets(ctx, tree); err != nil {
 		return "", err
 	}
 	out := filepath.Join(b.work, "payload.squashfs")
 	return out, gateimg.Payload(ctx, tree, out, b.BuildTime.Unix())
 }
 
-// gateSecrets writes the secrets the gate needs into the payload: the
-// WireGuard keys when the profile has a tunnel (generated once into the
-// lab's secrets directory, the gate's part only).
-func (b *builder) gateSecrets(tree string, g plan.Machine) error {
-	pm := b.profileMachine(g.Name)
-	if pm == nil || pm.WireGuard == nil {
-		return nil
-	}
-	dir := b.SecretsDir
-	if dir == "" {
-		d, err := secrets.DefaultDir(b.Plan.Lab)
-		if err != nil {
-			return err
-		}
-		dir = d
-	}
-	keys, err := secrets.WireGuard(dir)
-	if err != nil {
-		return err
-	}
-	return secrets.WriteGateKeys(filepath.Join(tree, payload.SecretsDir), keys.GateView())
+// gateSecrets copies the gate's share of the lab's secrets (staged by
+// machineSecrets) into the payload as secrets/.
+func (b *builder) gateSecrets(ctx context.Context, tree string) error {
+	return run(ctx, "cp", "-a", b.gateSecretsDir(), filepath.Join(tree, payload.SecretsDir))
 }
 
 func (b *builder) gateImage(ctx context.Context) error {

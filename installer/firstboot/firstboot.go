@@ -1,12 +1,14 @@
 // Package firstboot owns the role OS's first-boot program: declared phases
 // of small idempotent tasks (after Talos's sequencer), run in order, each
 // recording its completion under a state directory so that a re-run after a
-// power cut skips what is done and redoes what is not. The tasks: grow the
-// state filesystem to its partition, wait for the static address, print
-// KILN-BOOTED on the console, tell the gate.
+// power cut skips what is done and redoes what is not, and each reporting
+// its start, its tasks' progress and its result to the gate. The tasks:
+// grow the state filesystem to its partition, wait for the static address,
+// print KILN-BOOTED on the console, tell the gate.
 package firstboot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +17,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/roles"
 )
 
@@ -51,44 +57,116 @@ type Phase struct {
 	Tasks []Task
 }
 
+// Reporter tells the gate how the first boot goes: each phase's start,
+// each task's progress, each phase's result. gateclient.Client is one;
+// tests fake it.
+type Reporter interface {
+	Phase(ctx context.Context, p api.Phase) error
+}
+
 // Runner runs phases and records what is done under Dir.
 type Runner struct {
 	Dir string // /var/lib/kiln/firstboot
 	Log *slog.Logger
+	// Report, when set, is told how the phases go. A report that cannot
+	// be sent is logged and never stops the first boot: the gate may be
+	// down, and the machine's own work matters more.
+	Report Reporter
+	// ReportTimeout bounds each report, so that a gate that does not
+	// answer slows the first boot little; 0 means 10 s.
+	ReportTimeout time.Duration
 }
 
 // Run runs every task not yet recorded. It stops at the first failing
-// task that is not optional.
+// task that is not optional: its phase is reported failed with the error
+// and, since only done tasks are recorded, runs again at the next Run
+// (kiln-firstboot.service restarts on failure). A phase whose tasks are
+// all recorded is reported done again, so a gate that missed it learns.
 func (r Runner) Run(ctx context.Context, phases []Phase) error {
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return err
 	}
+	rep := &reports{to: r.Report, log: r.Log, timeout: r.ReportTimeout}
 	var optional []error
 	for _, ph := range phases {
-		for _, t := range ph.Tasks {
+		if !slices.ContainsFunc(ph.Tasks, func(t Task) bool { return !r.done(ph.Name + "." + t.Name) }) {
+			r.Log.Info("phase already done", "phase", ph.Name)
+			rep.send(ctx, api.Phase{Phase: ph.Name, Status: api.PhaseDone, Message: "already done"})
+			continue
+		}
+		rep.send(ctx, api.Phase{Phase: ph.Name, Status: api.PhaseRunning})
+		var skipped []string
+		for i, t := range ph.Tasks {
 			id := ph.Name + "." + t.Name
 			if r.done(id) {
 				r.Log.Info("task already done", "task", id)
 				continue
 			}
 			r.Log.Info("task", "task", id)
-			if err := t.Run(ctx); err != nil {
-				if t.Optional {
-					r.Log.Warn("optional task failed", "task", id, "err", err)
-					optional = append(optional, fmt.Errorf("%s: %w", id, err))
-					continue
-				}
+			rep.send(ctx, api.Phase{Phase: ph.Name, Status: api.PhaseRunning, Task: t.Name, Message: fmt.Sprintf("task %d of %d", i+1, len(ph.Tasks))})
+			err := t.Run(ctx)
+			if err != nil && t.Optional {
+				r.Log.Warn("optional task failed", "task", id, "err", err)
+				optional = append(optional, fmt.Errorf("%s: %w", id, err))
+				skipped = append(skipped, t.Name+": "+err.Error())
+				continue
+			}
+			if err == nil {
+				err = r.record(id)
+			}
+			if err != nil {
+				rep.send(ctx, api.Phase{Phase: ph.Name, Status: api.PhaseFailed, Task: t.Name, Error: err.Error()})
 				return fmt.Errorf("%s: %w", id, err)
 			}
-			if err := r.record(id); err != nil {
-				return err
-			}
 		}
+		done := api.Phase{Phase: ph.Name, Status: api.PhaseDone}
+		if len(skipped) > 0 {
+			done.Message = "optional tasks failed (tried again at the next boot): " + strings.Join(skipped, "; ")
+		}
+		rep.send(ctx, done)
 	}
 	if len(optional) > 0 {
 		r.Log.Warn("first boot finished with optional failures", "err", errors.Join(optional...))
 	}
 	return nil
+}
+
+// reports sends one Run's reports. A phase's result that cannot be sent
+// is kept and sent before the next report, so the gate learns how every
+// phase ended as soon as it can be reached (the first phases run before
+// the network is up); progress that cannot be sent is stale by then and
+// dropped.
+type reports struct {
+	to      Reporter
+	log     *slog.Logger
+	timeout time.Duration
+	unsent  []api.Phase
+}
+
+func (rs *reports) send(ctx context.Context, p api.Phase) {
+	if rs.to == nil {
+		return
+	}
+	queue := append(rs.unsent, p)
+	rs.unsent = nil
+	for i, q := range queue {
+		rctx, cancel := context.WithTimeout(ctx, cmp.Or(rs.timeout, 10*time.Second))
+		err := rs.to.Phase(rctx, q)
+		cancel()
+		if err == nil {
+			continue
+		}
+		rs.log.Warn("cannot report to the gate; the first boot goes on",
+			"phase", q.Phase, "status", q.Status, "task", q.Task, "not_sent", len(queue)-i, "err", err)
+		// The gate is not answering: keep the results for the next
+		// report rather than wait on it again for each.
+		for _, q := range queue[i:] {
+			if q.Status != api.PhaseRunning {
+				rs.unsent = append(rs.unsent, q)
+			}
+		}
+		return
+	}
 }
 
 func (r Runner) done(id string) bool {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kilnlab/kiln/installer/gateclient/gatetest"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/roles"
 )
 
@@ -50,11 +51,24 @@ func TestFirstBoot(t *testing.T) {
 	env.HTTP = (&gatetest.Gate{URL: g.URL}).Client()
 	env.HTTP.MAC = m.MAC
 	dir := t.TempDir()
-	r := Runner{Dir: dir, Log: quiet()}
+	r := Runner{Dir: dir, Log: quiet(), Report: env.HTTP}
 	for range 2 { // the second run finds everything done
 		if err := r.Run(context.Background(), env.Phases()); err != nil {
 			t.Fatal(err)
 		}
+	}
+	running := func(phase, task, msg string) api.Phase {
+		return api.Phase{Phase: phase, Status: api.PhaseRunning, Task: task, Message: msg}
+	}
+	done := func(phase, msg string) api.Phase { return api.Phase{Phase: phase, Status: api.PhaseDone, Message: msg} }
+	if d := cmp.Diff([]api.Phase{
+		running("storage", "", ""), running("storage", "grow-state", "task 1 of 1"), done("storage", ""),
+		running("network", "", ""), running("network", "wait-address", "task 1 of 1"), done("network", ""),
+		running("announce", "", ""), running("announce", "console", "task 1 of 2"), running("announce", "gate", "task 2 of 2"), done("announce", ""),
+		// The second run.
+		done("storage", "already done"), done("network", "already done"), done("announce", "already done"),
+	}, g.Phases()); d != "" {
+		t.Errorf("phase reports (-want +got):\n%s", d)
 	}
 	if d := cmp.Diff([]string{"resize2fs /dev/disk/by-partuuid/abcd"}, ran); d != "" {
 		t.Errorf("commands (-want +got):\n%s", d)
@@ -72,6 +86,121 @@ func TestFirstBoot(t *testing.T) {
 	}
 	if d := cmp.Diff([]string{"announce.console", "announce.gate", "network.wait-address", "storage.grow-state"}, names); d != "" {
 		t.Errorf("records (-want +got):\n%s", d)
+	}
+}
+
+// fakeReporter records phase reports; fail says which to refuse, as a
+// gate that is down.
+type fakeReporter struct {
+	got  []api.Phase
+	fail func(api.Phase) bool
+}
+
+func (f *fakeReporter) Phase(_ context.Context, p api.Phase) error {
+	if f.fail != nil && f.fail(p) {
+		return errors.New("connection refused")
+	}
+	f.got = append(f.got, p)
+	return nil
+}
+
+// TestFailedPhaseReportedAndRetried: a failing task fails its phase,
+// which is reported failed with the error, is not recorded, and runs
+// again (and is reported again) at the next run.
+func TestFailedPhaseReportedAndRetried(t *testing.T) {
+	fail := errors.New("disk on fire")
+	runs := 0
+	phases := []Phase{
+		{Name: "one", Tasks: []Task{{Name: "a", Run: func(context.Context) error { return nil }}}},
+		{Name: "two", Tasks: []Task{
+			{Name: "b", Run: func(context.Context) error { return nil }},
+			{Name: "c", Run: func(context.Context) error {
+				if runs++; runs == 1 {
+					return fail
+				}
+				return nil
+			}},
+		}},
+		{Name: "three", Tasks: []Task{{Name: "d", Run: func(context.Context) error { return nil }}}},
+	}
+	rep := &fakeReporter{}
+	r := Runner{Dir: t.TempDir(), Log: quiet(), Report: rep}
+	if err := r.Run(context.Background(), phases); !errors.Is(err, fail) {
+		t.Fatalf("Run() = %v, want the task's error", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, "two.c")); err == nil {
+		t.Error("a failed task was recorded")
+	}
+	if err := r.Run(context.Background(), phases); err != nil {
+		t.Fatal(err)
+	}
+	want := []api.Phase{
+		{Phase: "one", Status: api.PhaseRunning},
+		{Phase: "one", Status: api.PhaseRunning, Task: "a", Message: "task 1 of 1"},
+		{Phase: "one", Status: api.PhaseDone},
+		{Phase: "two", Status: api.PhaseRunning},
+		{Phase: "two", Status: api.PhaseRunning, Task: "b", Message: "task 1 of 2"},
+		{Phase: "two", Status: api.PhaseRunning, Task: "c", Message: "task 2 of 2"},
+		{Phase: "two", Status: api.PhaseFailed, Task: "c", Error: "disk on fire"},
+		// The next run: "two" again, from its task not done.
+		{Phase: "one", Status: api.PhaseDone, Message: "already done"},
+		{Phase: "two", Status: api.PhaseRunning},
+		{Phase: "two", Status: api.PhaseRunning, Task: "c", Message: "task 2 of 2"},
+		{Phase: "two", Status: api.PhaseDone},
+		{Phase: "three", Status: api.PhaseRunning},
+		{Phase: "three", Status: api.PhaseRunning, Task: "d", Message: "task 1 of 1"},
+		{Phase: "three", Status: api.PhaseDone},
+	}
+	if d := cmp.Diff(want, rep.got); d != "" {
+		t.Errorf("reports (-want +got):\n%s", d)
+	}
+}
+
+// TestReportsNeverStopTheFirstBoot: with a gate that refuses every
+// report, every task still runs and is recorded, and the reports are
+// logged.
+func TestReportsNeverStopTheFirstBoot(t *testing.T) {
+	rep := &fakeReporter{fail: func(api.Phase) bool { return true }}
+	logs := &bytes.Buffer{}
+	ran := 0
+	task := func(context.Context) error { ran++; return nil }
+	r := Runner{Dir: t.TempDir(), Log: slog.New(slog.NewTextHandler(logs, nil)), Report: rep}
+	if err := r.Run(context.Background(), []Phase{
+		{Name: "one", Tasks: []Task{{Name: "a", Run: task}, {Name: "b", Run: task}}},
+		{Name: "two", Tasks: []Task{{Name: "c", Run: task}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(r.Dir)
+	if ran != 3 || len(ents) != 3 {
+		t.Errorf("%d tasks ran, %d recorded; want 3 and 3", ran, len(ents))
+	}
+	if !strings.Contains(logs.String(), "cannot report to the gate") {
+		t.Errorf("unsent reports not logged:\n%s", logs)
+	}
+}
+
+// TestResultsSentOnceTheGateAnswers: the results of phases that ran
+// while the gate could not be reached (before the network is up) reach
+// it, in order, with the first report it answers; their progress is not
+// replayed.
+func TestResultsSentOnceTheGateAnswers(t *testing.T) {
+	up := false
+	rep := &fakeReporter{fail: func(api.Phase) bool { return !up }}
+	ok := func(context.Context) error { return nil }
+	r := Runner{Dir: t.TempDir(), Log: quiet(), Report: rep}
+	if err := r.Run(context.Background(), []Phase{
+		{Name: "storage", Tasks: []Task{{Name: "grow", Run: ok}}},
+		{Name: "network", Tasks: []Task{{Name: "wait", Run: func(context.Context) error { up = true; return nil }}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []api.Phase{
+		{Phase: "storage", Status: api.PhaseDone},
+		{Phase: "network", Status: api.PhaseDone},
+	}
+	if d := cmp.Diff(want, rep.got); d != "" {
+		t.Errorf("reports (-want +got):\n%s", d)
 	}
 }
 
@@ -113,7 +242,7 @@ func TestGateUnreachableIsNotFatal(t *testing.T) {
 		Addrs: addrs("10.0.0.5/24"),
 		HTTP:  (&gatetest.Gate{URL: "http://127.0.0.1:1"}).Client(),
 	}
-	r := Runner{Dir: t.TempDir(), Log: quiet()}
+	r := Runner{Dir: t.TempDir(), Log: quiet(), Report: env.HTTP, ReportTimeout: 5 * time.Second}
 	if err := r.Run(context.Background(), env.Phases()); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +273,9 @@ func TestLoadMachine(t *testing.T) {
 }
 
 func TestUnit(t *testing.T) {
-	for _, want := range []string{"After=network-online.target", "StandardOutput=journal+console", "ExecStart=" + BinaryPath, "WantedBy=multi-user.target", "Type=oneshot"} {
+	for _, want := range []string{"After=network-online.target", "StandardOutput=journal+console", "ExecStart=" + BinaryPath, "WantedBy=multi-user.target", "Type=oneshot",
+		// A failed phase is retried without a reboot, for ever.
+		"Restart=on-failure", "RestartSec=30s", "StartLimitIntervalSec=0"} {
 		if !strings.Contains(Unit, want) {
 			t.Errorf("unit lacks %q", want)
 		}
@@ -163,13 +294,13 @@ func host(name string) func() (string, error) {
 // The plan shows each role's first-boot phases from package roles: they
 // must be the phases this program runs.
 func TestPhasesMatchRoles(t *testing.T) {
-	var names []string
-	for _, p := range (&Env{}).Phases() {
-		names = append(names, p.Name)
-	}
 	for _, r := range roles.All() {
 		if !r.HasRootfs() {
 			continue
+		}
+		var names []string
+		for _, p := range (&Env{Machine: Machine{Role: r.Name}}).Phases() {
+			names = append(names, p.Name)
 		}
 		if diff := cmp.Diff(r.FirstBoot, names); diff != "" {
 			t.Errorf("role %s first-boot phases (-roles +firstboot):\n%s", r.Name, diff)

@@ -29,23 +29,32 @@ type Env struct {
 	Poll time.Duration
 	// AddressTimeout bounds the wait for the address; 0 means 5 min.
 	AddressTimeout time.Duration
-	HTTP           *gateclient.Client
+	// HTTP reports to the gate's TLS port as the machine (its
+	// certificate); HTTPErr says why there is none.
+	HTTP    *gateclient.Client
+	HTTPErr error
 	// Hostname reports the running system's host name; nil means
 	// os.Hostname. The announcement shows what systemd actually set from
 	// the state's /etc, not what the identity file says it should be.
 	Hostname func() (string, error)
+	// Storage is what a storage node's time and ceph phases act on
+	// (storage.go); nil means the running system.
+	Storage *Storage
 }
 
-// Phases are the first-boot phases of a role OS.
+// Phases are the first-boot phases of a role OS, in the order of its
+// role's FirstBoot (package roles; a test checks that they agree).
 func (e *Env) Phases() []Phase {
-	return []Phase{
+	phases := []Phase{
 		{Name: "storage", Tasks: []Task{{Name: "grow-state", Run: e.growState}}},
 		{Name: "network", Tasks: []Task{{Name: "wait-address", Run: e.waitAddress}}},
-		{Name: "announce", Tasks: []Task{
-			{Name: "console", Run: e.announce},
-			{Name: "gate", Run: e.reportBooted, Optional: true},
-		}},
 	}
+	// A storage node's time and ceph phases (storage.go); none otherwise.
+	phases = append(phases, e.storagePhases()...)
+	return append(phases, Phase{Name: "announce", Tasks: []Task{
+		{Name: "console", Run: e.announce},
+		{Name: "gate", Run: e.reportBooted, Optional: true},
+	}})
 }
 
 // growState grows the state ext4 (mounted: resize2fs grows it online) to
@@ -117,7 +126,7 @@ func (e *Env) hostname() (string, error) {
 
 func (e *Env) reportBooted(ctx context.Context) error {
 	if e.HTTP == nil {
-		return fmt.Errorf("no gate_url in machine.json")
+		return fmt.Errorf("cannot report to the gate: %w", e.HTTPErr)
 	}
 	host, err := e.hostname()
 	if err != nil {

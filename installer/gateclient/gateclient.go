@@ -1,7 +1,7 @@
 // Package gateclient owns the installer's and the role OS's side of the
 // gate's HTTP API: fetching the install manifest with the one-time token,
-// streaming bundle files, and reporting progress, the result and the first
-// boot. Everything it receives is checked before use: it comes from the
+// streaming bundle files, and reporting progress, the result, the first
+// boot, its phases and the services' health. Everything it receives is checked before use: it comes from the
 // network.
 package gateclient
 
@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/pxe/api"
@@ -105,7 +107,7 @@ func (c *Client) Manifest(ctx context.Context) (api.InstallManifest, error) {
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return api.InstallManifest{}, fmt.Errorf("fetch manifest: %w", err)
+		return api.InstallManifest{}, fmt.Errorf("fetch manifest: %w", redactErr(err))
 	}
 	defer resp.Body.Close()
 	if err := status(resp); err != nil {
@@ -170,9 +172,53 @@ func (c *Client) Result(ctx context.Context, r api.Result) error {
 	return c.post(ctx, c.endpoint(api.PathResult, true), r)
 }
 
-// Booted reports the role OS's first boot; it needs no token.
+// Booted reports the role OS's first boot; it needs no token, but a
+// client of the gate's TLS port with the machine's certificate (TLSClient).
 func (c *Client) Booted(ctx context.Context, b api.Booted) error {
 	return c.post(ctx, c.endpoint(api.PathBooted, false), b)
+}
+
+// Phase reports a first-boot phase's start, a task's progress or the
+// phase's result, on the gate's TLS port like Booted. The free text is
+// made to fit the gate's contract first (api.MaxText, no control
+// characters but lines and tabs): a failing command's long or binary
+// output must not get its phase's failure refused.
+func (c *Client) Phase(ctx context.Context, p api.Phase) error {
+	p.Message, p.Error = fitText(p.Message), fitText(p.Error)
+	return c.post(ctx, c.endpoint(api.PathPhase, false), p)
+}
+
+// Health reports the machine's services' health, on the gate's TLS port
+// like Booted; details are made to fit as in Phase.
+func (c *Client) Health(ctx context.Context, h api.Health) error {
+	out := api.Health{Services: make([]api.Service, len(h.Services))} // [] in JSON, not null
+	for i, sv := range h.Services {
+		sv.Detail = fitText(sv.Detail)
+		out.Services[i] = sv
+	}
+	return c.post(ctx, c.endpoint(api.PathHealth, false), out)
+}
+
+// fitText makes s what the gate accepts as free text: valid UTF-8 without
+// control characters other than newline and tab, at most api.MaxText
+// bytes. It keeps the end of a long text, where a command's output says
+// what went wrong.
+func fitText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || (unicode.IsControl(r) && r != '\n' && r != '\t') {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) <= api.MaxText {
+		return s
+	}
+	const mark = "..."
+	tail := s[len(s)-(api.MaxText-len(mark)):]
+	for len(tail) > 0 && !utf8.RuneStart(tail[0]) {
+		tail = tail[1:]
+	}
+	return mark + tail
 }
 
 func (c *Client) post(ctx context.Context, u string, v any) error {
@@ -187,7 +233,7 @@ func (c *Client) post(ctx context.Context, u string, v any) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return fmt.Errorf("post %s: %w", redact(u), err)
+		return fmt.Errorf("post %s: %w", redact(u), redactErr(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -104,6 +105,30 @@ func TestReports(t *testing.T) {
 	}
 	if d := cmp.Diff([]api.Booted{{Hostname: "ceph-1", Address: "10.0.0.11/24"}}, g.Booted()); d != "" {
 		t.Error(d)
+	}
+
+	// A failing command's output, long and with a terminal escape in
+	// it, still makes a failure report the gate accepts: the end kept.
+	out := "resize2fs: \x1b[1mbad\x1b[0m\n" + strings.Repeat("x", api.MaxText) + "\nno such device"
+	if err := c.Phase(ctx, api.Phase{Phase: "storage", Status: api.PhaseFailed, Task: "grow-state", Error: out}); err != nil {
+		t.Fatal(err)
+	}
+	ph := g.Phases()
+	if len(ph) != 1 || len(ph[0].Error) != api.MaxText || !strings.HasPrefix(ph[0].Error, "...") || !strings.HasSuffix(ph[0].Error, "x\nno such device") {
+		t.Errorf("phase reports = %+v", ph)
+	}
+	if err := c.Health(ctx, api.Health{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(ctx, api.Health{Services: []api.Service{{Name: "k3s", Status: api.HealthWarn, Detail: "\x00odd"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]api.Health{{Services: []api.Service{}}, {Services: []api.Service{{Name: "k3s", Status: api.HealthWarn, Detail: "?odd"}}}}, g.Health()); d != "" {
+		t.Errorf("health reports (-want +got):\n%s", d)
+	}
+	g.SetRefuse(http.StatusServiceUnavailable)
+	if err := c.Phase(ctx, api.Phase{Phase: "storage", Status: api.PhaseDone}); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("Phase() to a refusing gate = %v", err)
 	}
 }
 

@@ -25,6 +25,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/coreos/ignition/v2/config/v3_5/types"
+
 	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/installer/disks"
@@ -48,6 +50,9 @@ type Installer struct {
 	// Step is how many bytes of an image pass between two progress
 	// reports; 0 means 32 MiB.
 	Step int64
+	// Secrets writes the machine's secrets (fetched once, before the
+	// first write) into its state partition (MountApply). Required.
+	Secrets SecretsApplier
 }
 
 // contentFile maps a partition's content to its manifest file.
@@ -89,6 +94,7 @@ type work struct {
 	manifest api.InstallManifest
 	targets  []disks.Target
 	bootCode []byte
+	secrets  types.Config
 }
 
 // prepare fetches the manifest, prints START, checks every disk and every
@@ -115,7 +121,18 @@ func (in *Installer) prepare(ctx context.Context, name *string) (*work, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &work{manifest: m, targets: targets, bootCode: mbr}, nil
+	// Last before writing: a refused install never took its secrets,
+	// and a refusal of the secrets (someone used the token first)
+	// stops the install before a byte is written.
+	if in.Secrets == nil {
+		return nil, errors.New("secrets: the installer has no way to write them")
+	}
+	in.progress(ctx, api.Progress{Phase: "check", Message: "fetching the machine's secrets"})
+	sec, err := in.fetchSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &work{manifest: m, targets: targets, bootCode: mbr, secrets: sec}, nil
 }
 
 // checkTarget checks what disklayout would refuse later, plus that every
@@ -175,6 +192,9 @@ func (in *Installer) write(ctx context.Context, w *work) error {
 		if err := in.writeDisk(ctx, w, t); err != nil {
 			return fmt.Errorf("disk %s (%s): %w", t.Plan.Name, t.Disk.Path, err)
 		}
+	}
+	if err := in.applySecrets(ctx, w); err != nil {
+		return err
 	}
 	in.progress(ctx, api.Progress{Phase: "done", Message: "installed"})
 	return nil

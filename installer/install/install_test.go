@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,12 +14,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coreos/ignition/v2/config/v3_5/types"
+
 	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/installer/disks"
 	"github.com/kilnlab/kiln/installer/disks/diskstest"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/installer/gateclient/gatetest"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/roles"
 )
 
 const mib = 1 << 20
@@ -73,7 +77,17 @@ type fixture struct {
 	sys     disks.System
 	in      *Installer
 	console *bytes.Buffer
+	// applied records what the installer's SecretsApplier was given.
+	applied []appliedSecrets
 }
+
+type appliedSecrets struct {
+	part plan.Partition
+	cfg  types.Config
+}
+
+// secretConfig is a machine's secret config as the gate holds it.
+const secretConfig = `{"ignition":{"version":"3.5.0"},"storage":{"directories":[{"path":"/etc/kiln/secrets","mode":448}],"files":[{"path":"/etc/kiln/secrets/machine.key","contents":{"source":"data:,KEY"},"mode":384}]}}`
 
 func newFixture(t *testing.T, m plan.Machine, ds ...diskstest.Disk) *fixture {
 	t.Helper()
@@ -84,6 +98,7 @@ func newFixture(t *testing.T, m plan.Machine, ds ...diskstest.Disk) *fixture {
 		}
 	}
 	fx := &fixture{gate: gatetest.New(t, m, "tok", images(), named), sys: diskstest.New(t, ds...), console: &bytes.Buffer{}}
+	fx.gate.Secrets = []byte(secretConfig)
 	fx.in = &Installer{
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Console: fx.console,
@@ -91,6 +106,10 @@ func newFixture(t *testing.T, m plan.Machine, ds ...diskstest.Disk) *fixture {
 		Disks:   fx.sys,
 		Name:    m.MAC,
 		Step:    mib,
+		Secrets: func(_ context.Context, p plan.Partition, cfg types.Config) error {
+			fx.applied = append(fx.applied, appliedSecrets{p, cfg})
+			return nil
+		},
 	}
 	return fx
 }
@@ -122,7 +141,10 @@ func TestInstall(t *testing.T) {
 			midStream = true
 		}
 	}
-	for _, ph := range []string{"check", "partition", "write-esp", "write-root", "write-state", "verify", "clear", "done"} {
+	if len(fx.applied) != 1 || fx.applied[0].part.Content != plan.ContentState || len(fx.applied[0].cfg.Storage.Files) != 1 {
+		t.Errorf("secrets applied = %+v, want the secret config once, to the state partition", fx.applied)
+	}
+	for _, ph := range []string{"check", "partition", "write-esp", "write-root", "write-state", "verify", "secrets", "clear", "done"} {
 		if !phases[ph] {
 			t.Errorf("no progress for phase %s: %v", ph, phases)
 		}
@@ -211,6 +233,7 @@ func TestRefusals(t *testing.T) {
 		mutate func(m *plan.Machine)
 		token  string
 		disks  []diskstest.Disk
+		gate   func(*gatetest.Gate)
 		want   error
 	}{
 		{name: "not blank without wipe", mutate: func(m *plan.Machine) {}, want: disks.ErrDiskNotBlank},
@@ -228,6 +251,11 @@ func TestRefusals(t *testing.T) {
 			m.Disks[0].Layout.Partitions[0].Size = 4096
 		}},
 		{name: "wrong token", mutate: func(m *plan.Machine) {}, token: "stolen", want: gateclient.ErrForbidden},
+		{name: "secrets taken by another host", mutate: func(m *plan.Machine) {}, gate: func(g *gatetest.Gate) { g.TakeSecrets() }, want: gateclient.ErrForbidden},
+		{name: "secrets outside /etc", mutate: func(m *plan.Machine) {}, gate: func(g *gatetest.Gate) {
+			g.Secrets = []byte(`{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"/root/.ssh/id","contents":{"source":"data:,K"}}]}}`)
+		}},
+		{name: "secrets not an ignition config", mutate: func(m *plan.Machine) {}, gate: func(g *gatetest.Gate) { g.Secrets = []byte(`{"storage":1}`) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,6 +265,9 @@ func TestRefusals(t *testing.T) {
 			}
 			tc.mutate(&m)
 			fx := newFixture(t, m, tc.disks...)
+			if tc.gate != nil {
+				tc.gate(fx.gate)
+			}
 			if tc.token != "" {
 				fx.in.Gate.Token = tc.token
 			}
@@ -257,6 +288,9 @@ func TestRefusals(t *testing.T) {
 			}
 			if after := hashFiles(t, fx.sys.DevRoot); after["vda"] != before["vda"] || after["vdb"] != before["vdb"] {
 				t.Error("a refused install wrote to a disk")
+			}
+			if len(fx.applied) != 0 {
+				t.Error("a refused install applied secrets")
 			}
 			if tc.token == "" {
 				if r := fx.gate.Results(); len(r) != 1 || r[0].OK || r[0].Error == "" {
@@ -279,5 +313,32 @@ func TestFailedChecksum(t *testing.T) {
 	}
 	if r := fx.gate.Results(); len(r) != 1 || r[0].OK {
 		t.Errorf("results = %+v", r)
+	}
+}
+
+func TestStateTree(t *testing.T) {
+	var cfg types.Config
+	if err := json.Unmarshal([]byte(secretConfig), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got, err := stateTree(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Storage.Directories[0].Path != "/etc/upper/kiln/secrets" || got.Storage.Files[0].Path != "/etc/upper/kiln/secrets/machine.key" {
+		t.Errorf("rebased = %+v", got.Storage)
+	}
+	if cfg.Storage.Files[0].Path != "/etc/kiln/secrets/machine.key" {
+		t.Error("stateTree changed its input")
+	}
+	dir := t.TempDir()
+	if err := roles.Apply(got, dir); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{"etc/upper/kiln/secrets": 0o700, "etc/upper/kiln/secrets/machine.key": 0o600} {
+		fi, err := os.Stat(filepath.Join(dir, p))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want mode %v", p, fi.Mode().Perm(), err, want)
+		}
 	}
 }

@@ -18,7 +18,16 @@ const (
 	PathProgress = "/api/v1/progress/"
 	PathResult   = "/api/v1/result/"
 	PathBooted   = "/api/v1/booted/"
+	// PathPhase and PathHealth, like PathBooted, are reports of an
+	// installed machine: on the TLS port only, with its certificate.
+	PathPhase  = "/api/v1/phase/"
+	PathHealth = "/api/v1/health/"
 )
+
+// TLSPort is the gate's port for the reports of installed machines, which
+// present their certificate (mutual TLS); the installer API and the files
+// stay on the plain HTTP port, where iPXE can reach them.
+const TLSPort = 8443
 
 // Keys of InstallManifest.Files: the bundle files an install writes.
 const (
@@ -53,3 +62,60 @@ type Booted struct {
 	Hostname string `json:"hostname"`
 	Address  string `json:"address"`
 }
+
+// Statuses of a first-boot phase in a Phase report.
+const (
+	// PhaseRunning: the phase started (no Task), or is about to run
+	// Task.
+	PhaseRunning = "running"
+	// PhaseDone: every task of the phase is done.
+	PhaseDone = "done"
+	// PhaseFailed: Task failed with Error; the phase runs again at the
+	// next start of the first-boot service.
+	PhaseFailed = "failed"
+)
+
+// Phase is POST PathPhase{mac}'s body: the start of a first-boot phase
+// (running, no task), the progress of one of its tasks (running, with the
+// task), or its result (done, or failed with the failing task and its
+// error).
+type Phase struct {
+	Phase   string `json:"phase"`
+	Status  string `json:"status"`
+	Task    string `json:"task,omitempty"`
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Health statuses of a service.
+const (
+	HealthOK       = "ok"
+	HealthWarn     = "warn"
+	HealthFailed   = "failed"
+	HealthStarting = "starting"
+)
+
+// Health is POST PathHealth{mac}'s body: the health of the machine's
+// services as it sees them now; each report replaces the last.
+type Health struct {
+	Services []Service `json:"services"`
+}
+
+// Service is one service's health in a Health report.
+type Service struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Bounds of the reports of installed machines: the gate refuses a report
+// beyond them (400), so a client clips its free text to MaxText first.
+const (
+	// MaxName bounds a phase, task or service name (bytes).
+	MaxName = 64
+	// MaxText bounds a message, error or detail (bytes): enough for the
+	// tail of a failing command's output.
+	MaxText = 2048
+	// MaxServices bounds the services of one Health report.
+	MaxServices = 32
+)

@@ -26,6 +26,23 @@ func TestWire(t *testing.T) {
 		{"result failed", api.Result{Error: "boom"}, `{"ok":false,"error":"boom"}`},
 		{"booted", api.Booted{Hostname: "ceph-1", Address: "10.0.0.11/24"},
 			`{"hostname":"ceph-1","address":"10.0.0.11/24"}`},
+		{"phase start", api.Phase{Phase: "storage", Status: api.PhaseRunning},
+			`{"phase":"storage","status":"running"}`},
+		{"phase task", api.Phase{Phase: "storage", Status: api.PhaseRunning, Task: "grow-state", Message: "task 1 of 1"},
+			`{"phase":"storage","status":"running","task":"grow-state","message":"task 1 of 1"}`},
+		{"phase done", api.Phase{Phase: "storage", Status: api.PhaseDone}, `{"phase":"storage","status":"done"}`},
+		{"phase failed", api.Phase{Phase: "network", Status: api.PhaseFailed, Task: "wait-address", Error: "never appeared"},
+			`{"phase":"network","status":"failed","task":"wait-address","error":"never appeared"}`},
+		{"health", api.Health{Services: []api.Service{
+			{Name: "systemd-networkd", Status: api.HealthOK},
+			{Name: "systemd-timesyncd", Status: api.HealthWarn, Detail: "not synchronised"},
+			{Name: "ceph-osd@0", Status: api.HealthFailed, Detail: "exited 1"},
+			{Name: "k3s", Status: api.HealthStarting},
+		}}, `{"services":[{"name":"systemd-networkd","status":"ok"},` +
+			`{"name":"systemd-timesyncd","status":"warn","detail":"not synchronised"},` +
+			`{"name":"ceph-osd@0","status":"failed","detail":"exited 1"},{"name":"k3s","status":"starting"}]}`},
+		{"health of nothing", api.Health{Services: []api.Service{}}, `{"services":[]}`},
+		{"routes", []string{api.PathPhase, api.PathHealth}, `["/api/v1/phase/","/api/v1/health/"]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := json.Marshal(tc.v)

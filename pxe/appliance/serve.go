@@ -28,6 +28,7 @@ func (a *Appliance) serve(ctx context.Context) error {
 		Plan:         a.payload.Plan,
 		BundleDir:    filepath.Join(a.payload.Dir, payload.BundleDir),
 		StateDir:     a.path(PermDir, "state"),
+		SecretsDir:   filepath.Join(a.payload.Dir, payload.SecretsDir),
 		Logger:       a.log,
 		Address:      a.addr.Addr(),
 		UEFIBootFile: a.cfg.UEFIBootFile,

@@ -121,31 +121,9 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) booted(w http.ResponseWriter, r *http.Request) {
-	log := s.reqLog(r)
-	mac, m, err := s.machine(r)
-	if err != nil {
-		log.Warn("api: boot report from an unknown machine", "mac", r.PathValue("mac"), "err", err)
-		http.NotFound(w, r)
-		return
-	}
-	log = log.With("mac", mac, "machine", m.Name)
-	var b api.Booted
-	if !readJSON(w, r, log, &b) {
-		return
-	}
-	if _, err := s.cfg.States.MarkBooted(mac, m.Name, state.Booted{Hostname: b.Hostname, Address: b.Address}); err != nil {
-		log.Error("api: recording boot", "err", err)
-		http.Error(w, "state write failed", http.StatusInternalServerError)
-		return
-	}
-	log.Info("api: machine booted", "hostname", b.Hostname, "address", b.Address)
-	w.WriteHeader(http.StatusNoContent)
-}
-
 // stateErr maps a refused state transition to 403, anything else to 500.
 func (s *Server) stateErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	if errors.Is(err, state.ErrBadToken) || errors.Is(err, state.ErrWrongState) {
+	if errors.Is(err, state.ErrBadToken) || errors.Is(err, state.ErrWrongState) || errors.Is(err, state.ErrSecretsTaken) {
 		s.forbid(w, r, log, "credential or state", err)
 		return
 	}

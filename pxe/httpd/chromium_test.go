@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +21,13 @@ import (
 
 // TestStatusPageChromium renders the status page in headless Chromium
 // (Debian package chromium) and checks the DOM a browser builds from it:
-// one row per machine, in plan order, with the right texts, and the
-// hostile strings shown as text rather than run or rendered as markup.
+// one row per machine, in plan order, with the right texts, first-boot
+// phases and services, and the hostile strings shown as text rather than
+// run or rendered as markup. It keeps screenshots at a laptop's width and
+// a phone's under test-output/ for people to look at, and checks them for
+// what people would see first: nothing drawn in the page's margins (the
+// header's machine counts once wrapped out of their box at 1280 px, and
+// the table ran off a phone's screen).
 func TestStatusPageChromium(t *testing.T) {
 	hosttooltest.Need(t, "chromium")
 	if testing.Short() {
@@ -41,13 +49,112 @@ func TestStatusPageChromium(t *testing.T) {
 			t.Error("the page shows an install token")
 		}
 	}
+
+	out := outputDir(t)
+	for _, sz := range []struct {
+		name          string
+		width, height int
+		// margin is how far from each side nothing may be drawn: the
+		// page's own margin (2em, or 1em on a phone) less a little.
+		margin int
+	}{
+		{"laptop", 1280, 900, 20},
+		{"phone", 390, 844, 8},
+	} {
+		file := filepath.Join(out, fmt.Sprintf("status-%d.png", sz.width))
+		screenshot(t, f.srv.URL+"/", file, sz.width, sz.height)
+		img := readPNG(t, file)
+		if b := img.Bounds(); b.Dx() != sz.width || b.Dy() != sz.height {
+			t.Errorf("%s: screenshot of %dx%d, want %dx%d", sz.name, b.Dx(), b.Dy(), sz.width, sz.height)
+			continue
+		}
+		if x, y, ok := inkInMargins(img, sz.margin); ok {
+			t.Errorf("%s (%s): something is drawn at (%d,%d), in the page's %d px margin: text out of its box or a table wider than the screen",
+				sz.name, file, x, y, sz.margin)
+		}
+		t.Logf("%s: %s", sz.name, file)
+	}
+}
+
+// outputDir is the test's own, emptied output folder, as in qemu-tests:
+// $KILN_TEST_OUTPUT/<test> or test-output/<test> next to this package
+// (git-ignored), kept after the test for people to look at.
+func outputDir(t *testing.T) string {
+	t.Helper()
+	root := os.Getenv("KILN_TEST_OUTPUT")
+	if root == "" {
+		root = "test-output"
+	}
+	dir, err := filepath.Abs(filepath.Join(root, filepath.FromSlash(t.Name())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func readPNG(t *testing.T, file string) image.Image {
+	t.Helper()
+	fh, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	img, err := png.Decode(fh)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return img
+}
+
+// inkInMargins finds a pixel that is not the page's white background
+// within margin px of the left or right edge of img.
+func inkInMargins(img image.Image, margin int) (x, y int, ok bool) {
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for _, xs := range [][2]int{{b.Min.X, b.Min.X + margin}, {b.Max.X - margin, b.Max.X}} {
+			for x := xs[0]; x < xs[1]; x++ {
+				r, g, bl, _ := img.At(x, y).RGBA()
+				if r < 0xf000 || g < 0xf000 || bl < 0xf000 {
+					return x, y, true
+				}
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 // dumpDOM runs chromium --headless --dump-dom on url and returns the
-// serialised DOM. Chromium runs in its own process group with HOME and
-// its profile under a temp dir; the whole group is killed when it exits
-// or the deadline passes, so no zygote or renderer outlives the test.
+// serialised DOM.
 func dumpDOM(t *testing.T, url string) string {
+	t.Helper()
+	dom := chromium(t, "--dump-dom", url)
+	if !strings.Contains(dom, "data-machine") {
+		t.Fatalf("chromium dumped no status page:\n%s", tail(dom, 2000))
+	}
+	return dom
+}
+
+// screenshot has chromium --headless write a PNG of url in a window of
+// width x height (scroll bars hidden: they are not the page's).
+func screenshot(t *testing.T, url, file string, width, height int) {
+	t.Helper()
+	chromium(t, "--hide-scrollbars", fmt.Sprintf("--window-size=%d,%d", width, height), "--screenshot="+file, url)
+	if st, err := os.Stat(file); err != nil || st.Size() == 0 {
+		t.Fatalf("chromium wrote no screenshot %s: %v", file, err)
+	}
+}
+
+// chromium runs chromium --headless with args and returns its standard
+// output. Chromium runs in its own process group with HOME and its
+// profile under a temp dir; the whole group is killed when it exits or
+// the deadline passes, so no zygote or renderer outlives the test.
+func chromium(t *testing.T, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	// A deadline, not an assertion: a wedged browser must not hang go test.
@@ -61,8 +168,8 @@ func dumpDOM(t *testing.T, url string) string {
 		"--disable-default-apps", "--disable-breakpad", "--disable-crash-reporter",
 		// Tests never reach the internet: anything not on loopback goes
 		// to a proxy that is not there (loopback always bypasses it).
-		"--proxy-server=127.0.0.1:9",
-		"--dump-dom", url)
+		"--proxy-server=127.0.0.1:9")
+	cmd.Args = append(cmd.Args, args...)
 	cmd.Env = append(os.Environ(),
 		"HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
 	var stdout, stderr bytes.Buffer
@@ -82,9 +189,6 @@ func dumpDOM(t *testing.T, url string) string {
 	killStrays(t, dir)
 	if err != nil {
 		t.Fatalf("chromium: %v\n%s", err, tail(stderr.String(), 4000))
-	}
-	if !strings.Contains(stdout.String(), "data-machine") {
-		t.Fatalf("chromium dumped no status page:\n%s\nstderr:\n%s", tail(stdout.String(), 2000), tail(stderr.String(), 4000))
 	}
 	return stdout.String()
 }

@@ -3,8 +3,9 @@
 // script chosen by the machine's install state, the bundle files under
 // /files/ (read-only, confined to the bundle by an os.Root), and the
 // installer API (install manifest for a one-time token, progress, result,
-// first boot), and the read-only status page (/ and /status.json). It
-// decides what a netboot does; pxe/state remembers it.
+// secrets), the reports of installed machines on the TLS port (first boot,
+// its phases, services' health), and the read-only status page (/ and
+// /status.json). It decides what a netboot does; pxe/state remembers it.
 //
 // The iPXE leg is plain HTTP (Debian's iPXE has no HTTPS), so the only
 // credential on it is the one-time install token of a machine in state
@@ -12,6 +13,7 @@
 package httpd
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +52,12 @@ type Config struct {
 	// ProcRoot is where the status page reads uptime and memory
 	// ("/proc" when empty; tests point it at fixtures).
 	ProcRoot string
+	// Secrets holds each machine's secret config, handed to its
+	// installer once per install; nil: none is handed out.
+	Secrets MachineSecrets
+	// ClientCAs is the lab CA: the certificates machines report with on
+	// the TLS port must chain to it; nil refuses every report.
+	ClientCAs *x509.CertPool
 }
 
 // Server serves the gate's HTTP API.
@@ -122,7 +130,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.PathInstall+"{mac}", s.install)
 	mux.HandleFunc("POST "+api.PathProgress+"{mac}", s.progress)
 	mux.HandleFunc("POST "+api.PathResult+"{mac}", s.result)
-	mux.HandleFunc("POST "+api.PathBooted+"{mac}", s.booted)
+	mux.HandleFunc("POST "+api.PathSecrets+"{mac}", s.secrets)
+	// Reports of installed machines go to the TLS port (TLSHandler).
+	mux.HandleFunc("POST "+api.PathBooted+"{mac}", s.unidentified)
+	mux.HandleFunc("POST "+api.PathPhase+"{mac}", s.unidentified)
+	mux.HandleFunc("POST "+api.PathHealth+"{mac}", s.unidentified)
 	// The status page is read-only: other methods get 405 from the mux.
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	mux.HandleFunc("GET /status.json", s.statusJSON)

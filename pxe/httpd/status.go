@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
@@ -21,7 +22,8 @@ type Status struct {
 	Now      time.Time       `json:"now"`
 	Gate     GateStatus      `json:"gate"`
 	Machines []MachineStatus `json:"machines"`
-	// Refused lists the latest refused installer requests, newest first.
+	// Refused lists the latest refused requests (installer API, reports
+	// of installed machines), newest first.
 	Refused []Refusal `json:"refused"`
 }
 
@@ -50,6 +52,55 @@ type MachineStatus struct {
 	Progress *ProgressStatus `json:"progress,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	Booted   *BootedStatus   `json:"booted,omitempty"`
+	// Secrets are the latest hand-outs of the machine's secrets, oldest
+	// first: when, and to which host (one the operator did not expect,
+	// or two for one install, is a host that raced the machine).
+	Secrets []SecretsStatus `json:"secrets,omitempty"`
+	// Phases are the role OS's first-boot phases once the machine has
+	// reported one: the plan's phases in plan order (pending until
+	// reported), then any others it reported.
+	Phases []PhaseStatus `json:"phases,omitempty"`
+	// Health is the machine's services' health as it last reported it.
+	Health *HealthStatus `json:"health,omitempty"`
+}
+
+// PhasePending is the status of a planned first-boot phase the machine
+// has not reported (yet: an earlier phase failed, or is running).
+const PhasePending = "pending"
+
+// PhaseStatus is one first-boot phase as the machine last reported it.
+type PhaseStatus struct {
+	Name string `json:"name"`
+	// Status is api.PhaseRunning, PhaseDone, PhaseFailed or PhasePending.
+	Status  string `json:"status"`
+	Task    string `json:"task,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Error is the last failure's error: the phase failed, or failed
+	// before the attempt now running.
+	Error    string    `json:"error,omitempty"`
+	Attempts int       `json:"attempts,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	At       time.Time `json:"at,omitzero"`
+}
+
+// HealthStatus is a machine's last health report; At is when the gate
+// received it.
+type HealthStatus struct {
+	At       time.Time       `json:"at"`
+	Services []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus is one service's health.
+type ServiceStatus struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// SecretsStatus is one hand-out of a machine's secrets (never the token).
+type SecretsStatus struct {
+	At time.Time `json:"at"`
+	To string    `json:"to"`
 }
 
 // ProgressStatus is the installer's last progress report.
@@ -122,7 +173,50 @@ func (s *Server) machineStatus(m *plan.Machine) (MachineStatus, error) {
 	if b := r.Booted; b != nil {
 		ms.Booted = &BootedStatus{Hostname: b.Hostname, Address: b.Address, At: b.At}
 	}
+	for _, h := range r.Handouts {
+		ms.Secrets = append(ms.Secrets, SecretsStatus{At: h.At, To: peerHost(h.Remote)})
+	}
+	ms.Phases = phases(m.FirstBoot, r.Phases)
+	if h := r.Health; h != nil {
+		ms.Health = &HealthStatus{At: h.At, Services: make([]ServiceStatus, 0, len(h.Services))}
+		for _, sv := range h.Services {
+			ms.Health.Services = append(ms.Health.Services, ServiceStatus(sv))
+		}
+	}
 	return ms, nil
+}
+
+// phases merges the plan's first-boot phases with the machine's reports:
+// planned ones in plan order, pending until reported (so a phase that
+// never ran shows, rather than being missing), then reported ones the
+// plan does not name. Nothing before the first report: a machine not
+// booted yet has no first boot to show.
+func phases(planned []string, reported []state.Phase) []PhaseStatus {
+	if len(reported) == 0 {
+		return nil
+	}
+	conv := func(p state.Phase) PhaseStatus {
+		return PhaseStatus{Name: p.Name, Status: p.Status, Task: p.Task, Message: p.Message, Error: p.Error,
+			Attempts: p.Attempts, Started: p.Started, At: p.At}
+	}
+	var out []PhaseStatus
+	used := map[string]bool{}
+	for _, name := range planned {
+		ps := PhaseStatus{Name: name, Status: PhasePending}
+		for _, p := range reported {
+			if p.Name == name {
+				ps, used[name] = conv(p), true
+				break
+			}
+		}
+		out = append(out, ps)
+	}
+	for _, p := range reported {
+		if !used[p.Name] {
+			out = append(out, conv(p))
+		}
+	}
+	return out
 }
 
 func percent(done, total int64) int {
@@ -197,6 +291,41 @@ type row struct {
 	ProgressAt             string
 	BootedText             string
 	SinceText              string
+	PhaseItems             []phaseItem
+	ServiceItems           []serviceItem
+	// HealthAt says when the health was reported; empty without a report.
+	HealthAt string
+}
+
+// phaseItem is one first-boot phase on the page.
+type phaseItem struct {
+	Name, Class, StatusText string
+	// Detail is the task and message; ErrorLabel says whose error Error
+	// is when the phase is running again.
+	Detail, ErrorLabel, Error string
+	// When is how long ago the last report came, At its exact time.
+	When, At string
+}
+
+// serviceItem is one service's health on the page.
+type serviceItem struct {
+	Name, Class, Status, Detail string
+}
+
+// statusClass maps a phase or service status to its CSS class: a fixed
+// set, so the class attribute never carries what a machine sent.
+func statusClass(status string) string {
+	switch status {
+	case api.PhaseDone, api.HealthOK:
+		return "s-ok"
+	case api.PhaseRunning, api.HealthStarting:
+		return "s-busy"
+	case api.PhaseFailed: // == api.HealthFailed
+		return "s-bad"
+	case api.HealthWarn:
+		return "s-warn"
+	}
+	return "s-idle"
 }
 
 func newPage(st Status) page {
@@ -244,6 +373,31 @@ func newRow(now time.Time, m MachineStatus) row {
 		r.BootedText = b.Address + " " + when(now, b.At)
 		if b.Hostname != "" && b.Hostname != m.Name {
 			r.BootedText = b.Hostname + " " + r.BootedText
+		}
+	}
+	for _, p := range m.Phases {
+		it := phaseItem{Name: p.Name, Class: statusClass(p.Status), StatusText: p.Status, Error: p.Error}
+		if p.Attempts > 1 {
+			it.StatusText += fmt.Sprintf(" (attempt %d)", p.Attempts)
+		}
+		it.Detail = p.Task
+		if p.Task != "" && p.Message != "" {
+			it.Detail += ": "
+		}
+		it.Detail += p.Message
+		if p.Error != "" && p.Status != api.PhaseFailed {
+			it.ErrorLabel = "previous attempt failed: "
+		}
+		if !p.At.IsZero() {
+			it.When = duration(now.Sub(p.At)) + " ago"
+			it.At = p.At.UTC().Format("2006-01-02 15:04:05Z")
+		}
+		r.PhaseItems = append(r.PhaseItems, it)
+	}
+	if h := m.Health; h != nil {
+		r.HealthAt = "reported " + when(now, h.At)
+		for _, sv := range h.Services {
+			r.ServiceItems = append(r.ServiceItems, serviceItem{Name: sv.Name, Class: statusClass(sv.Status), Status: sv.Status, Detail: sv.Detail})
 		}
 	}
 	return r

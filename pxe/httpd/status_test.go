@@ -36,13 +36,21 @@ func statusPlan() *plan.Plan {
 		plan.Machine{Name: "compute-1", Role: "compute", Board: "pc", Arch: "amd64", Firmware: "bios", MAC: macCo1,
 			Address: "192.168.1.21/24", Hostname: "compute-1", RoleImage: "roles/compute.squashfs"},
 	)
+	for i := range p.Machines {
+		if p.Machines[i].RoleImage != "" {
+			p.Machines[i].FirstBoot = []string{"storage", "network", "announce"}
+		}
+	}
 	return p
 }
 
 // statusFixture serves statusPlan with:
-// gate-1 never netbooted; ceph-1 installed and booted; ceph-2 in install
-// with an outstanding token; ceph-3 installing, half way through its
-// root; compute-1 failed with a hostile error. It returns the live tokens.
+// gate-1 never netbooted; ceph-1 installed and booted, its network phase
+// retried once, its announce phase running, its services reported;
+// ceph-2 in install with an outstanding token; ceph-3 installing, half way
+// through its root; compute-1 failed with a hostile error, and (as no
+// real machine would) booted, its network phase failed twice with a
+// hostile error and a hostile service. It returns the live tokens.
 func statusFixture(t *testing.T) (*fixture, []string) {
 	t.Helper()
 	f := newFixtureWith(t, func(c *Config) {
@@ -70,14 +78,50 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 	f.clock.add(time.Minute)
 	must(st.ReportProgress(macC1, "ceph-1", tok, state.Progress{Phase: "done", Message: "installed"}))
 	must(st.Finish(macC1, "ceph-1", tok, true, ""))
-	f.clock.add(2 * time.Minute)
+	phases := func(mac, name string, reports ...state.PhaseReport) {
+		t.Helper()
+		for _, p := range reports {
+			must(st.ReportPhase(mac, name, p))
+		}
+	}
+	f.clock.add(30 * time.Second)
+	phases(macC1, "ceph-1",
+		state.PhaseReport{Phase: "storage", Status: state.PhaseRunning},
+		state.PhaseReport{Phase: "storage", Status: state.PhaseRunning, Task: "grow-state", Message: "task 1 of 1"},
+		state.PhaseReport{Phase: "storage", Status: state.PhaseDone})
+	f.clock.add(30 * time.Second)
+	phases(macC1, "ceph-1",
+		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
+		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address",
+			Error: "address 192.168.1.11/24 never appeared: context deadline exceeded"})
+	f.clock.add(30 * time.Second)
+	phases(macC1, "ceph-1",
+		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
+		state.PhaseReport{Phase: "network", Status: state.PhaseDone})
+	f.clock.add(30 * time.Second)
+	phases(macC1, "ceph-1",
+		state.PhaseReport{Phase: "announce", Status: state.PhaseRunning},
+		state.PhaseReport{Phase: "announce", Status: state.PhaseRunning, Task: "gate", Message: "task 2 of 2"})
 	must(st.MarkBooted(macC1, "ceph-1", state.Booted{Hostname: "ceph-1", Address: "192.168.1.11/24"}))
+	must(st.ReportHealth(macC1, "ceph-1", []state.Service{
+		{Name: "systemd-networkd", Status: "ok"},
+		{Name: "systemd-timesyncd", Status: "warn", Detail: "clock not synchronised"},
+		{Name: "ceph-mon", Status: "starting", Detail: "waiting for quorum"},
+	}))
 
 	tok = arm(macCo1, "compute-1")
 	f.clock.add(30 * time.Second)
 	must(st.ReportProgress(macCo1, "compute-1", tok, state.Progress{Phase: "check", Message: hostile}))
 	must(st.Finish(macCo1, "compute-1", tok, false, hostile))
 	must(st.MarkBooted(macCo1, "compute-1", state.Booted{Hostname: hostile, Address: "192.168.1.21/24"}))
+	phases(macCo1, "compute-1",
+		state.PhaseReport{Phase: "storage", Status: state.PhaseRunning},
+		state.PhaseReport{Phase: "storage", Status: state.PhaseDone},
+		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
+		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address", Error: "first try"},
+		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
+		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address", Error: hostile})
+	must(st.ReportHealth(macCo1, "compute-1", []state.Service{{Name: hostile, Status: "failed", Detail: hostile}}))
 
 	tokC3 := arm(macC3, "ceph-3")
 	f.clock.add(time.Minute)
@@ -117,16 +161,35 @@ func TestStatusPageGolden(t *testing.T) {
 	golden.Check(t, filepath.Join("testdata", "status.json"), []byte(body))
 }
 
-// wantRows is what statusFixture must show, machine by machine.
+// wantRows is what statusFixture must show, machine by machine: a
+// row's fields, and all of its first-boot phases and services.
 var wantRows = []machineRow{
-	{"gate-1", map[string]string{"state": "not netbooted: the gate itself", "mac": macGate, "firmware": "-"}},
-	{"ceph-1", map[string]string{"state": "installed", "progress": "done installed", "percent": "", "error": "",
-		"booted": "192.168.1.11/24 2026-11-01 12:03:00Z (1m35s ago)", "firmware": "uefi"}},
-	{"ceph-2", map[string]string{"state": "install", "progress": "", "error": "", "booted": "", "firmware": "-"}},
-	{"ceph-3", map[string]string{"state": "installing", "progress": "write root", "percent": "50%",
-		"progress-at": "2026-11-01 12:04:30Z (5s ago)", "error": ""}},
-	{"compute-1", map[string]string{"state": "failed", "progress": "check " + hostile, "error": hostile,
-		"booted": hostile + " 192.168.1.21/24 2026-11-01 12:03:30Z (1m05s ago)", "firmware": "bios"}},
+	{Name: "gate-1", Fields: map[string]string{"state": "not netbooted: the gate itself", "mac": macGate, "firmware": "-"}},
+	{Name: "ceph-1", Fields: map[string]string{"state": "installed", "progress": "done installed", "percent": "", "error": "",
+		"booted": "192.168.1.11/24 2026-11-01 12:03:00Z (1m35s ago)", "firmware": "uefi",
+		"health-at": "reported 2026-11-01 12:03:00Z (1m35s ago)"},
+		Items: []item{
+			{"phase storage", map[string]string{"phase": "storage", "phase-status": "done", "phase-at": "3m05s ago"}},
+			{"phase network", map[string]string{"phase": "network", "phase-status": "done (attempt 2)", "phase-at": "2m05s ago"}},
+			{"phase announce", map[string]string{"phase": "announce", "phase-status": "running", "phase-detail": "gate: task 2 of 2", "phase-at": "1m35s ago"}},
+			{"service systemd-networkd", map[string]string{"service": "systemd-networkd", "service-status": "ok"}},
+			{"service systemd-timesyncd", map[string]string{"service": "systemd-timesyncd", "service-status": "warn", "service-detail": "clock not synchronised"}},
+			{"service ceph-mon", map[string]string{"service": "ceph-mon", "service-status": "starting", "service-detail": "waiting for quorum"}},
+		}},
+	{Name: "ceph-2", Fields: map[string]string{"state": "install", "progress": "", "error": "", "booted": "", "firmware": "-", "health-at": ""}, Items: []item{}},
+	{Name: "ceph-3", Fields: map[string]string{"state": "installing", "progress": "write root", "percent": "50%",
+		"progress-at": "2026-11-01 12:04:30Z (5s ago)", "error": ""}, Items: []item{}},
+	{Name: "compute-1", Fields: map[string]string{"state": "failed", "progress": "check " + hostile, "error": hostile,
+		"booted": hostile + " 192.168.1.21/24 2026-11-01 12:03:30Z (1m05s ago)", "firmware": "bios",
+		"health-at": "reported 2026-11-01 12:03:30Z (1m05s ago)"},
+		Items: []item{
+			{"phase storage", map[string]string{"phase": "storage", "phase-status": "done", "phase-at": "1m05s ago"}},
+			{"phase network", map[string]string{"phase": "network", "phase-status": "failed (attempt 2)", "phase-detail": "wait-address",
+				"phase-error": hostile, "phase-at": "1m05s ago"}},
+			{"phase announce", map[string]string{"phase": "announce", "phase-status": "pending"}},
+			// The state keeps a name's first state.MaxName bytes.
+			{"service " + hostile[:state.MaxName], map[string]string{"service": hostile[:state.MaxName], "service-status": "failed", "service-detail": hostile}},
+		}},
 }
 
 func TestStatusPageDOM(t *testing.T) {
@@ -160,6 +223,30 @@ func TestStatusJSON(t *testing.T) {
 	}
 	if st.Machines[4].Error != hostile {
 		t.Errorf("compute-1 error %q", st.Machines[4].Error)
+	}
+	// First boot: the plan's phases in plan order, pending until reported;
+	// nothing for a machine that never reported one.
+	type phase struct{ Name, Status, Error string }
+	var got [][]phase
+	for _, m := range st.Machines {
+		var ps []phase
+		for _, p := range m.Phases {
+			ps = append(ps, phase{p.Name, p.Status, p.Error})
+		}
+		got = append(got, ps)
+	}
+	if diff := cmp.Diff([][]phase{nil,
+		{{"storage", "done", ""}, {"network", "done", ""}, {"announce", "running", ""}},
+		nil, nil,
+		{{"storage", "done", ""}, {"network", "failed", hostile}, {"announce", "pending", ""}},
+	}, got); diff != "" {
+		t.Errorf("phases (-want +got)\n%s", diff)
+	}
+	if h := st.Machines[1].Health; h == nil || len(h.Services) != 3 || h.Services[1] != (ServiceStatus{"systemd-timesyncd", "warn", "clock not synchronised"}) || h.At.IsZero() {
+		t.Errorf("ceph-1 health %+v", h)
+	}
+	if st.Machines[2].Health != nil || st.Machines[3].Health != nil {
+		t.Error("health shown for a machine that never reported it")
 	}
 	var refused []string
 	for _, r := range st.Refused {
@@ -279,14 +366,26 @@ func TestRefusalsBounded(t *testing.T) {
 	}
 }
 
-// machineRow is one <tr data-machine> of the page: its data-field texts.
+// machineRow is one <tr data-machine> of the page: its data-field texts
+// outside items, and its items.
 type machineRow struct {
 	Name   string
+	Fields map[string]string
+	// Items are the row's first-boot phases and services, in page order;
+	// nil in a want: not checked.
+	Items []item
+}
+
+// item is one <li data-phase> ("phase NAME") or <li data-service>
+// ("service NAME") and the data-field texts inside it.
+type item struct {
+	Key    string
 	Fields map[string]string
 }
 
 // checkRows parses doc (the server's HTML or Chromium's DOM) and checks
-// it has exactly want's machines, in order, with want's field texts.
+// it has exactly want's machines, in order, with want's field texts (a
+// field the page leaves out is empty) and items.
 func checkRows(t *testing.T, doc string, want []machineRow) {
 	t.Helper()
 	got, err := pageRows(doc)
@@ -305,9 +404,15 @@ func checkRows(t *testing.T, doc string, want []machineRow) {
 	}
 	for i, w := range want {
 		for field, text := range w.Fields {
-			if g, ok := got[i].Fields[field]; !ok || g != text {
-				t.Errorf("%s %s = %q (present %v), want %q", w.Name, field, g, ok, text)
+			if g := got[i].Fields[field]; g != text {
+				t.Errorf("%s %s = %q, want %q", w.Name, field, g, text)
 			}
+		}
+		if w.Items == nil {
+			continue
+		}
+		if diff := cmp.Diff(nonEmpty(w.Items), nonEmpty(got[i].Items)); diff != "" {
+			t.Errorf("%s phases and services (-want +got)\n%s", w.Name, diff)
 		}
 	}
 }
@@ -328,15 +433,57 @@ func pageRows(doc string) ([]machineRow, error) {
 		if !ok {
 			continue
 		}
-		r := machineRow{Name: name, Fields: map[string]string{}}
-		for c := range n.Descendants() {
-			if field, ok := attr(c, "data-field"); ok && c.Type == html.ElementNode {
-				r.Fields[field] = ownText(c)
-			}
-		}
+		r := machineRow{Name: name, Fields: map[string]string{}, Items: []item{}}
+		collect(n, r.Fields, &r.Items)
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// collect puts the data-field texts under n into fields, but those of an
+// item (a phase or service) into an item of their own.
+func collect(n *html.Node, fields map[string]string, items *[]item) {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type != html.ElementNode {
+			continue
+		}
+		if key, ok := itemKey(c); ok && items != nil {
+			it := item{Key: key, Fields: map[string]string{}}
+			collect(c, it.Fields, nil)
+			*items = append(*items, it)
+			continue
+		}
+		if field, ok := attr(c, "data-field"); ok {
+			fields[field] = ownText(c)
+		}
+		collect(c, fields, items)
+	}
+}
+
+// nonEmpty drops the empty fields of items: a field the page leaves out
+// is empty.
+func nonEmpty(items []item) []item {
+	out := []item{}
+	for _, it := range items {
+		f := map[string]string{}
+		for k, v := range it.Fields {
+			if v != "" {
+				f[k] = v
+			}
+		}
+		out = append(out, item{it.Key, f})
+	}
+	return out
+}
+
+func itemKey(n *html.Node) (string, bool) {
+	if v, ok := attr(n, "data-phase"); ok {
+		return "phase " + v, true
+	}
+	if v, ok := attr(n, "data-service"); ok {
+		return "service " + v, true
+	}
+	return "", false
 }
 
 func attr(n *html.Node, key string) (string, bool) {
@@ -361,8 +508,9 @@ func ownText(n *html.Node) string {
 }
 
 // FuzzStatusPageEscapes: whatever an installer reports as its error,
-// progress message or hostname, a browser's parse of the page shows it
-// as that text in its cell, and adds no element.
+// progress message or hostname, or a machine as a first-boot phase or a
+// service (names, task, message, error, detail), a browser's parse of the
+// page shows it as that text in its cell, and adds no element.
 func FuzzStatusPageEscapes(f *testing.F) {
 	for _, s := range []string{hostile, "", "plain", "<!--", "]]>", "<plaintext>", "a\tb\nc", `"'><svg/onload=1>`} {
 		f.Add(s)
@@ -375,6 +523,11 @@ func FuzzStatusPageEscapes(f *testing.F) {
 			Name: "m", Netboot: true, State: state.Failed, Error: s,
 			Progress: &ProgressStatus{Phase: "p", Message: s, Percent: -1},
 			Booted:   &BootedStatus{Hostname: s, Address: "a"},
+			Phases: []PhaseStatus{
+				{Name: s, Status: "failed", Task: s, Message: s, Error: s, Attempts: 3, At: time.Unix(0, 0)}, // Now is zero too
+				{Name: "p2", Status: s},
+			},
+			Health: &HealthStatus{Services: []ServiceStatus{{Name: s, Status: s, Detail: s}}},
 		}}}
 		var b strings.Builder
 		if err := statusTmpl.Execute(&b, newPage(st)); err != nil {
@@ -391,5 +544,45 @@ func FuzzStatusPageEscapes(f *testing.F) {
 		if got := rows[0].Fields["progress"]; got != strings.TrimSpace("p "+want) {
 			t.Errorf("progress cell %q, want %q", got, "p "+want)
 		}
+		detail := ""
+		if s != "" {
+			detail = strings.Join(strings.Fields(s+": "+s), " ")
+		}
+		wantItems := []item{
+			{"phase " + s, map[string]string{"phase": want, "phase-status": "failed (attempt 3)", "phase-detail": detail,
+				"phase-error": want, "phase-at": "0s ago"}},
+			{"phase p2", map[string]string{"phase": "p2", "phase-status": want}},
+			{"service " + s, map[string]string{"service": want, "service-status": want, "service-detail": want}},
+		}
+		if diff := cmp.Diff(nonEmpty(wantItems), nonEmpty(rows[0].Items)); diff != "" {
+			t.Errorf("phases and services (-want +got)\n%s", diff)
+		}
 	})
+}
+
+// TestPhaseItems: how a phase reads on the page, whatever its state.
+func TestPhaseItems(t *testing.T) {
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		in   PhaseStatus
+		want phaseItem
+	}{
+		{"pending", PhaseStatus{Name: "announce", Status: PhasePending},
+			phaseItem{Name: "announce", Class: "s-idle", StatusText: "pending"}},
+		{"task running", PhaseStatus{Name: "storage", Status: "running", Task: "grow-state", Message: "task 1 of 1", Attempts: 1, At: now.Add(-5 * time.Second)},
+			phaseItem{Name: "storage", Class: "s-busy", StatusText: "running", Detail: "grow-state: task 1 of 1", When: "5s ago", At: "2026-11-01 11:59:55Z"}},
+		{"retry after a failure", PhaseStatus{Name: "network", Status: "running", Error: "never appeared", Attempts: 3, At: now},
+			phaseItem{Name: "network", Class: "s-busy", StatusText: "running (attempt 3)", ErrorLabel: "previous attempt failed: ", Error: "never appeared", When: "0s ago", At: "2026-11-01 12:00:00Z"}},
+		{"failed", PhaseStatus{Name: "network", Status: "failed", Task: "wait-address", Error: "never appeared", Attempts: 1, At: now},
+			phaseItem{Name: "network", Class: "s-bad", StatusText: "failed", Detail: "wait-address", Error: "never appeared", When: "0s ago", At: "2026-11-01 12:00:00Z"}},
+		{"unknown status", PhaseStatus{Name: "x", Status: `"><b>`}, phaseItem{Name: "x", Class: "s-idle", StatusText: `"><b>`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRow(now, MachineStatus{Netboot: true, Phases: []PhaseStatus{tc.in}})
+			if diff := cmp.Diff([]phaseItem{tc.want}, r.PhaseItems); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
 }

@@ -1,10 +1,12 @@
 // Package state owns the gate's record of each netbooted machine: where it
 // is in its install (install, installing, installed, failed), its one-time
-// install token, its last progress report or error, and its first-boot
-// report. Records are JSON files in the state directory (one per MAC),
-// replaced atomically (write, fsync, rename) and serialised across
-// processes by a lock file, so `kiln gate reinstall` can re-arm a machine
-// while the gate is serving and a record survives a power cut.
+// install token, its last progress report or error, its first-boot
+// report, the phases of its first boot and its services' last health as
+// the machine reported them. Records are JSON files in the state
+// directory (one per MAC), replaced atomically (write, fsync, rename) and
+// serialised across processes by a lock file, so `kiln gate reinstall` can
+// re-arm a machine while the gate is serving and a record survives a
+// power cut.
 package state
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +47,8 @@ const (
 var (
 	ErrBadToken   = errors.New("wrong or consumed install token")
 	ErrWrongState = errors.New("machine is not in a state that allows this")
+	// ErrSecretsTaken: this install's secrets were handed out already.
+	ErrSecretsTaken = errors.New("secrets already handed out for this install")
 )
 
 // Progress is the installer's last progress report.
@@ -79,6 +84,92 @@ type Record struct {
 	ProgressAt time.Time `json:"progress_at,omitzero"`
 	Error      string    `json:"error,omitempty"`
 	Booted     *Booted   `json:"booted,omitempty"`
+	// Handouts are the latest hand-outs of the machine's secrets, oldest
+	// first (at most MaxHandouts): more than one per install means a
+	// host other than the machine asked first.
+	Handouts []Handout `json:"handouts,omitempty"`
+	// Phases are the role OS's first-boot phases as the machine reported
+	// them, in the order first reported (at most MaxPhases); a new
+	// install starts them afresh.
+	Phases []Phase `json:"phases,omitempty"`
+	// Health is the machine's last health report.
+	Health *Health `json:"health,omitempty"`
+}
+
+// Bounds of what a machine's reports may make a record hold: they come
+// from the network, and every record is read whole at each status page.
+const (
+	// MaxPhases bounds a record's first-boot phases: a role declares a
+	// handful.
+	MaxPhases = 16
+	// MaxServices bounds the services of a health report.
+	MaxServices = 32
+	// MaxName bounds a phase, task or service name (bytes).
+	MaxName = 64
+	// MaxText bounds a message, error or detail (bytes).
+	MaxText = 2048
+)
+
+// ErrTooManyPhases: a machine reported a new phase beyond MaxPhases.
+var ErrTooManyPhases = errors.New("too many first-boot phases")
+
+// Phase statuses, as the machine reports them.
+const (
+	PhaseRunning = "running"
+	PhaseDone    = "done"
+	PhaseFailed  = "failed"
+)
+
+// PhaseReport is one report of a first-boot phase (api.Phase, checked by
+// the HTTP layer).
+type PhaseReport struct {
+	Phase, Status, Task, Message, Error string
+}
+
+// Phase is what the gate knows of one first-boot phase of a machine.
+type Phase struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	// Task is the task running, or the one that failed.
+	Task    string `json:"task,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Error is the last failure's error; it stays while the phase runs
+	// again, and goes when the phase is done.
+	Error string `json:"error,omitempty"`
+	// Attempts counts the starts of the phase (a failed phase is run
+	// again at the next start of the first-boot service).
+	Attempts int `json:"attempts,omitempty"`
+	// Started is when the last attempt started, At when the last report
+	// arrived (the gate's clock, not the machine's).
+	Started time.Time `json:"started,omitzero"`
+	At      time.Time `json:"at"`
+}
+
+// Health is a machine's last health report, with when the gate received
+// it.
+type Health struct {
+	Services []Service `json:"services"`
+	At       time.Time `json:"at"`
+}
+
+// Service is one service's health as the machine reported it.
+type Service struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// MaxHandouts bounds the hand-outs a record keeps.
+const MaxHandouts = 8
+
+// Handout records one hand-out of a machine's secrets: to which install
+// (its token, so the same install cannot take them twice), when, and to
+// which address (the status page shows it: a hand-out the operator did
+// not expect is a LAN host that raced the machine).
+type Handout struct {
+	Token  string    `json:"token"`
+	At     time.Time `json:"at"`
+	Remote string    `json:"remote"`
 }
 
 // Store is the state directory.
@@ -229,7 +320,36 @@ func (s *Store) BeginInstall(mac, machine, token string) (Record, error) {
 		if r.State != Install && r.State != Installing {
 			return ErrWrongState
 		}
+		if r.State == Install {
+			// A new install: the machine's first boot starts afresh.
+			r.Phases, r.Health = nil, nil
+		}
 		r.State = Installing
+		return nil
+	})
+}
+
+// HandOutSecrets records that the install holding token takes its
+// machine's secrets, once: the machine must be Installing (it fetched its
+// manifest) with that token, and this install must not have taken them
+// before (ErrSecretsTaken).
+func (s *Store) HandOutSecrets(mac, machine, token, remote string) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		if err := checkToken(r, token); err != nil {
+			return err
+		}
+		if r.State != Installing {
+			return ErrWrongState
+		}
+		for _, h := range r.Handouts {
+			if h.Token == token {
+				return ErrSecretsTaken
+			}
+		}
+		r.Handouts = append(r.Handouts, Handout{Token: token, At: s.now().UTC(), Remote: remote})
+		if n := len(r.Handouts); n > MaxHandouts {
+			r.Handouts = r.Handouts[n-MaxHandouts:]
+		}
 		return nil
 	})
 }
@@ -278,6 +398,62 @@ func (s *Store) MarkBooted(mac, machine string, b Booted) (Record, error) {
 		r.Booted = &b
 		return nil
 	})
+}
+
+// ReportPhase records a first-boot phase report. A phase not seen before
+// is added after the others (ErrTooManyPhases beyond MaxPhases); a start
+// (running without a task) counts an attempt; done clears the last
+// failure; strings are clipped to MaxName and MaxText.
+func (s *Store) ReportPhase(mac, machine string, p PhaseReport) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		now := s.now().UTC()
+		name := clip(p.Phase, MaxName)
+		i := slices.IndexFunc(r.Phases, func(ph Phase) bool { return ph.Name == name })
+		if i < 0 {
+			if len(r.Phases) >= MaxPhases {
+				return fmt.Errorf("%w: %d known, %q is new", ErrTooManyPhases, len(r.Phases), name)
+			}
+			r.Phases = append(r.Phases, Phase{Name: name})
+			i = len(r.Phases) - 1
+		}
+		ph := &r.Phases[i]
+		// A task report without its phase's start (the start was lost,
+		// or the gate's record is newer than the boot) still is an
+		// attempt.
+		if p.Status == PhaseRunning && (p.Task == "" || ph.Attempts == 0) {
+			ph.Attempts++
+			ph.Started = now
+		}
+		ph.Status, ph.Task, ph.Message, ph.At = clip(p.Status, MaxName), clip(p.Task, MaxName), clip(p.Message, MaxText), now
+		switch p.Status {
+		case PhaseDone:
+			ph.Error = ""
+		case PhaseFailed:
+			ph.Error = clip(p.Error, MaxText)
+		}
+		return nil
+	})
+}
+
+// ReportHealth replaces the machine's last health report: the first
+// MaxServices services, strings clipped to MaxName and MaxText.
+func (s *Store) ReportHealth(mac, machine string, services []Service) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		h := &Health{Services: make([]Service, 0, min(len(services), MaxServices)), At: s.now().UTC()}
+		for _, sv := range services[:min(len(services), MaxServices)] {
+			h.Services = append(h.Services, Service{Name: clip(sv.Name, MaxName), Status: clip(sv.Status, MaxName), Detail: clip(sv.Detail, MaxText)})
+		}
+		r.Health = h
+		return nil
+	})
+}
+
+// clip cuts s to at most n bytes of valid UTF-8.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
 }
 
 // Rearm sets the machine back to Install: its next netboot reinstalls it.

@@ -2,8 +2,11 @@ package state
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -111,5 +114,177 @@ func TestNormalizeMAC(t *testing.T) {
 		if _, err := NormalizeMAC(bad); err == nil {
 			t.Errorf("NormalizeMAC(%q): want error", bad)
 		}
+	}
+}
+
+// TestHandOutSecrets: an install takes its secrets once, with its own
+// token, after its manifest; a later install (a fresh token) may again.
+func TestHandOutSecrets(t *testing.T) {
+	s := open(t, t.TempDir())
+	tok, err := s.ArmToken(mac, "ceph-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HandOutSecrets(mac, "ceph-1", tok, "192.168.1.50:1234"); !errors.Is(err, ErrWrongState) {
+		t.Fatalf("secrets before the manifest = %v, want ErrWrongState", err)
+	}
+	if _, err := s.BeginInstall(mac, "ceph-1", tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HandOutSecrets(mac, "ceph-1", "nope", "192.168.1.50:1234"); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("secrets with a wrong token = %v, want ErrBadToken", err)
+	}
+	r, err := s.HandOutSecrets(mac, "ceph-1", tok, "192.168.1.50:1234")
+	if err != nil || len(r.Handouts) != 1 || r.Handouts[0].Remote != "192.168.1.50:1234" || r.Handouts[0].At.IsZero() {
+		t.Fatalf("first hand-out = %+v, %v", r.Handouts, err)
+	}
+	if _, err := s.HandOutSecrets(mac, "ceph-1", tok, "192.168.1.66:999"); !errors.Is(err, ErrSecretsTaken) {
+		t.Fatalf("second hand-out = %v, want ErrSecretsTaken", err)
+	}
+	if _, err := s.Finish(mac, "ceph-1", tok, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HandOutSecrets(mac, "ceph-1", tok, "192.168.1.50:1234"); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("hand-out after the install = %v, want ErrBadToken", err)
+	}
+	if _, err := s.Rearm(mac, "ceph-1"); err != nil {
+		t.Fatal(err)
+	}
+	tok2, _ := s.ArmToken(mac, "ceph-1")
+	if _, err := s.BeginInstall(mac, "ceph-1", tok2); err != nil {
+		t.Fatal(err)
+	}
+	r, err = s.HandOutSecrets(mac, "ceph-1", tok2, "192.168.1.50:1234")
+	if err != nil || len(r.Handouts) != 2 {
+		t.Fatalf("hand-out to a new install = %+v, %v; want both hand-outs kept", r.Handouts, err)
+	}
+}
+
+// TestReportPhase: phases keep the order they were first reported in; a
+// start counts an attempt, a failure keeps its error until the phase is
+// done, and a record survives a restart of the gate.
+func TestReportPhase(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	for _, p := range []PhaseReport{
+		{Phase: "storage", Status: PhaseRunning},
+		{Phase: "storage", Status: PhaseRunning, Task: "grow-state", Message: "task 1 of 1"},
+		{Phase: "storage", Status: PhaseDone},
+		{Phase: "network", Status: PhaseRunning},
+		{Phase: "network", Status: PhaseFailed, Task: "wait-address", Error: "never appeared"},
+		{Phase: "network", Status: PhaseRunning}, // the retry
+		{Phase: "network", Status: PhaseRunning, Task: "wait-address"},
+		{Phase: "announce", Status: PhaseRunning, Task: "console"}, // its start was lost
+	} {
+		if _, err := s.ReportPhase(mac, "ceph-1", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = open(t, dir)
+	r, err := s.Get(mac, "ceph-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test clock ticks a second at each reading, two per report:
+	// report n arrives at second 2n-1.
+	at := func(n int) time.Time { return time.Date(2026, 11, 1, 12, 0, 2*n-1, 0, time.UTC) }
+	want := []Phase{
+		{Name: "storage", Status: PhaseDone, Attempts: 1, Started: at(1), At: at(3)},
+		{Name: "network", Status: PhaseRunning, Task: "wait-address", Error: "never appeared", Attempts: 2, Started: at(6), At: at(7)},
+		{Name: "announce", Status: PhaseRunning, Task: "console", Attempts: 1, Started: at(8), At: at(8)},
+	}
+	if d := cmp.Diff(want, r.Phases); d != "" {
+		t.Errorf("phases (-want +got)\n%s", d)
+	}
+	r, err = s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: "network", Status: PhaseDone, Message: "up"})
+	if err != nil || r.Phases[1].Error != "" || r.Phases[1].Status != PhaseDone || r.Phases[1].Attempts != 2 {
+		t.Errorf("network done = %+v, %v", r.Phases[1], err)
+	}
+}
+
+// TestReportsBounded: what a machine reports cannot grow its record
+// without bound.
+func TestReportsBounded(t *testing.T) {
+	s := open(t, t.TempDir())
+	long := strings.Repeat("é", MaxText) // 2 bytes each: cuts fall mid-rune
+	for i := range MaxPhases {
+		if _, err := s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: fmt.Sprint("phase-", i), Status: PhaseFailed, Task: long, Message: long, Error: long}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: "one-more", Status: PhaseRunning})
+	if !errors.Is(err, ErrTooManyPhases) {
+		t.Fatalf("phase %d = %v, want ErrTooManyPhases", MaxPhases+1, err)
+	}
+	// A long name clipped is still a new name; a known phase still
+	// reports.
+	r, err := s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: long, Status: PhaseRunning})
+	if err == nil {
+		t.Errorf("a new phase under a long name was added: %d phases", len(r.Phases))
+	}
+	r, err = s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: "phase-0", Status: PhaseDone})
+	if err != nil || len(r.Phases) != MaxPhases {
+		t.Fatalf("known phase = %d phases, %v", len(r.Phases), err)
+	}
+	for _, ph := range r.Phases {
+		for _, f := range []struct {
+			s string
+			n int
+		}{{ph.Name, MaxName}, {ph.Task, MaxName}, {ph.Message, MaxText}, {ph.Error, MaxText}} {
+			if len(f.s) > f.n || !utf8.ValidString(f.s) {
+				t.Errorf("phase %s: a string of %d bytes (at most %d), valid UTF-8 %v", ph.Name, len(f.s), f.n, utf8.ValidString(f.s))
+			}
+		}
+	}
+
+	var many []Service
+	for i := range MaxServices + 5 {
+		many = append(many, Service{Name: fmt.Sprint("svc-", i, long), Status: "ok", Detail: long})
+	}
+	r, err = s.ReportHealth(mac, "ceph-1", many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Health.Services) != MaxServices || r.Health.At.IsZero() {
+		t.Fatalf("health kept %d services at %v, want %d", len(r.Health.Services), r.Health.At, MaxServices)
+	}
+	for _, sv := range r.Health.Services {
+		if len(sv.Name) > MaxName || len(sv.Detail) > MaxText || !utf8.ValidString(sv.Name) || !utf8.ValidString(sv.Detail) {
+			t.Fatalf("service %q: name %d bytes, detail %d bytes", sv.Name, len(sv.Name), len(sv.Detail))
+		}
+	}
+	// Each report replaces the last.
+	r, err = s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "starting"}})
+	if err != nil || len(r.Health.Services) != 1 {
+		t.Fatalf("second health report = %+v, %v", r.Health, err)
+	}
+}
+
+// TestNewInstallForgetsFirstBoot: a reinstalled machine's first boot
+// starts afresh; a retried manifest fetch of the same install keeps it.
+func TestNewInstallForgetsFirstBoot(t *testing.T) {
+	s := open(t, t.TempDir())
+	if _, err := s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: "storage", Status: PhaseDone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.ArmToken(mac, "ceph-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Get(mac, "ceph-1")
+	if err != nil || len(r.Phases) != 1 || r.Health == nil {
+		t.Fatalf("arming forgot the running system's first boot: %+v, %v", r, err)
+	}
+	if r, err = s.BeginInstall(mac, "ceph-1", tok); err != nil || r.Phases != nil || r.Health != nil {
+		t.Fatalf("a new install kept the old first boot: %+v, %v", r, err)
+	}
+	if _, err := s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: "storage", Status: PhaseRunning}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = s.BeginInstall(mac, "ceph-1", tok); err != nil || len(r.Phases) != 1 {
+		t.Fatalf("a retried fetch forgot the phases: %+v, %v", r, err)
 	}
 }

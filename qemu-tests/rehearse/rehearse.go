@@ -11,17 +11,23 @@ package rehearse
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe"
+	"github.com/kilnlab/kiln/pxe/httpd"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
 )
 
@@ -211,6 +217,10 @@ var ErrRefused = errors.New("installer refused")
 // VM, normally lab.ConfigFor(plan.Lab, m), which tests adjust.
 func (l *Lab) Install(ctx context.Context, m plan.Machine, cfg lab.VMConfig) Result {
 	r := Result{Machine: m.Name, Firmware: m.Firmware}
+	before, err := l.bootReport(m.Name)
+	if err != nil {
+		return r.fail("gate status", err)
+	}
 	start := time.Now()
 	cfg.FailOn = append(cfg.FailOn, refusals...)
 	vm, err := l.Net.NewVM(ctx, cfg)
@@ -230,9 +240,63 @@ func (l *Lab) Install(ctx context.Context, m plan.Machine, cfg lab.VMConfig) Res
 		return r.failVM("first boot", vm, err)
 	}
 	r.Booted, r.Detail = time.Since(start), line
+	if err := l.waitReported(ctx, m.Name, before); err != nil {
+		return r.failVM("first-boot report", vm, err)
+	}
 	vm.Stop()
 	r.Boots = vm.Boots()
 	return l.powerCycle(ctx, r, cfg, vm.DiskPaths())
+}
+
+// reportWait bounds the wait for a machine's first-boot report to reach
+// the gate after its console said KILN-BOOTED (seconds, even under TCG).
+const reportWait = 2 * time.Minute
+
+// bootReport is the gate's record of machine's last first-boot report
+// ("" when none), read from its status.json across the lab LAN.
+func (l *Lab) bootReport(machine string) (string, error) {
+	body, err := l.Net.Get(l.statusURL())
+	if err != nil {
+		return "", fmt.Errorf("gate status: %w", err)
+	}
+	var st httpd.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return "", fmt.Errorf("gate status.json: %w", err)
+	}
+	for _, m := range st.Machines {
+		if m.Name == machine && m.Booted != nil {
+			return m.Booted.At.String() + " " + m.Booted.Hostname + " " + m.Booted.Address, nil
+		}
+	}
+	return "", nil
+}
+
+// waitReported waits until the gate records a first-boot report of
+// machine other than before: the role OS reached the gate's TLS port with
+// its own certificate (an unauthenticated report is refused).
+func (l *Lab) waitReported(ctx context.Context, machine, before string) error {
+	ctx, cancel := context.WithTimeout(ctx, reportWait)
+	defer cancel()
+	for {
+		now, err := l.bootReport(machine)
+		if err == nil && now != "" && now != before {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the gate has no first-boot report from %s (last: %q, %v): %w", machine, now, err, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// statusURL is the gate's status.json: the gate VM's, or kiln gate
+// serve's on the plan's gate address.
+func (l *Lab) statusURL() string {
+	if l.Gate != nil {
+		return strings.TrimSuffix(l.Gate.URL, "/") + "/status.json"
+	}
+	return "http://" + net.JoinHostPort(l.opts.Plan.Gate.Address, strconv.Itoa(pxe.DefaultHTTPPort)) + "/status.json"
 }
 
 // powerCycle boots the installed machine again from cold: PXE comes first

@@ -1,21 +1,28 @@
 // Command kiln-firstboot is the role OS's first-boot program, run by
-// kiln-firstboot.service (installer/firstboot.Unit) at every boot; tasks
-// already recorded under /var/lib/kiln/firstboot are skipped.
+// kiln-firstboot.service (installer/firstboot.Unit) at every boot and
+// again after a failure; tasks already recorded under
+// /var/lib/kiln/firstboot are skipped. It reports its phases to the gate's
+// TLS port with the machine's certificate.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/kilnlab/kiln/installer/cmdline"
 	"github.com/kilnlab/kiln/installer/firstboot"
 	"github.com/kilnlab/kiln/installer/gateclient"
+	"github.com/kilnlab/kiln/pxe/api"
+	"github.com/kilnlab/kiln/roles"
 )
 
 func main() {
@@ -43,10 +50,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	env := &firstboot.Env{Log: log, Console: stdout, Machine: m, StatePartUUID: statePartUUID(*cmdlinePath)}
-	if m.GateURL != "" {
-		env.HTTP = &gateclient.Client{Base: m.GateURL, MAC: m.MAC}
+	env.HTTP, env.HTTPErr = reportClient(m)
+	runner := firstboot.Runner{Dir: *stateDir, Log: log}
+	if env.HTTP != nil {
+		runner.Report = env.HTTP
+	} else {
+		// The first boot goes on without the gate: the machine's own
+		// work does not wait for a status page.
+		log.Warn("the first-boot phases are not reported to the gate", "err", env.HTTPErr)
 	}
-	return firstboot.Runner{Dir: *stateDir, Log: log}.Run(ctx, env.Phases())
+	return runner.Run(ctx, env.Phases())
+}
+
+// reportClient talks to the gate's TLS port as this machine: its key and
+// certificate (installed with its secrets), and the lab CA as the only
+// trusted root.
+func reportClient(m firstboot.Machine) (*gateclient.Client, error) {
+	if m.Gate == "" {
+		return nil, errors.New("no gate in machine.json")
+	}
+	var pem [3][]byte
+	for i, p := range []string{roles.CACertPath, roles.MachineCertPath, roles.MachineKeyPath} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("the machine's identity: %w", err)
+		}
+		pem[i] = b
+	}
+	hc, err := gateclient.TLSClient(pem[0], pem[1], pem[2])
+	if err != nil {
+		return nil, err
+	}
+	base := "https://" + net.JoinHostPort(m.Gate, strconv.Itoa(api.TLSPort))
+	return &gateclient.Client{Base: base, MAC: m.MAC, HTTP: hc}, nil
 }
 
 // statePartUUID is the running kernel's kiln.state= (boot mode sets it).

@@ -109,6 +109,7 @@ func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, consol
 		Gate:    &gateclient.Client{Base: p.Gate, MAC: p.MAC, Token: p.Token},
 		Disks:   disks.Host(),
 		Name:    p.MAC,
+		Secrets: install.MountApply(disks.Host(), "/run/kiln-state"),
 	}
 	if err := p.Need("kiln.gate", "kiln.mac", "kiln.token"); err != nil {
 		if in.Name == "" {

@@ -30,9 +30,16 @@ type Gate struct {
 	progress []api.Progress
 	results  []api.Result
 	booted   []api.Booted
+	phases   []api.Phase
+	health   []api.Health
+	refuse   int // SetRefuse
 	// Corrupt, when set, is a bundle path served with its first byte
 	// flipped (the manifest keeps the right hash).
 	Corrupt string
+	// Secrets is the machine's secret config, handed out sealed once
+	// for the token (then 403, as the real gate does).
+	Secrets      []byte
+	secretsTaken int
 }
 
 // New serves m with files (bundle path -> content; manifest entries are
@@ -51,9 +58,12 @@ func New(t testing.TB, m plan.Machine, token string, files map[string]string, na
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathInstall+"{mac}", g.install)
 	mux.HandleFunc("GET "+api.PathFiles+"{path...}", g.file)
+	mux.HandleFunc("POST "+api.PathSecrets+"{mac}", g.secrets)
 	mux.HandleFunc("POST "+api.PathProgress+"{mac}", record(g, &g.progress, true))
 	mux.HandleFunc("POST "+api.PathResult+"{mac}", record(g, &g.results, true))
 	mux.HandleFunc("POST "+api.PathBooted+"{mac}", record(g, &g.booted, false))
+	mux.HandleFunc("POST "+api.PathPhase+"{mac}", g.refusing(record(g, &g.phases, false)))
+	mux.HandleFunc("POST "+api.PathHealth+"{mac}", g.refusing(record(g, &g.health, false)))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	g.URL = srv.URL
@@ -72,6 +82,35 @@ func (g *Gate) install(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	_ = json.NewEncoder(w).Encode(g.manifest)
+}
+
+func (g *Gate) secrets(w http.ResponseWriter, r *http.Request) {
+	var req api.SecretsRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.allowed(r) || g.secretsTaken > 0 {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	resp, err := api.Seal(req, g.manifest.Machine.MAC, g.Secrets)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	g.secretsTaken++
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// TakeSecrets marks the secrets as handed out already (another host used
+// the token first).
+func (g *Gate) TakeSecrets() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.secretsTaken++
 }
 
 func (g *Gate) file(w http.ResponseWriter, r *http.Request) {
@@ -104,6 +143,42 @@ func record[T any](g *Gate, into *[]T, token bool) http.HandlerFunc {
 		*into = append(*into, v)
 		g.mu.Unlock()
 	}
+}
+
+func (g *Gate) refusing(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		code := g.refuse
+		g.mu.Unlock()
+		if code != 0 {
+			http.Error(w, http.StatusText(code), code)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// SetRefuse makes the gate answer every phase and health report with
+// HTTP status code (a gate that is unwell or refuses); 0 accepts them
+// again.
+func (g *Gate) SetRefuse(code int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refuse = code
+}
+
+// Phases returns the reported first-boot phases so far.
+func (g *Gate) Phases() []api.Phase {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]api.Phase(nil), g.phases...)
+}
+
+// Health returns the health reports so far.
+func (g *Gate) Health() []api.Health {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]api.Health(nil), g.health...)
 }
 
 // Progress returns the reported progress so far.
