@@ -22,7 +22,7 @@ APT_PACKAGES := \
 # kernel (wireguard-modules), which a test host does not want.
 APT_BARE_PACKAGES := wireguard-tools wireguard-go
 
-.PHONY: all deps apt-deps go-deps build demo test unit bench clean
+.PHONY: all deps apt-deps go-deps build demo test e2e unit bench clean
 
 all: build
 
@@ -56,6 +56,11 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -timeout 25m $$($(GO) list ./... | grep -v /qemu-tests)
 	$(GO) test -v -timeout 60m ./qemu-tests/...
+
+# The end-to-end tier CI does not run (it takes long): the three-node Ceph
+# lab (qemu-tests TestCephThreeNodes, testdata/ceph3.yaml).
+e2e: deps
+	KILN_E2E=1 $(GO) test -v -timeout 120m -run 'TestCephThreeNodes' ./qemu-tests/
 
 # The gate's boot-to-serving time and idle memory beside a Debian arm64
 # systemd boot of the same kernel in the same QEMU VM (qemu-tests/bench).

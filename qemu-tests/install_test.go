@@ -33,11 +33,11 @@ const (
 	machineDeadline = 20 * time.Minute
 )
 
-// kilnBuild is the kiln binary and build output (bundle and gate image)
-// every scenario shares: built once per test binary (it takes minutes).
-// KILN_TEST_BUILD names an existing `kiln build -o` directory of
-// testdata/lab.yaml to reuse instead.
-var kilnBuild struct {
+// testBuild is the kiln binary and a `kiln build -o` output (bundle and
+// gate image) of one test profile, which every scenario on that profile
+// shares: built once per test binary (it takes minutes). KILN_TEST_BUILD
+// names an existing build of testdata/lab.yaml to reuse instead.
+type testBuild struct {
 	once          sync.Once
 	kiln, out     string
 	bundle        string
@@ -47,24 +47,61 @@ var kilnBuild struct {
 	buildDuration time.Duration
 }
 
+// kilnBuild is testProfile's build; builds holds the others'.
+var (
+	kilnBuild testBuild
+	builds    = struct {
+		sync.Mutex
+		m map[string]*testBuild
+	}{m: map[string]*testBuild{testProfile: &kilnBuild}}
+	kilnBinary struct {
+		once sync.Once
+		path string
+		err  error
+	}
+)
+
+// kilnAndBundle builds (once) testProfile's lab: the kiln binary, the
+// bundle and the plan.
 func kilnAndBundle(t *testing.T) (kiln, bundle string, p *plan.Plan) {
+	b := buildOf(t, testProfile)
+	return b.kiln, b.bundle, b.plan
+}
+
+// buildOf builds (once) profile's lab into test-output/build[-NAME].
+func buildOf(t *testing.T, profile string) *testBuild {
 	t.Helper()
-	b := &kilnBuild
-	b.once.Do(func() {
-		root := os.Getenv("KILN_TEST_OUTPUT")
-		if root == "" {
-			root = "test-output"
-		}
+	builds.Lock()
+	b, ok := builds.m[profile]
+	if !ok {
+		b = &testBuild{}
+		builds.m[profile] = b
+	}
+	builds.Unlock()
+	root := os.Getenv("KILN_TEST_OUTPUT")
+	if root == "" {
+		root = "test-output"
+	}
+	kilnBinary.once.Do(func() {
 		dir, _ := filepath.Abs(filepath.Join(root, "build"))
-		b.profile, _ = filepath.Abs(testProfile)
-		b.kiln = filepath.Join(dir, "kiln")
-		b.err = buildKiln(dir, b.kiln)
-		if b.err != nil {
-			return
+		kilnBinary.path = filepath.Join(dir, "kiln")
+		kilnBinary.err = buildKiln(dir, kilnBinary.path)
+	})
+	if kilnBinary.err != nil {
+		t.Fatalf("kiln: %v", kilnBinary.err)
+	}
+	b.once.Do(func() {
+		dir, _ := filepath.Abs(filepath.Join(root, "build"))
+		b.profile, _ = filepath.Abs(profile)
+		b.kiln = kilnBinary.path
+		if profile == testProfile {
+			b.out = os.Getenv("KILN_TEST_BUILD")
 		}
-		b.out = os.Getenv("KILN_TEST_BUILD")
 		if b.out == "" {
 			b.out = filepath.Join(dir, "out")
+			if profile != testProfile {
+				b.out += "-" + strings.TrimSuffix(filepath.Base(profile), ".yaml")
+			}
 			start := time.Now()
 			b.err = run(exec.Command(b.kiln, "build", "--src", "..", "-o", b.out, "--secrets", secretsDir(b.out), b.profile))
 			b.buildDuration = time.Since(start)
@@ -79,12 +116,12 @@ func kilnAndBundle(t *testing.T) (kiln, bundle string, p *plan.Plan) {
 		}
 	})
 	if b.err != nil {
-		t.Fatalf("kiln and its bundle: %v", b.err)
+		t.Fatalf("kiln and its bundle of %s: %v", profile, b.err)
 	}
 	if b.buildDuration > 0 {
-		t.Logf("kiln build of %s took %s", testProfile, b.buildDuration.Round(time.Second))
+		t.Logf("kiln build of %s took %s", profile, b.buildDuration.Round(time.Second))
 	}
-	return b.kiln, b.bundle, b.plan
+	return b
 }
 
 // secretsDir is where the test build of out keeps the lab's secrets (not
@@ -133,13 +170,19 @@ const (
 // image as a VM, or `kiln gate serve` on the host side.
 func startLab(t *testing.T, ctx context.Context, mode, gate string) (*rehearse.Lab, *plan.Plan) {
 	t.Helper()
-	kiln, bundle, p := kilnAndBundle(t)
+	return startLabFor(t, ctx, testProfile, mode, gate)
+}
+
+// startLabFor is startLab on another test profile's lab.
+func startLabFor(t *testing.T, ctx context.Context, profile, mode, gate string) (*rehearse.Lab, *plan.Plan) {
+	t.Helper()
+	b := buildOf(t, profile)
 	out := outputDir(t)
 	o := rehearse.Options{
-		Plan: p, Profile: kilnBuild.profile, Bundle: bundle, Kiln: kiln, Out: out, Mode: mode, Accel: accel,
+		Plan: b.plan, Profile: b.profile, Bundle: b.bundle, Kiln: b.kiln, Out: out, Mode: mode, Accel: accel,
 	}
 	if gate == gateVM {
-		o.GateImage = filepath.Join(kilnBuild.out, p.Gate.Name+".img")
+		o.GateImage = filepath.Join(b.out, b.plan.Gate.Name+".img")
 	}
 	l, err := rehearse.Start(ctx, o)
 	if err != nil {
@@ -152,7 +195,7 @@ func startLab(t *testing.T, ctx context.Context, mode, gate string) (*rehearse.L
 		}
 		l.Close()
 	})
-	return l, p
+	return l, b.plan
 }
 
 func machine(t *testing.T, p *plan.Plan, name string) plan.Machine {
@@ -228,14 +271,7 @@ func checkSecretsOnDisk(t *testing.T, img string, d plan.Disk) {
 // machine of the LAN would, and wants machine in state.
 func checkGateStatus(t *testing.T, l *rehearse.Lab, machine, state string) {
 	t.Helper()
-	body, err := l.Net.Get(strings.TrimSuffix(l.Gate.URL, "/") + "/status.json")
-	if err != nil {
-		t.Fatalf("gate status: %v", err)
-	}
-	var st httpd.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		t.Fatalf("gate status.json: %v", err)
-	}
+	st := gateStatus(t, l)
 	for _, m := range st.Machines {
 		if m.Name == machine {
 			if m.State != state {
@@ -247,6 +283,20 @@ func checkGateStatus(t *testing.T, l *rehearse.Lab, machine, state string) {
 		}
 	}
 	t.Errorf("gate status page has no machine %s", machine)
+}
+
+// gateStatus reads the gate's /status.json across the lab LAN.
+func gateStatus(t *testing.T, l *rehearse.Lab) httpd.Status {
+	t.Helper()
+	body, err := l.Net.Get(l.StatusURL())
+	if err != nil {
+		t.Fatalf("gate status: %v", err)
+	}
+	var st httpd.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("gate status.json: %v", err)
+	}
+	return st
 }
 
 // TestInstallUEFIFull is scenario B: OVMF, the gate as the only DHCP

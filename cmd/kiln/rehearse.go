@@ -8,22 +8,24 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
 	"github.com/kilnlab/kiln/qemu-tests/rehearse"
 )
 
 func runRehearse(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "rehearse [--bundle DIR] [--gate vm|host] [--accel auto|kvm|tcg] [PROFILE]",
-		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), the gate, and each amd64\nserver as a VM with the profile's MAC, disk serials and disk sizes (sparse\nfiles). With --gate vm (the default) the gate is its own SD image (DIR/<gate>.img)\nbooted on qemu-system-aarch64 -M virt with the kernel, initramfs and cmdline of\nthe image's boot partition: it serves the lab itself, as the Pi will. With\n--gate host, `kiln gate serve` runs on the gate's address instead (any DHCP\nmode). Each server netboots, is installed, boots its role OS, then is powered\non again to show the gate sends it to its disk.\nThe amd64 VMs run under KVM only when it can run their firmware: --accel auto\n(the default, or $KILN_ACCEL) boots SeaBIOS under KVM first and uses TCG when\nthat fails (a paravirtual KVM of a nested cloud, say) or when there is no\n/dev/kvm. The arm64 gate VM always runs under TCG on an amd64 host.\nNeeds root, QEMU and a build of the same profile (kiln build).")
+		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), the gate, and each amd64\nserver as a VM with the profile's MAC, disk serials and disk sizes (sparse\nfiles). With --gate vm (the default) the gate is its own SD image (DIR/<gate>.img)\nbooted on qemu-system-aarch64 -M virt with the kernel, initramfs and cmdline of\nthe image's boot partition: it serves the lab itself, as the Pi will. With\n--gate host, `kiln gate serve` runs on the gate's address instead (any DHCP\nmode). Each server netboots, is installed, boots its role OS, then is powered\non again to show the gate sends it to its disk. Storage nodes start together\n(their Ceph monitors need a quorum), the others one after the other.\nThe amd64 VMs run under KVM only when it can run their firmware: --accel auto\n(the default, or $KILN_ACCEL) boots SeaBIOS under KVM first and uses TCG when\nthat fails (a paravirtual KVM of a nested cloud, say) or when there is no\n/dev/kvm. The arm64 gate VM always runs under TCG on an amd64 host.\nNeeds root, QEMU and a build of the same profile (kiln build).")
 	bundleDir := fs.String("bundle", "out", "kiln build's output directory (or its bundle/, with --gate host)")
 	gateKind := fs.String("gate", "vm", "vm: boot the gate's SD image as an arm64 VM; host: run kiln gate serve on the host side")
 	out := fs.String("output", "out/rehearse", "serial logs, bridge.pcap, gate log and state")
 	only := fs.String("machines", "", "comma-separated machines to rehearse (default: every amd64 server)")
 	mode := fs.String("mode", "", "gate DHCP mode: proxy or full (default: the profile's)")
-	timeout := fs.Duration("timeout", 20*time.Minute, "deadline for each machine")
+	timeout := fs.Duration("timeout", 45*time.Minute, "deadline for each machine (a storage node brings up Ceph first)")
 	accelMode := fs.String("accel", lab.AccelAuto, "accelerator of the amd64 VMs: auto (KVM if it boots firmware, else TCG), kvm or tcg; default $"+lab.AccelEnv+" when set")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -85,15 +87,40 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 		fmt.Fprintf(env.stderr, "  %s serving after %s (kernel boot=%ss); status page %s\n",
 			pl.Gate.Name, l.Gate.Serving.Round(100*time.Millisecond), l.Gate.Kernel, l.Gate.URL)
 	}
-	var results []rehearse.Result
-	var errs []error
+	// Storage nodes come up together: their monitors need a quorum
+	// before any of them finishes its first boot. The others follow one
+	// by one (TCG has few cores to share).
+	var storage, rest []plan.Machine
 	for _, m := range machines {
+		if m.Role == profiles.RoleStorage {
+			storage = append(storage, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	install := func(m plan.Machine) rehearse.Result {
 		fmt.Fprintf(env.stderr, "rehearse %s (%s): netboot, install, first boot, power cycle...\n", m.Name, m.Firmware)
 		mctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
 		r := l.Install(mctx, m, lab.ConfigFor(pl.Lab, m))
-		cancel()
 		fmt.Fprintf(env.stderr, "  %s: %s\n", m.Name, r.State)
-		results = append(results, r)
+		return r
+	}
+	results := make([]rehearse.Result, len(storage))
+	var wg sync.WaitGroup
+	for i, m := range storage {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = install(m)
+		}()
+	}
+	wg.Wait()
+	for _, m := range rest {
+		results = append(results, install(m))
+	}
+	var errs []error
+	for _, r := range results {
 		if r.Err != nil {
 			errs = append(errs, r.Err)
 		}

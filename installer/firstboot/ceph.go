@@ -46,6 +46,11 @@ import (
 //	             ceph-volume lvm create
 //	report       wait (bounded) for a manager and the OSDs, print
 //	             KILN-CEPH-OK with the cluster's health
+//	selftest     make the lab's own small pool "kiln" unless it exists,
+//	             write this node's object kiln-selftest-HOST to it, read
+//	             back every node's and check them, print
+//	             KILN-CEPH-SELFTEST (selftest.go); every command is
+//	             bounded in time
 //
 // A failing task prints KILN-CEPH-FAILED task=ceph.NAME: ERROR on the
 // console; kiln-firstboot then fails and its next run starts again at
@@ -103,7 +108,7 @@ func (s *node) cephTasks() []Task {
 			tasks = append(tasks, cephTask{"osd-" + d.Disk, func(ctx context.Context) error { return s.osd(ctx, d) }})
 		}
 	}
-	tasks = append(tasks, cephTask{"report", s.report})
+	tasks = append(tasks, cephTask{"report", s.report}, cephTask{"selftest", s.selftest})
 	out := make([]Task, len(tasks))
 	for i, t := range tasks {
 		out[i] = Task{Name: t.name, Run: func(ctx context.Context) error {

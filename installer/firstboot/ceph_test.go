@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,13 +36,35 @@ var firstRun = []string{
 	"ceph-volume lvm list --format json",
 	"ceph-volume lvm create --bluestore --data /dev/vdb",
 	"ceph --connect-timeout 10 -s --format json",
+	"ceph --connect-timeout 30 osd pool create kiln 8",
+	"ceph --connect-timeout 30 osd pool application enable kiln rados",
+	"rados -p kiln put kiln-selftest-ceph-1 /var/lib/kiln/ceph-selftest/kiln-selftest-ceph-1",
+	"rados -p kiln ls",
+	"rados -p kiln get kiln-selftest-ceph-1 /var/lib/kiln/ceph-selftest/read",
 }
+
+// selftestRun are the commands of ceph-1's selftest task when the pool
+// holds the objects objs (its own included), sorted.
+func selftestRun(objs ...string) []string {
+	out := slices.Clone(firstRun[len(firstRun)-5 : len(firstRun)-1])
+	for _, o := range objs {
+		out = append(out, "rados -p kiln get "+o+" /var/lib/kiln/ceph-selftest/read")
+	}
+	return out
+}
+
+// The console markers of ceph-1's ceph phase, uninterrupted, alone in the
+// lab.
+const (
+	okMarker       = "KILN-CEPH-OK host=ceph-1 health=HEALTH_OK mons=3 osds=2/2\n"
+	selftestMarker = "KILN-CEPH-SELFTEST host=ceph-1 wrote=kiln-selftest-ceph-1 read=kiln-selftest-ceph-1\n"
+)
 
 // The task records of a storage node's finished first boot.
 var storageRecords = []string{
 	"announce.console", "ceph.conf", "ceph.global-id", "ceph.keyrings", "ceph.mgr-auth", "ceph.mgr-keyring",
 	"ceph.mgr-start", "ceph.mon-mkfs", "ceph.mon-start", "ceph.osd-osd", "ceph.osd-system", "ceph.quorum",
-	"ceph.report", "network.wait-address", "storage.grow-state", "time.sync",
+	"ceph.report", "ceph.selftest", "network.wait-address", "storage.grow-state", "time.sync",
 }
 
 func records(t *testing.T, dir string) []string {
@@ -74,7 +97,7 @@ func TestCephFirstBoot(t *testing.T) {
 	if len(f.broken) > 0 {
 		t.Errorf("the phase did what a real node would not survive: %q", f.broken)
 	}
-	want := "KILN-CEPH-OK host=ceph-1 health=HEALTH_OK mons=3 osds=2/2\nKILN-BOOTED host=ceph-1 addr=192.168.1.11/24\n"
+	want := okMarker + selftestMarker + "KILN-BOOTED host=ceph-1 addr=192.168.1.11/24\n"
 	if console.String() != want {
 		t.Errorf("console = %q, want %q", console, want)
 	}
@@ -102,11 +125,17 @@ func TestCephFirstBoot(t *testing.T) {
 			t.Errorf("%s: mode %v, contents %q; want %v, containing %q", c.path, fi.Mode().Perm(), f.read(c.path), c.mode, c.has)
 		}
 	}
-	// The monmap and the mkfs keyring (which holds the admin key) are gone.
-	for _, p := range []string{cephTmpMonmap, cephTmpMonKeyring} {
+	// The monmap and the mkfs keyring (which holds the admin key) are
+	// gone, and so are the self-test's files.
+	for _, p := range []string{cephTmpMonmap, cephTmpMonKeyring, selftestDir} {
 		if f.exists(p) {
 			t.Errorf("%s is left behind", p)
 		}
+	}
+	// The lab's pool holds this node's object.
+	wantPool := fmt.Sprintf("pools [kiln apps [rados] objects [kiln-selftest-ceph-1=%q]]", "kiln selftest ceph-1 "+testFSID+"\n")
+	if !strings.Contains(f.state(), wantPool) {
+		t.Errorf("state:\n%s\nwant %s", f.state(), wantPool)
 	}
 	f.reboot()
 	if err := r.Run(context.Background(), env.Phases()); err != nil {
@@ -149,6 +178,7 @@ func TestCephRerunUnrecorded(t *testing.T) {
 		"systemctl is-active --quiet ceph-osd@1",
 		"ceph --connect-timeout 10 -s --format json",
 	}
+	want = append(want, selftestRun("kiln-selftest-ceph-1")...)
 	if d := cmp.Diff(want, f.ran); d != "" {
 		t.Errorf("commands (-want +got):\n%s", d)
 	}
@@ -201,7 +231,7 @@ func TestCephPowerCut(t *testing.T) {
 				if d := cmp.Diff(wantTree, f.tree()); d != "" {
 					t.Errorf("files (-uninterrupted +cut):\n%s", d)
 				}
-				if !strings.Contains(console.String(), "KILN-CEPH-OK host=ceph-1 health=HEALTH_OK mons=3 osds=2/2\n") {
+				if !strings.Contains(console.String(), okMarker) || !strings.HasSuffix(console.String(), selftestMarker+"KILN-BOOTED host=ceph-1 addr=192.168.1.11/24\n") {
 					t.Errorf("console:\n%s", console)
 				}
 			})

@@ -26,8 +26,8 @@ import (
 // /dev for its two disks laid out by the real plan (vda: the system disk
 // with kiln-osd as partition 4; vdb: the data disk), and a fake of every
 // program the phase runs, keeping the state those programs would keep.
-// Its persistent state (root, enabled units, OSDs) survives a "reboot";
-// ran and the power cut are per boot.
+// Its persistent state (root, enabled units, OSDs, the cluster's pools and
+// objects) survives a "reboot"; ran and the power cut are per boot.
 type fakeNode struct {
 	t    *testing.T
 	root string
@@ -48,6 +48,17 @@ type fakeNode struct {
 	enabled    map[string]bool // systemd units enabled, hence running after a boot
 	osds       map[string]*fakeOSD
 	nextOSD    int
+	// pools are the cluster's pools, by name: a small object store that
+	// the other nodes share (seedObject writes as one of them would).
+	pools map[string]*fakePool
+	// pgsInactive: rados put and get block (until their deadline), as on
+	// a placement group that is not active.
+	pgsInactive bool
+}
+
+type fakePool struct {
+	apps    map[string]bool   // applications enabled
+	objects map[string]string // name: data
 }
 
 type fakeOSD struct {
@@ -78,7 +89,7 @@ func newFakeNode(t *testing.T) (*fakeNode, *Env, *bytes.Buffer) {
 		t.Fatalf("machine 1 of the reference lab is %s", m.Name)
 	}
 	f := &fakeNode{t: t, root: t.TempDir(), host: m.Name, timeSynced: true, peersUp: true,
-		enabled: map[string]bool{}, osds: map[string]*fakeOSD{}}
+		enabled: map[string]bool{}, osds: map[string]*fakeOSD{}, pools: map[string]*fakePool{}}
 	cfg, err := roles.Render(p, m)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +136,8 @@ func newFakeNode(t *testing.T) (*fakeNode, *Env, *bytes.Buffer) {
 		},
 		Addrs: addrs("127.0.0.1/8", "192.168.1.11/24"), Hostname: host("ceph-1"),
 		Storage: &Storage{Root: f.root, Command: f.command, Poll: time.Millisecond,
-			TimeSyncTimeout: 20 * time.Millisecond, QuorumTimeout: 50 * time.Millisecond, SettleTimeout: 20 * time.Millisecond},
+			TimeSyncTimeout: 20 * time.Millisecond, QuorumTimeout: 50 * time.Millisecond, SettleTimeout: 20 * time.Millisecond,
+			SelftestTimeout: 5 * time.Second},
 	}
 	return f, env, console
 }
@@ -190,16 +202,16 @@ func (f *fakeNode) cutPower(n int, after bool) context.Context {
 }
 
 // command is Storage.Command (and Env.Exec) of the fake node.
-func (f *fakeNode) command(_ context.Context, name string, args ...string) ([]byte, error) {
+func (f *fakeNode) command(ctx context.Context, name string, args ...string) ([]byte, error) {
 	if f.dead {
 		return nil, errPowerCut
 	}
 	f.ran = append(f.ran, strings.Join(append([]string{name}, args...), " "))
 	if f.cutAt != len(f.ran) {
-		return f.do(name, args)
+		return f.do(ctx, name, args)
 	}
 	if f.cutAfter {
-		f.do(name, args)
+		f.do(ctx, name, args)
 	}
 	f.dead = true
 	f.halt()
@@ -216,7 +228,7 @@ func (f *fakeNode) read(p string) string {
 	return string(b)
 }
 
-func (f *fakeNode) do(name string, args []string) ([]byte, error) {
+func (f *fakeNode) do(ctx context.Context, name string, args []string) ([]byte, error) {
 	switch name {
 	case "resize2fs", "chown":
 		for _, a := range args {
@@ -244,6 +256,8 @@ func (f *fakeNode) do(name string, args []string) ([]byte, error) {
 		return f.ceph(args)
 	case "ceph-volume":
 		return f.cephVolume(args)
+	case "rados":
+		return f.rados(ctx, args)
 	}
 	return nil, fmt.Errorf("%s: not faked", name)
 }
@@ -336,8 +350,92 @@ func (f *fakeNode) ceph(args []string) ([]byte, error) {
 			"osdmap": map[string]any{"epoch": 9, "num_osds": len(f.osds), "num_up_osds": up, "num_in_osds": len(f.osds)},
 			"mgrmap": map[string]any{"available": f.enabled["ceph-mgr@"+f.host], "num_standbys": 0},
 		})
+	case len(args) == 5 && strings.HasPrefix(cmd, "osd pool create "):
+		if n, err := strconv.Atoi(args[4]); err != nil || n < 1 {
+			return nil, fmt.Errorf("ceph: pg_num %q", args[4])
+		}
+		// A pool that exists is success: Ceph 16 says "pool 'NAME'
+		// already exists" on standard error and exits 0.
+		f.pool(args[3])
+		return nil, nil
+	case len(args) == 6 && strings.HasPrefix(cmd, "osd pool application enable "):
+		p := f.pools[args[4]]
+		if p == nil {
+			return nil, fmt.Errorf("Error ENOENT: unrecognized pool '%s'", args[4])
+		}
+		if len(p.apps) > 0 && !p.apps[args[5]] {
+			return nil, fmt.Errorf("Error EPERM: Are you SURE? Pool '%s' already has an enabled application; pass --yes-i-really-mean-it to proceed anyway", args[4])
+		}
+		p.apps[args[5]] = true
+		return nil, nil
 	}
 	return nil, fmt.Errorf("ceph %s: not faked", cmd)
+}
+
+// pool is the pool name, made if there is none.
+func (f *fakeNode) pool(name string) *fakePool {
+	if f.pools[name] == nil {
+		f.pools[name] = &fakePool{apps: map[string]bool{}, objects: map[string]string{}}
+	}
+	return f.pools[name]
+}
+
+// seedObject stores an object in the lab's pool as another storage node's
+// self-test would have, the pool made and its application enabled.
+func (f *fakeNode) seedObject(name, data string) {
+	p := f.pool(selftestPool)
+	p.apps[selftestApp] = true
+	p.objects[name] = data
+}
+
+// rados is the rados CLI: put, ls and get in a pool of the fake cluster.
+func (f *fakeNode) rados(ctx context.Context, args []string) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return nil, errors.New("rados: always under a deadline, or it hangs on a placement group that is not active")
+	}
+	if len(args) < 3 || args[0] != "-p" {
+		return nil, fmt.Errorf("rados %v: not faked", args)
+	}
+	if !f.quorate() {
+		return nil, errors.New("rados: couldn't connect to cluster: (110) Connection timed out")
+	}
+	p := f.pools[args[1]]
+	if p == nil {
+		return nil, fmt.Errorf("error opening pool %s: (2) No such file or directory", args[1])
+	}
+	block := func() error {
+		<-ctx.Done()
+		return errors.New("signal: killed")
+	}
+	switch {
+	case len(args) == 3 && args[2] == "ls":
+		var b strings.Builder
+		for name := range p.objects { // in no particular order
+			b.WriteString(name + "\n")
+		}
+		return []byte(b.String()), nil
+	case len(args) == 5 && args[2] == "put":
+		if f.pgsInactive {
+			return nil, block()
+		}
+		data, err := os.ReadFile(filepath.Join(f.root, args[4]))
+		if err != nil {
+			return nil, fmt.Errorf("error reading input file %s: (2) No such file or directory", args[4])
+		}
+		p.objects[args[3]] = string(data)
+		return nil, nil
+	case len(args) == 5 && args[2] == "get":
+		if f.pgsInactive {
+			return nil, block()
+		}
+		data, ok := p.objects[args[3]]
+		if !ok {
+			return nil, fmt.Errorf("error getting %s/%s: (2) No such file or directory", args[1], args[3])
+		}
+		f.write(args[4], data)
+		return nil, nil
+	}
+	return nil, fmt.Errorf("rados %v: not faked", args)
 }
 
 func (f *fakeNode) cephVolume(args []string) ([]byte, error) {
@@ -419,5 +517,21 @@ func (f *fakeNode) state() string {
 		osds = append(osds, fmt.Sprintf("%s:%s", dev, o.clusterFSID))
 	}
 	slices.Sort(osds)
-	return fmt.Sprintf("units %v\nosds %v\n", units, osds)
+	var pools []string
+	for name, p := range f.pools {
+		var apps, objs []string
+		for a, on := range p.apps {
+			if on {
+				apps = append(apps, a)
+			}
+		}
+		for o, data := range p.objects {
+			objs = append(objs, fmt.Sprintf("%s=%q", o, data))
+		}
+		slices.Sort(apps)
+		slices.Sort(objs)
+		pools = append(pools, fmt.Sprintf("%s apps %v objects %v", name, apps, objs))
+	}
+	slices.Sort(pools)
+	return fmt.Sprintf("units %v\nosds %v\npools %v\n", units, osds, pools)
 }

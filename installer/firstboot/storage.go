@@ -43,6 +43,10 @@ type Storage struct {
 	// SettleTimeout bounds the wait, before the report, for a manager
 	// and this node's OSDs to come up; 0 means 2 min.
 	SettleTimeout time.Duration
+	// SelftestTimeout bounds each ceph and rados command of the
+	// self-test (selftest.go): rados has no timeout of its own; 0 means
+	// 5 min.
+	SelftestTimeout time.Duration
 }
 
 // storagePhases are the phases a storage node adds after "network"; none

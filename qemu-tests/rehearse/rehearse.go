@@ -255,7 +255,7 @@ const reportWait = 2 * time.Minute
 // bootReport is the gate's record of machine's last first-boot report
 // ("" when none), read from its status.json across the lab LAN.
 func (l *Lab) bootReport(machine string) (string, error) {
-	body, err := l.Net.Get(l.statusURL())
+	body, err := l.Net.Get(l.StatusURL())
 	if err != nil {
 		return "", fmt.Errorf("gate status: %w", err)
 	}
@@ -290,9 +290,9 @@ func (l *Lab) waitReported(ctx context.Context, machine, before string) error {
 	}
 }
 
-// statusURL is the gate's status.json: the gate VM's, or kiln gate
+// StatusURL is the gate's status.json: the gate VM's, or kiln gate
 // serve's on the plan's gate address.
-func (l *Lab) statusURL() string {
+func (l *Lab) StatusURL() string {
 	if l.Gate != nil {
 		return strings.TrimSuffix(l.Gate.URL, "/") + "/status.json"
 	}
