@@ -89,7 +89,9 @@ func DefaultModules(arch string) []string {
 		"af_packet", "crc32c_generic", "ext4", "squashfs", "overlay", "vfat",
 	}
 	if arch == "amd64" {
-		return append([]string{"ahci", "ata_piix", "e1000"}, common...)
+		// dm_mod: the role OS has no modules of its own, and LVM (the
+		// storage role's OSDs, ceph-volume lvm) needs device-mapper.
+		return append([]string{"ahci", "ata_piix", "e1000"}, append(common, "dm_mod")...)
 	}
 	return append([]string{"mmc_block", "sdhci_iproc", "genet"}, common...)
 }

@@ -65,6 +65,7 @@ func TestMounts(t *testing.T) {
 		{Source: "overlay", Target: "/newroot/var", FSType: "overlay",
 			Data:  "lowerdir=/newroot/var,upperdir=/newroot/kiln/state/var/upper,workdir=/newroot/kiln/state/var/work",
 			Mkdir: []string{"/newroot/kiln/state/var/upper", "/newroot/kiln/state/var/work"}},
+		{Source: "tmpfs", Target: "/newroot/tmp", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777"},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("Mounts() (-want +got):\n%s", d)

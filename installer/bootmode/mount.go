@@ -24,9 +24,9 @@ type Mount struct {
 const StateDir = "kiln/state"
 
 // Mounts is the contract's mount sequence below newRoot: the role squashfs
-// read-only, the state ext4 on kiln/state, and overlays on /etc and /var
+// read-only, the state ext4 on kiln/state, overlays on /etc and /var
 // whose lower layer is the squashfs and upper and work dirs live on the
-// state fs (etc/upper, etc/work, var/upper, var/work).
+// state fs (etc/upper, etc/work, var/upper, var/work), and a tmpfs on /tmp.
 func Mounts(rootDev, stateDev, newRoot string) []Mount {
 	state := filepath.Join(newRoot, StateDir)
 	ms := []Mount{
@@ -43,7 +43,13 @@ func Mounts(rootDev, stateDev, newRoot string) []Mount {
 			Mkdir: []string{upper, work},
 		})
 	}
-	return ms
+	// /tmp is the read-only squashfs's otherwise: every unit with
+	// PrivateTmp= (systemd-timesyncd among them) fails to set up its
+	// namespace there, and programs expect to write to it.
+	return append(ms, Mount{
+		Source: "tmpfs", Target: filepath.Join(newRoot, "tmp"), FSType: "tmpfs",
+		Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777",
+	})
 }
 
 // Apply makes each mount in order; on failure it unmounts what it did, in

@@ -307,6 +307,9 @@ func (f *fakeNode) systemctl(args []string) ([]byte, error) {
 			return nil, nil
 		}
 		return nil, errors.New("exit status 3")
+	case len(args) > 1 && args[0] == "status":
+		// What a failed timesyncd shows; status exits 3 for it.
+		return []byte("× systemd-timesyncd.service - Network Time Synchronization\n     Active: failed (Result: exit-code)\n"), errors.New("exit status 3")
 	}
 	return nil, fmt.Errorf("systemctl %v: not faked", args)
 }

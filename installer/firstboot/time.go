@@ -42,5 +42,13 @@ func (s *node) waitTimeSync(ctx context.Context) error {
 	s.env.Log.Warn("clock not synchronised; going on", "after", limit, "gate", s.env.Machine.Gate, "err", err)
 	_, werr := fmt.Fprintf(s.env.Console, "kiln: time: the clock is not synchronised with the gate (%s) after %s; going on (Ceph monitors warn of a clock skew above 0.05s)\n",
 		s.env.Machine.Gate, limit)
+	// Say why where the operator looks: timesyncd's own account (a unit
+	// that failed to start, a gate that does not answer).
+	out, _ := s.run(ctx, "systemctl", "status", "--no-pager", "--full", "--lines=10", "systemd-timesyncd")
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			fmt.Fprintf(s.env.Console, "kiln: time: %s\n", l)
+		}
+	}
 	return werr
 }

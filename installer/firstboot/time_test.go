@@ -19,7 +19,9 @@ func TestWaitTimeSync(t *testing.T) {
 		{"timesyncd's flag", true, false, 0, ""},
 		{"timedatectl says yes", false, true, 1, ""},
 		{"never synchronised", false, false, -1,
-			"kiln: time: the clock is not synchronised with the gate (192.168.1.10) after 20ms; going on (Ceph monitors warn of a clock skew above 0.05s)\n"},
+			"kiln: time: the clock is not synchronised with the gate (192.168.1.10) after 20ms; going on (Ceph monitors warn of a clock skew above 0.05s)\n" +
+				"kiln: time: × systemd-timesyncd.service - Network Time Synchronization\n" +
+				"kiln: time: Active: failed (Result: exit-code)\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, env, console := newFakeNode(t)
@@ -30,6 +32,15 @@ func TestWaitTimeSync(t *testing.T) {
 			s := &node{env: env, Storage: env.Storage}
 			if err := s.waitTimeSync(context.Background()); err != nil {
 				t.Fatal(err)
+			}
+			status := "systemctl status --no-pager --full --lines=10 systemd-timesyncd"
+			if tc.ran < 0 {
+				// Once it gives up, it asks timesyncd why.
+				if n := len(f.ran); n == 0 || f.ran[n-1] != status {
+					t.Errorf("ran %q, want %q last", f.ran, status)
+				} else {
+					f.ran = f.ran[:n-1]
+				}
 			}
 			for _, c := range f.ran {
 				if c != "timedatectl show -p NTPSynchronized --value" {

@@ -120,10 +120,31 @@ func (l *Lab) startServices(ctx context.Context) error {
 	if l.opts.Profile != "" {
 		args = append(args, "--profile", l.opts.Profile)
 	}
-	if _, err := l.Net.Start("gate", l.Net.Command(l.opts.Kiln, args...)); err != nil {
+	proc, err := l.Net.Start("gate", l.Net.Command(l.opts.Kiln, args...))
+	if err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
-	return nil
+	return l.waitServing(ctx, proc)
+}
+
+// waitServing waits until kiln gate serve answers on its HTTP port: a
+// machine powered on before that would find no one to netboot from.
+func (l *Lab) waitServing(ctx context.Context, proc *lab.Process) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		_, err := l.Net.Get(l.StatusURL())
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-proc.Done():
+			return fmt.Errorf("gate: kiln gate serve exited before serving (see %s)", filepath.Join(l.opts.Out, "gate.log"))
+		case <-ctx.Done():
+			return fmt.Errorf("gate: not serving %s: %w", l.StatusURL(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // gateDeadline bounds the gate VM's boot to serving (TCG arm64: about a
