@@ -113,16 +113,24 @@ func TestCephThreeNodes(t *testing.T) {
 	for _, name := range []string{"ceph-1", "ceph-2", "ceph-3"} {
 		ms = append(ms, machine(t, p, name))
 	}
+	// All three stay up until the last has come up (InstallUp): a node
+	// still bootstrapping needs the others' monitors.
 	results := make([]rehearse.Result, len(ms))
+	vms := make([]*lab.VM, len(ms))
 	var wg sync.WaitGroup
 	for i, m := range ms {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = l.Install(ctx, m, lab.ConfigFor(p.Lab, m))
+			results[i], vms[i] = l.InstallUp(ctx, m, lab.ConfigFor(p.Lab, m))
 		}()
 	}
 	wg.Wait()
+	for _, vm := range vms {
+		if vm != nil {
+			vm.Stop()
+		}
+	}
 	var oks, tests []string
 	maxOSDs, maxMons := 0, 0
 	health := ""

@@ -106,16 +106,27 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 		fmt.Fprintf(env.stderr, "  %s: %s\n", m.Name, r.State)
 		return r
 	}
+	// They stay up until the last is up (its monitor needs the others'),
+	// then each is power-cycled to show it boots from its disk.
 	results := make([]rehearse.Result, len(storage))
+	vms := make([]*lab.VM, len(storage))
 	var wg sync.WaitGroup
 	for i, m := range storage {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = install(m)
+			fmt.Fprintf(env.stderr, "rehearse %s (%s): netboot, install, first boot with its peers...\n", m.Name, m.Firmware)
+			results[i], vms[i] = l.InstallUp(ctx, m, lab.ConfigFor(pl.Lab, m))
 		}()
 	}
 	wg.Wait()
+	for i, m := range storage {
+		if vms[i] != nil {
+			fmt.Fprintf(env.stderr, "rehearse %s: power cycle...\n", m.Name)
+			results[i] = l.PowerCycle(ctx, results[i], lab.ConfigFor(pl.Lab, m), vms[i])
+		}
+		fmt.Fprintf(env.stderr, "  %s: %s\n", m.Name, results[i].State)
+	}
 	for _, m := range rest {
 		results = append(results, install(m))
 	}

@@ -237,10 +237,22 @@ var ErrRefused = errors.New("installer refused")
 // PXE boot goes to its disk (boot mode) and not to a reinstall. cfg is the
 // VM, normally lab.ConfigFor(plan.Lab, m), which tests adjust.
 func (l *Lab) Install(ctx context.Context, m plan.Machine, cfg lab.VMConfig) Result {
+	r, vm := l.InstallUp(ctx, m, cfg)
+	if r.Err != nil {
+		return r
+	}
+	return l.PowerCycle(ctx, r, cfg, vm)
+}
+
+// InstallUp runs machine m from power-on to its role OS and its first-boot
+// report on the gate, and leaves it running: Ceph's storage nodes must stay
+// up together for their monitors' quorum. PowerCycle then powers it off
+// and on again. On error the VM is already stopped.
+func (l *Lab) InstallUp(ctx context.Context, m plan.Machine, cfg lab.VMConfig) (Result, *lab.VM) {
 	r := Result{Machine: m.Name, Firmware: m.Firmware}
 	before, err := l.bootReport(m.Name)
 	if err != nil {
-		return r.fail("gate status", err)
+		return r.fail("gate status", err), nil
 	}
 	start := time.Now()
 	cfg.FailOn = append(cfg.FailOn, refusals...)
@@ -249,21 +261,31 @@ func (l *Lab) Install(ctx context.Context, m plan.Machine, cfg lab.VMConfig) Res
 		err = vm.Start(ctx)
 	}
 	if err != nil {
-		return r.fail("start", err)
+		return r.fail("start", err), nil
 	}
-	defer vm.Stop()
+	fail := func(step string, err error) (Result, *lab.VM) {
+		r := r.failVM(step, vm, err)
+		vm.Stop()
+		return r, nil
+	}
 	if _, err := vm.WaitFor(ctx, installOK); err != nil {
-		return r.failVM("install", vm, err)
+		return fail("install", err)
 	}
 	r.Install = time.Since(start)
 	line, err := vm.WaitFor(ctx, booted(m))
 	if err != nil {
-		return r.failVM("first boot", vm, err)
+		return fail("first boot", err)
 	}
 	r.Booted, r.Detail = time.Since(start), line
 	if err := l.waitReported(ctx, m.Name, before); err != nil {
-		return r.failVM("first-boot report", vm, err)
+		return fail("first-boot report", err)
 	}
+	return r, vm
+}
+
+// PowerCycle powers off m's VM from InstallUp and boots it again from
+// cold: the gate must send it to its disk.
+func (l *Lab) PowerCycle(ctx context.Context, r Result, cfg lab.VMConfig, vm *lab.VM) Result {
 	vm.Stop()
 	r.Boots = vm.Boots()
 	return l.powerCycle(ctx, r, cfg, vm.DiskPaths())
