@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -81,7 +82,7 @@ func TestServedFilesHoldNoSecrets(t *testing.T) {
 			t.Errorf("GET %s = %d", path, resp.StatusCode)
 			continue
 		}
-		for _, where := range scanAll(t, body, filepath.Join(unpack, strings.ReplaceAll(path, "/", "_")+"-"+string(rune('a'+i%26))), needles) {
+		for _, where := range scanAll(t, body, filepath.Join(unpack, strconv.Itoa(i)), needles) {
 			t.Errorf("GET %s without a token serves a secret (%s)", path, where)
 		}
 	}
