@@ -58,9 +58,10 @@ test: deps
 	$(GO) test -v -timeout 60m ./qemu-tests/...
 
 # The end-to-end tier CI does not run (it takes long): the three-node Ceph
-# lab (qemu-tests TestCephThreeNodes, testdata/ceph3.yaml).
+# lab (qemu-tests TestCephThreeNodes, testdata/ceph3.yaml): HEALTH_OK, one
+# node powered off and back, one node reinstalled keeping its OSDs.
 e2e: deps
-	KILN_E2E=1 $(GO) test -v -timeout 120m -run 'TestCephThreeNodes' ./qemu-tests/
+	KILN_E2E=1 $(GO) test -v -timeout 160m -run 'TestCephThreeNodes' ./qemu-tests/
 
 # The gate's boot-to-serving time and idle memory beside a Debian arm64
 # systemd boot of the same kernel in the same QEMU VM (qemu-tests/bench).

@@ -100,7 +100,7 @@ func machine(p *profiles.Profile, m profiles.Machine, prefix netip.Prefix, gateU
 func disk(lab, machine string, d profiles.Disk, data string) (Disk, error) {
 	pd := Disk{
 		Name: d.Name, Serial: d.Serial, WWN: d.WWN, Size: uint64(d.Size), Use: d.Use, Wipe: d.Wipe,
-		Action: ActionClear,
+		Action: ActionClear, Reinstall: ActionKeep,
 	}
 	if d.Use != profiles.UseSystem {
 		return pd, nil
@@ -109,7 +109,7 @@ func disk(lab, machine string, d profiles.Disk, data string) (Disk, error) {
 	if err != nil {
 		return Disk{}, err
 	}
-	pd.Action, pd.Layout = ActionPartition, l
+	pd.Action, pd.Reinstall, pd.Layout = ActionPartition, ActionPartition, l
 	return pd, nil
 }
 

@@ -79,6 +79,9 @@ const (
 	// ActionFlash: the gate's card, written by the user from kiln's gate
 	// image; the installer never touches it.
 	ActionFlash = "flash"
+	// ActionKeep: a reinstall leaves the disk as it is (a data disk holds
+	// the lab's data, e.g. an OSD, which outlives the machine's OS).
+	ActionKeep = "keep"
 )
 
 // Disk is one physical disk and what happens to it.
@@ -91,9 +94,14 @@ type Disk struct {
 	// Wipe: the profile allows overwriting existing partitions or
 	// filesystems on this disk. Without it the installer refuses a disk
 	// that is not blank.
-	Wipe   bool    `json:"wipe"`
-	Action string  `json:"action"`
-	Layout *Layout `json:"layout,omitempty"`
+	Wipe   bool   `json:"wipe"`
+	Action string `json:"action"` // at the first install
+	// Reinstall is the action when the gate reinstalls a machine it
+	// installed before (kiln gate reinstall): a system disk is
+	// partitioned again, its ContentEmpty partitions kept as they are; a
+	// data disk is kept. Empty for the gate's card.
+	Reinstall string  `json:"reinstall,omitempty"`
+	Layout    *Layout `json:"layout,omitempty"`
 }
 
 // Layout is a GPT partition table as data. Offsets and sizes are bytes,
@@ -110,7 +118,9 @@ const (
 	ContentESP   = "esp"   // FAT32 boot partition image, per machine
 	ContentRoot  = "root"  // the role image (read-only squashfs)
 	ContentState = "state" // ext4: /etc overlay, /var, the machine's identity
-	ContentEmpty = "empty" // left for the role (e.g. a Ceph OSD)
+	// ContentEmpty is left for the role (e.g. a Ceph OSD): the first
+	// install clears its signatures, a reinstall keeps it byte for byte.
+	ContentEmpty = "empty"
 )
 
 // Partition is one GPT entry.

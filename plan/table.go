@@ -64,9 +64,9 @@ func writeMachine(w io.Writer, m Machine) {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  DISK\tFOUND BY\tSIZE\tUSE\tACTION\tWIPE")
+	fmt.Fprintln(tw, "  DISK\tFOUND BY\tSIZE\tUSE\tACTION\tWIPE\tON REINSTALL")
 	for _, d := range m.Disks {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Name, foundBy(d), profiles.Size(d.Size).Human(), d.Use, d.Action, yesNo(d.Wipe))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, foundBy(d), profiles.Size(d.Size).Human(), d.Use, d.Action, yesNo(d.Wipe), onReinstall(d))
 	}
 	tw.Flush()
 	for _, d := range m.Disks {
@@ -123,17 +123,45 @@ func writeLinks(w io.Writer, m Machine) {
 	tw.Flush()
 }
 
+// onReinstall says what `kiln gate reinstall` does to a disk: a data disk
+// is kept whole; a system disk gets its table and system partitions again
+// and keeps its empty ones (an OSD's data partition).
+func onReinstall(d Disk) string {
+	switch d.Reinstall {
+	case ActionKeep:
+		return "kept"
+	case ActionPartition:
+		var kept []string
+		if d.Layout != nil {
+			for _, p := range d.Layout.Partitions {
+				if p.Content == ContentEmpty {
+					kept = append(kept, p.Name)
+				}
+			}
+		}
+		if len(kept) == 0 {
+			return "rewritten"
+		}
+		return "rewritten, keeps " + strings.Join(kept, ", ")
+	}
+	return "-"
+}
+
 func writeLayout(w io.Writer, d Disk) {
 	fmt.Fprintf(w, "\n  disk %s: GPT, disk GUID %s\n", d.Name, d.Layout.DiskGUID)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  #\tPARTITION\tSTART\tSIZE\t\tCONTENT\tPARTUUID")
+	fmt.Fprintln(tw, "  #\tPARTITION\tSTART\tSIZE\t\tCONTENT\tPARTUUID\tON REINSTALL")
 	for _, p := range d.Layout.Partitions {
 		content := p.Content
 		if p.LegacyBIOSBootable {
 			content += ", BIOS bootable"
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, profiles.Size(p.Start),
-			profiles.Size(p.Size), profiles.Size(p.Size).Human(), content, p.GUID)
+		again := "rewritten"
+		if p.Content == ContentEmpty {
+			again = "kept"
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, profiles.Size(p.Start),
+			profiles.Size(p.Size), profiles.Size(p.Size).Human(), content, p.GUID, again)
 	}
 	tw.Flush()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +27,12 @@ type MachineStatus struct {
 	Updated time.Time `json:"updated,omitzero"`
 	// Detail is the last progress report, the error, or the first boot.
 	Detail string `json:"detail,omitempty"`
+	// Phases and Health are the machine's first boot and its services'
+	// last health as the status page shows them (httpd.FirstBoot,
+	// httpd.ServicesHealth): someone at the gate's terminal sees what the
+	// page does.
+	Phases []httpd.PhaseStatus `json:"phases,omitempty"`
+	Health *httpd.HealthStatus `json:"health,omitempty"`
 }
 
 func openStates(stateDir string) (*state.Store, error) {
@@ -59,6 +64,7 @@ func Machines(p *plan.Plan, stateDir string) ([]MachineStatus, error) {
 			return nil, err
 		}
 		row.State, row.Updated, row.Detail = rec.State, rec.Updated, detail(rec)
+		row.Phases, row.Health = httpd.FirstBoot(m.FirstBoot, rec.Phases), httpd.ServicesHealth(rec.Health)
 		out = append(out, row)
 	}
 	return out, nil
@@ -85,18 +91,30 @@ func detail(r state.Record) string {
 	return ""
 }
 
-// WriteMachines prints rows as the table `kiln gate machines` shows.
+// WriteMachines prints rows as `kiln gate machines` shows them: a table
+// with each machine's first boot and services in brief, then the full
+// error of every failing phase and the detail of every service not ok.
 func WriteMachines(w io.Writer, rows []MachineStatus) error {
+	return writeMachines(w, rows, time.Now(), time.Local)
+}
+
+// writeMachines is WriteMachines at now, with times in loc (tests pin
+// both).
+func writeMachines(w io.Writer, rows []MachineStatus, now time.Time, loc *time.Location) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MACHINE\tMAC\tSTATE\tUPDATED\tLAST")
+	fmt.Fprintln(tw, "MACHINE\tMAC\tSTATE\tUPDATED\tFIRST BOOT\tSERVICES\tLAST")
 	for _, r := range rows {
 		updated := "-"
 		if !r.Updated.IsZero() {
-			updated = r.Updated.Local().Format("2006-01-02 15:04:05")
+			updated = r.Updated.In(loc).Format(timeLayout)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Machine, r.MAC, r.State, updated, strings.ReplaceAll(r.Detail, "\n", " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.Machine), r.MAC, r.State, updated,
+			cell(firstBootBrief(r.Phases)), cell(servicesBrief(r.Health, now)), cell(r.Detail))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeProblems(w, rows, loc)
 }
 
 // Reinstall re-arms a machine (by name or MAC): its next netboot installs

@@ -1,10 +1,16 @@
 package qemutests
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +19,7 @@ import (
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe/httpd"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
 	"github.com/kilnlab/kiln/qemu-tests/rehearse"
 )
@@ -24,6 +31,7 @@ const cephDeadline = 40 * time.Minute
 var (
 	cephOK       = regexp.MustCompile(`KILN-CEPH-OK host=(\S+) health=(\S+) mons=(\d+) osds=(\d+)/(\d+)(?: checks=(\S+))?`)
 	cephSelftest = regexp.MustCompile(`KILN-CEPH-SELFTEST host=(\S+) wrote=(\S+) read=(\S+)`)
+	netBond      = regexp.MustCompile(`KILN-NET-BOND (\S+) mode=(\S+) slaves=(\S+) up=(\d+) address=(\S+) mac=(\S+)`)
 )
 
 // TestCephOneNode is the CI tier of the lab's Ceph: one storage node
@@ -32,23 +40,44 @@ var (
 // 16.2.15 from the profile: one monitor, a manager, and an OSD on each of
 // the two planned devices (the data partition after the system slice, and
 // the whole second disk). The node writes an object into the cluster and
-// reads it back; the gate's page shows its phases done. The cluster's
-// state as the node printed it is kept in test-output.
+// reads it back; the gate's page shows its phases done, and its periodic
+// health report (over the gate's TLS port) the cluster healthy. The cluster's
+// state as the node printed it is kept in test-output. The node's two NICs
+// are bonded (active-backup), and its first boot shows bond0 carrying its
+// address over both.
 func TestCephOneNode(t *testing.T) {
 	requireLab(t)
 	ctx := testContext(t, cephDeadline)
 	l, p := startLab(t, ctx, profiles.DHCPProxy, gateVM)
 	m := machine(t, p, "node-s")
 	cfg := lab.ConfigFor(p.Lab, m)
-	r := l.Install(ctx, m, cfg)
+	r, vm := l.InstallUp(ctx, m, cfg)
+	health := ""
+	if r.Err == nil {
+		// Its periodic health report reaches the gate with its own
+		// certificate and says the cluster is well.
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		err := l.WaitHealth(hctx, []string{m.Name}, time.Time{}, rehearse.CephHealthy(1, 2), func(_ string, h *httpd.HealthStatus) {
+			health = rehearse.Describe(h)
+		})
+		cancel()
+		if err != nil {
+			t.Errorf("%s's health report: %v", m.Name, err)
+		}
+		t.Logf("%s's health report on the gate: %s", m.Name, health)
+		r = l.PowerCycle(ctx, r, cfg, vm)
+	}
 	t.Logf("%s: install %s, role OS (Ceph up) %s, power-cycled to disk in %s, %d boots: %s",
 		m.Name, r.Install, r.Booted, r.Reboot, r.Boots, r.Detail)
 	serial, _ := os.ReadFile(filepath.Join(l.Net.OutDir(), cfg.Name+".serial.log"))
 	var kept []string
 	for _, line := range strings.Split(string(serial), "\n") {
-		if strings.Contains(line, "KILN-CEPH") {
+		if strings.Contains(line, "KILN-CEPH") || strings.Contains(line, "KILN-NET-BOND") || strings.Contains(line, "KILN-HEALTH") {
 			kept = append(kept, strings.TrimSpace(line))
 		}
+	}
+	if health != "" {
+		kept = append(kept, "health report on the gate: "+health)
 	}
 	if err := os.WriteFile(filepath.Join(l.Net.OutDir(), "ceph-status.txt"), []byte(strings.Join(kept, "\n")+"\n"), 0o644); err != nil {
 		t.Error(err)
@@ -56,6 +85,7 @@ func TestCephOneNode(t *testing.T) {
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
+	checkBond(t, string(serial), m)
 	ok := cephOK.FindStringSubmatch(string(serial))
 	if ok == nil {
 		t.Fatalf("no KILN-CEPH-OK line on %s's console", m.Name)
@@ -95,22 +125,57 @@ func TestCephOneNode(t *testing.T) {
 	checkSecretsOnDisk(t, filepath.Join(l.Net.OutDir(), cfg.Name+"-"+m.Disks[0].Name+".img"), m.Disks[0])
 }
 
+// checkBond checks the KILN-NET-BOND line of m's first boot: bond0 in
+// active-backup over m's two NICs (by their kernel names), both up,
+// carrying m's LAN address, with the MAC of the NIC m netboots from.
+func checkBond(t *testing.T, serial string, m plan.Machine) {
+	t.Helper()
+	b := netBond.FindStringSubmatch(serial)
+	if b == nil {
+		t.Errorf("no KILN-NET-BOND line on %s's console", m.Name)
+		return
+	}
+	t.Logf("bond: %s", b[0])
+	if b[1] != "bond0" || b[2] != "active-backup" || len(strings.Split(b[3], ",")) != 2 || b[4] != "2" || b[5] != m.Address {
+		t.Errorf("%s: want bond0 in active-backup over 2 NICs, both up, carrying %s: %s", m.Name, m.Address, b[0])
+	}
+	if !strings.EqualFold(b[6], m.MAC) {
+		t.Errorf("%s: bond0 has MAC %s, want the netboot NIC's %s: %s", m.Name, b[6], m.MAC, b[0])
+	}
+}
+
 // TestCephThreeNodes is make e2e's lab (KILN_E2E=1; not in CI, which runs
-// TestCephOneNode): seed 004's three storage nodes netboot from the gate VM
-// at the same time (three monitors need two of them up for a quorum),
-// each with an OSD on its data partition and one on its second disk. Each
-// node's first boot ends with the cluster's state as it saw it; the last
-// sees 3 monitors in quorum and 6 OSDs up and in, HEALTH_OK; and a node
-// reads back an object another node wrote.
+// TestCephOneNode): seed 004's three storage nodes netboot from the gate
+// (kiln gate serve on the host side of the LAN, which the test can tell to
+// reinstall a machine) at the same time (three monitors need two of them
+// up for a quorum), each with an OSD on its data partition and one on its
+// second disk. Then, as the lab's life would have it:
+//
+//  1. Each node's first boot ends with the cluster's state as it saw it;
+//     the last sees 3 monitors in quorum and 6 OSDs up and in, HEALTH_OK;
+//     a node reads back an object another node wrote; every node's
+//     periodic health report on the gate says HEALTH_OK.
+//  2. ceph-3 is powered off (QEMU killed): the others report HEALTH_WARN
+//     and still read back every object, ceph-3's included.
+//  3. ceph-3 is powered on again: every node reports HEALTH_OK, with no
+//     one doing anything.
+//  4. ceph-3 is reinstalled (kiln gate reinstall, as after a broken OS):
+//     its OSD partition and OSD disk are byte for byte what they were;
+//     its first boot runs again and its OSDs rejoin with their data: 6
+//     OSDs, not 8, HEALTH_OK on every node, every object read back.
+//
+// test-output keeps each node's console (the KILN-HEALTH lines show the
+// cluster degrading and recovering) and ceph-status.txt.
 func TestCephThreeNodes(t *testing.T) {
 	if os.Getenv("KILN_E2E") != "1" {
 		t.Skip("the three-node Ceph lab is make e2e's (KILN_E2E=1)")
 	}
 	requireLab(t)
-	ctx := testContext(t, 100*time.Minute)
-	l, p := startLabFor(t, ctx, "testdata/ceph3.yaml", profiles.DHCPProxy, gateVM)
+	ctx := testContext(t, 150*time.Minute)
+	l, p := startLabFor(t, ctx, "testdata/ceph3.yaml", profiles.DHCPProxy, gateHost)
+	names := []string{"ceph-1", "ceph-2", "ceph-3"}
 	var ms []plan.Machine
-	for _, name := range []string{"ceph-1", "ceph-2", "ceph-3"} {
+	for _, name := range names {
 		ms = append(ms, machine(t, p, name))
 	}
 	// All three stay up until the last has come up (InstallUp): a node
@@ -126,17 +191,90 @@ func TestCephThreeNodes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for _, vm := range vms {
-		if vm != nil {
-			vm.Stop()
+	t.Cleanup(func() {
+		for _, vm := range vms {
+			if vm != nil {
+				vm.Stop()
+			}
+		}
+	})
+	log := &statusLog{path: filepath.Join(l.Net.OutDir(), "ceph-status.txt")}
+	checkFirstBoots(t, l, ms, results, log)
+	if t.Failed() {
+		t.FailNow()
+	}
+	start := time.Now()
+	waitHealth(t, ctx, l, log, "1. all three up", names, start, rehearse.CephHealthy(3, 6))
+
+	// 2. A storage node lost.
+	const lost = 2 // ceph-3
+	vms[lost].Stop()
+	down := time.Now()
+	t.Logf("ceph-3 powered off")
+	waitHealth(t, ctx, l, log, "2. ceph-3 down", names[:2], down, func(h *httpd.HealthStatus) string {
+		ceph, data := rehearse.Service(h, "ceph"), rehearse.Service(h, "ceph-data")
+		switch {
+		case ceph.Status != "warn" || !strings.HasPrefix(ceph.Detail, "HEALTH_WARN:"):
+			return "ceph " + ceph.Status + " (" + ceph.Detail + "), want HEALTH_WARN"
+		case data.Status != "ok" || !strings.Contains(data.Detail, "kiln-selftest-ceph-3"):
+			return "ceph-data " + data.Status + " (" + data.Detail + "), want every object read back, ceph-3's too"
+		}
+		return ""
+	})
+
+	// 3. It comes back: HEALTH_OK without a human.
+	cfg := lab.ConfigFor(p.Lab, ms[lost])
+	disks := vms[lost].DiskPaths()
+	cfg.Name = "ceph-3-poweron"
+	vm, err := l.PowerOn(ctx, cfg, disks)
+	if err != nil {
+		t.Fatalf("ceph-3 power on: %v", err)
+	}
+	vms[lost] = vm
+	t.Logf("ceph-3 powered on again after %s down", time.Since(down).Round(time.Second))
+	waitHealth(t, ctx, l, log, "3. ceph-3 back", names, time.Now(), rehearse.CephHealthy(3, 6))
+
+	// 4. Reinstalled: its data kept byte for byte, its OSDs rejoin.
+	vms[lost].Stop()
+	kept := osdRegions(t, ms[lost], disks)
+	before := hashRegions(t, kept)
+	if err := l.Reinstall(ctx, "ceph-3"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Name = "ceph-3-reinstall"
+	if err := installOnly(ctx, l, cfg, disks); err != nil {
+		t.Fatalf("ceph-3 reinstall: %v", err)
+	}
+	after := hashRegions(t, kept)
+	for i, r := range kept {
+		if before[i] != after[i] {
+			t.Errorf("the reinstall changed %s: sha256 %s before, %s after", r, before[i], after[i])
+		} else {
+			t.Logf("kept byte for byte by the reinstall: %s (sha256 %s)", r, after[i])
 		}
 	}
+	cfg.Name = "ceph-3-reinstalled"
+	mark := time.Now()
+	if vms[lost], err = l.PowerOn(ctx, cfg, disks); err != nil {
+		t.Fatalf("ceph-3 after its reinstall: %v", err)
+	}
+	line, err := vms[lost].WaitFor(ctx, regexp.MustCompile(`KILN-CEPH-OK host=ceph-3 .*`))
+	if err != nil {
+		t.Fatalf("ceph-3's first boot after its reinstall: %v\n%s", err, vms[lost].Tail(30))
+	}
+	log.add("4. ceph-3 reinstalled, its first boot: " + line)
+	waitHealth(t, ctx, l, log, "4. ceph-3 reinstalled", names, mark, rehearse.CephHealthy(3, 6))
+}
+
+// checkFirstBoots checks the three nodes' first boots from their consoles.
+func checkFirstBoots(t *testing.T, l *rehearse.Lab, ms []plan.Machine, results []rehearse.Result, log *statusLog) {
+	t.Helper()
 	var oks, tests []string
 	maxOSDs, maxMons := 0, 0
 	health := ""
 	for i, m := range ms {
 		r := results[i]
-		t.Logf("%s: install %s, role OS (Ceph up) %s, power-cycled to disk in %s: %s", m.Name, r.Install, r.Booted, r.Reboot, r.Detail)
+		t.Logf("%s: install %s, role OS (Ceph up) %s: %s", m.Name, r.Install, r.Booted, r.Detail)
 		if r.Err != nil {
 			t.Errorf("%s: %v", m.Name, r.Err)
 			continue
@@ -154,9 +292,8 @@ func TestCephThreeNodes(t *testing.T) {
 			tests = append(tests, st[0])
 		}
 	}
-	os.WriteFile(filepath.Join(l.Net.OutDir(), "ceph-status.txt"), []byte(strings.Join(append(oks, tests...), "\n")+"\n"), 0o644)
 	for _, line := range append(oks, tests...) {
-		t.Logf("%s", line)
+		log.add("first boot: " + line)
 	}
 	if len(oks) != 3 || maxMons != 3 || maxOSDs != 6 || health != "HEALTH_OK" {
 		t.Errorf("want every node's KILN-CEPH-OK, the fullest with 3 mons, 6 OSDs up and in, HEALTH_OK: %q", oks)
@@ -173,4 +310,113 @@ func TestCephThreeNodes(t *testing.T) {
 	if !crossRead {
 		t.Errorf("no node read back an object another node wrote: %q", tests)
 	}
+}
+
+// healthWait bounds each wait for the nodes' health reports: Ceph's own
+// detection of a lost node takes about half a minute, its recovery a few
+// minutes under TCG, and a node reports every 30 s.
+const healthWait = 20 * time.Minute
+
+// waitHealth waits until each of the machines has sent the gate a health
+// report after since that accept takes, logging each.
+func waitHealth(t *testing.T, ctx context.Context, l *rehearse.Lab, log *statusLog, step string, machines []string, since time.Time, accept func(*httpd.HealthStatus) string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, healthWait)
+	defer cancel()
+	start := time.Now()
+	err := l.WaitHealth(ctx, machines, since, accept, func(m string, h *httpd.HealthStatus) {
+		line := fmt.Sprintf("%s: %s after %s: %s", step, m, time.Since(start).Round(time.Second), rehearse.Describe(h))
+		log.add(line)
+		t.Log(line)
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", step, err)
+	}
+}
+
+// statusLog is ceph-status.txt in test-output, written as the test goes.
+type statusLog struct {
+	path  string
+	lines []string
+}
+
+func (s *statusLog) add(line string) {
+	s.lines = append(s.lines, line)
+	os.WriteFile(s.path, []byte(strings.Join(s.lines, "\n")+"\n"), 0o644)
+}
+
+// region is a byte range of a disk image.
+type region struct {
+	path      string
+	off, size int64
+	what      string
+}
+
+func (r region) String() string { return r.what }
+
+// osdRegions are m's OSD devices in its VM's disk images: the empty
+// partitions of its system disk and its data disks, whole.
+func osdRegions(t *testing.T, m plan.Machine, disks []string) []region {
+	t.Helper()
+	var out []region
+	for i, d := range m.Disks {
+		if d.Layout == nil {
+			out = append(out, region{disks[i], 0, int64(d.Size), "disk " + d.Name})
+			continue
+		}
+		for _, p := range d.Layout.Partitions {
+			if p.Content == plan.ContentEmpty {
+				out = append(out, region{disks[i], int64(p.Start), int64(p.Size), "partition " + p.Name + " of disk " + d.Name})
+			}
+		}
+	}
+	if len(out) != 2 {
+		t.Fatalf("%s: want an OSD partition and an OSD disk, got %v", m.Name, out)
+	}
+	return out
+}
+
+func hashRegions(t *testing.T, rs []region) []string {
+	t.Helper()
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		f, err := os.Open(r.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, io.NewSectionReader(f, r.off, r.size))
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = hex.EncodeToString(h.Sum(nil))
+	}
+	return out
+}
+
+// installOnly netboots a re-armed machine on its disks until its installer
+// says KILN-INSTALL-OK, and powers it off there, before its role OS can
+// touch a disk.
+func installOnly(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, disks []string) error {
+	cfg.Disks = slices.Clone(cfg.Disks)
+	for i := range cfg.Disks {
+		cfg.Disks[i].Path = disks[i]
+	}
+	cfg.FailOn = append(cfg.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
+	vm, err := l.Net.NewVM(ctx, cfg)
+	if err == nil {
+		err = vm.Start(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	defer vm.Stop()
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`kiln: keeping `)); err != nil {
+		return fmt.Errorf("no reinstall: %w\n%s", err, vm.Tail(30))
+	}
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`KILN-INSTALL-OK \S+`)); err != nil {
+		return fmt.Errorf("%w\n%s", err, vm.Tail(30))
+	}
+	return nil
 }

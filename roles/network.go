@@ -49,10 +49,14 @@ import (
 //     DNS, it is not routed.
 //
 // The role OS carries no kernel modules: whatever networkd creates here
-// needs its module loaded by kiln-init before switch_root, i.e. bonding
-// (with max_bonds=0, or loading it creates a bond0 of its own, which
-// networkd would adopt without applying its mode) and 8021q in
-// image/initramfs's module list. They are not there yet.
+// needs its module loaded by kiln-init before switch_root. bonding and
+// 8021q are in image/initramfs's amd64 module list, bonding with
+// max_bonds=0 (initramfs.ModuleParams): loading it otherwise creates a
+// bond0 of its own, which networkd would adopt without applying its mode.
+// First boot checks each bond from inside (installer/firstboot's bonds
+// task: /proc/net/bonding and the bond's addresses, KILN-NET-BOND on the
+// console), so a bond in the wrong mode, with no member up or without its
+// address fails the network phase rather than going unnoticed.
 
 // Link kinds.
 const (

@@ -46,6 +46,10 @@ type Identity struct {
 	// network, with its prefix (e.g. 10.20.0.11/24), for Ceph's
 	// cluster_network; empty when it is not on one.
 	ClusterAddress string `json:"cluster_address,omitempty"`
+	// Links are the machine's interfaces as its networkd files configure
+	// them (Links), so that its first boot can check them from inside;
+	// nil when the profile lists none.
+	Links []Link `json:"links,omitempty"`
 	// Ceph is a storage node's part of the Ceph cluster (its monitors,
 	// its planned OSD devices); nil on other roles.
 	Ceph *CephNode `json:"ceph,omitempty"`
@@ -71,10 +75,10 @@ func Render(p *profiles.Profile, m *profiles.Machine) (types.Config, error) {
 		file(HostnamePath, m.Name+"\n"),
 		file(HostsPath, hosts(p)),
 	}
-	if links := Links(p, m); links == nil {
+	if id.Links == nil {
 		cfg.Storage.Files = append(cfg.Storage.Files, file(NetworkPath, networkd(id)))
 	} else {
-		for _, f := range networkdFiles(id, links) {
+		for _, f := range networkdFiles(id, id.Links) {
 			cfg.Storage.Files = append(cfg.Storage.Files, file(f.path, f.contents))
 		}
 	}
@@ -127,6 +131,7 @@ func identity(p *profiles.Profile, m *profiles.Machine) (Identity, error) {
 		Address: fmt.Sprintf("%s/%d", m.Address, prefix.Bits()),
 		Gateway: p.Network.Gateway, DNS: p.Network.DNS, NTP: p.Network.NTP,
 		Gate: gate, GateURL: fmt.Sprintf("http://%s:%d", gate, GatePort),
+		Links: Links(p, m),
 	}
 	if in := m.Interfaces; in != nil && in.Cluster != nil && p.Network.Cluster != nil {
 		cluster, err := netip.ParsePrefix(p.Network.Cluster.CIDR)

@@ -22,7 +22,7 @@ const defaultStateDir = "/var/lib/kiln/gate"
 func gateCommands() map[string]command {
 	return map[string]command{
 		"serve":          {"gate serve --bundle DIR --listen IFACE [flags]", "run DHCP (proxy or full), TFTP and HTTP for the lab", runGateServe},
-		"machines":       {"gate machines [--state DIR] [--profile P]", "list each machine's install state", runGateMachines},
+		"machines":       {"gate machines [--state DIR] [--profile P]", "list each machine's install state, first boot and services' health", runGateMachines},
 		"reinstall":      {"gate reinstall [--state DIR] [--profile P] MACHINE", "re-arm a machine (name or MAC): its next netboot installs it again", runGateReinstall},
 		"wireguard-peer": {"gate wireguard-peer [--secrets DIR] [PROFILE]", "print the VPS side of the gate's WireGuard tunnel (a wg-quick config)", runGateWireGuardPeer},
 		"run":            {"gate run [--root DIR] [--force] [-v]", "the gate appliance: the init of the gate's SD image (never returns)", runGateRun},
@@ -149,7 +149,7 @@ func newLogger(env *cli, verbose bool) *slog.Logger {
 }
 
 func runGateMachines(ctx context.Context, env *cli, args []string) error {
-	fs := newFlags(env, "gate machines [--state DIR] [--profile P]", "List every netbooted machine with its state, last update and last progress or error.")
+	fs := newFlags(env, "gate machines [--state DIR] [--profile P]", "List every machine with its state, last update, first-boot phases and services'\nhealth (as it last reported them) and last progress or error; then the whole\nerror of each failing phase and the detail of each service not ok.")
 	var g gateFlags
 	g.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -170,7 +170,7 @@ func runGateMachines(ctx context.Context, env *cli, args []string) error {
 }
 
 func runGateReinstall(ctx context.Context, env *cli, args []string) error {
-	fs := newFlags(env, "gate reinstall [--state DIR] [--profile P] MACHINE", "Re-arm MACHINE (name or MAC): its next netboot installs it again,\nwiping the disks its plan names.")
+	fs := newFlags(env, "gate reinstall [--state DIR] [--profile P] MACHINE", "Re-arm MACHINE (name or MAC): its next netboot installs it again.\nA reinstall rewrites the system disk's table and system partitions\n(ESP, root, state: its secrets are handed out again) and keeps its data:\nthe data disks and the empty partitions (an OSD's) stay byte for byte\n(kiln plan shows ON REINSTALL per disk and partition).")
 	var g gateFlags
 	g.register(fs)
 	if err := parseFlags(fs, args); err != nil {

@@ -13,13 +13,14 @@ import (
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe/httpd"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
 	"github.com/kilnlab/kiln/qemu-tests/rehearse"
 )
 
 func runRehearse(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "rehearse [--bundle DIR] [--gate vm|host] [--accel auto|kvm|tcg] [PROFILE]",
-		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), the gate, and each amd64\nserver as a VM with the profile's MAC, disk serials and disk sizes (sparse\nfiles). With --gate vm (the default) the gate is its own SD image (DIR/<gate>.img)\nbooted on qemu-system-aarch64 -M virt with the kernel, initramfs and cmdline of\nthe image's boot partition: it serves the lab itself, as the Pi will. With\n--gate host, `kiln gate serve` runs on the gate's address instead (any DHCP\nmode). Each server netboots, is installed, boots its role OS, then is powered\non again to show the gate sends it to its disk. Storage nodes start together\n(their Ceph monitors need a quorum), the others one after the other.\nThe amd64 VMs run under KVM only when it can run their firmware: --accel auto\n(the default, or $KILN_ACCEL) boots SeaBIOS under KVM first and uses TCG when\nthat fails (a paravirtual KVM of a nested cloud, say) or when there is no\n/dev/kvm. The arm64 gate VM always runs under TCG on an amd64 host.\nNeeds root, QEMU and a build of the same profile (kiln build).")
+		"Rehearse the lab in QEMU before a real disk is touched: its LAN as a network\nnamespace (with a dnsmasq ISP box in proxy mode), the gate, and each amd64\nserver as a VM with the profile's MAC, disk serials and disk sizes (sparse\nfiles). With --gate vm (the default) the gate is its own SD image (DIR/<gate>.img)\nbooted on qemu-system-aarch64 -M virt with the kernel, initramfs and cmdline of\nthe image's boot partition: it serves the lab itself, as the Pi will. With\n--gate host, `kiln gate serve` runs on the gate's address instead (any DHCP\nmode). Each server netboots, is installed, boots its role OS, then is powered\non again to show the gate sends it to its disk. Storage nodes start together\n(their Ceph monitors need a quorum), and once all are up the rehearsal waits\n(15 min at most) until each reports Ceph HEALTH_OK with every planned OSD up;\nthe others follow one after the other.\nThe amd64 VMs run under KVM only when it can run their firmware: --accel auto\n(the default, or $KILN_ACCEL) boots SeaBIOS under KVM first and uses TCG when\nthat fails (a paravirtual KVM of a nested cloud, say) or when there is no\n/dev/kvm. The arm64 gate VM always runs under TCG on an amd64 host.\nNeeds root, QEMU and a build of the same profile (kiln build).")
 	bundleDir := fs.String("bundle", "out", "kiln build's output directory (or its bundle/, with --gate host)")
 	gateKind := fs.String("gate", "vm", "vm: boot the gate's SD image as an arm64 VM; host: run kiln gate serve on the host side")
 	out := fs.String("output", "out/rehearse", "serial logs, bridge.pcap, gate log and state")
@@ -120,6 +121,7 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 		}()
 	}
 	wg.Wait()
+	health, herr := cephHealth(ctx, env, l, pl, storage, vms)
 	for i, m := range storage {
 		if vms[i] != nil {
 			fmt.Fprintf(env.stderr, "rehearse %s: power cycle...\n", m.Name)
@@ -130,7 +132,7 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	for _, m := range rest {
 		results = append(results, install(m))
 	}
-	var errs []error
+	errs := []error{herr}
 	for _, r := range results {
 		if r.Err != nil {
 			errs = append(errs, r.Err)
@@ -138,9 +140,44 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 	}
 	fmt.Fprintln(env.stdout)
 	rehearse.Summary(env.stdout, results)
+	if len(health) > 0 {
+		fmt.Fprintf(env.stdout, "\nservices, as each storage node last reported them to the gate:\n")
+		for _, line := range health {
+			fmt.Fprintf(env.stdout, "  %s\n", line)
+		}
+	}
 	fmt.Fprintf(env.stdout, "\naccelerator: %s\n", accel)
 	fmt.Fprintf(env.stdout, "\nserial logs (the gate's too), bridge.pcap and the gate's card: %s\n", opts.Out)
 	return errors.Join(errs...)
+}
+
+// cephHealthWait bounds the wait for every storage node to report the
+// cluster healthy once all are up (their periodic reports come every 30 s;
+// placement groups peer in a few minutes under TCG).
+const cephHealthWait = 15 * time.Minute
+
+// cephHealth waits, when the rehearsal runs every storage node of the plan
+// and all came up, until each reports HEALTH_OK with every monitor in
+// quorum and every planned OSD up and in; it returns their reports.
+func cephHealth(ctx context.Context, env *cli, l *rehearse.Lab, pl *plan.Plan, storage []plan.Machine, vms []*lab.VM) ([]string, error) {
+	mons, osds := rehearse.CephSize(pl)
+	if len(storage) == 0 || len(storage) != mons || slices.Contains(vms, nil) {
+		return nil, nil
+	}
+	names := make([]string, len(storage))
+	for i, m := range storage {
+		names[i] = m.Name
+	}
+	fmt.Fprintf(env.stderr, "rehearse: waiting for every storage node to report Ceph healthy (%d monitors, %d OSDs)...\n", mons, osds)
+	ctx, cancel := context.WithTimeout(ctx, cephHealthWait)
+	defer cancel()
+	var lines []string
+	err := l.WaitHealth(ctx, names, time.Time{}, rehearse.CephHealthy(mons, osds), func(m string, h *httpd.HealthStatus) {
+		line := m + ": " + rehearse.Describe(h)
+		fmt.Fprintf(env.stderr, "  %s\n", line)
+		lines = append(lines, line)
+	})
+	return lines, err
 }
 
 func pickMachines(pl *plan.Plan, only string) ([]plan.Machine, error) {

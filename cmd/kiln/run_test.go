@@ -30,6 +30,7 @@ func TestRun(t *testing.T) {
 		{name: "plan table", args: []string{"plan"}, stdout: "serial WD-KILN-CEPH1-A"},
 		{name: "bad flag", args: []string{"plan", "--jsn"}, wantErr: "flag provided but not defined", wantCode: 2},
 		{name: "gate serve without bundle", args: []string{"gate", "serve"}, wantErr: "needs --bundle and --listen", wantCode: 2},
+		{name: "gate machines", args: []string{"gate", "machines", "--state", t.TempDir()}, stdout: "FIRST BOOT  SERVICES"},
 		{name: "gate reinstall unknown", args: []string{"gate", "reinstall", "--state", t.TempDir(), "ceph-9"}, wantErr: `"ceph-9": no such machine`, wantCode: 2},
 		{name: "rehearse the gate", args: []string{"rehearse", "--machines", "gate-1"}, wantErr: "gate-1 is not an amd64 server", wantCode: 2},
 		{name: "rehearse with a bad accelerator", args: []string{"rehearse", "--accel", "kvm:tcg"}, wantErr: "want auto, kvm or tcg", wantCode: 2},

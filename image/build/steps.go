@@ -152,15 +152,24 @@ func (b *builder) initramfs(ctx context.Context) error {
 }
 
 // roleImages builds one squashfs per role, each with kiln-firstboot and
-// its unit baked in.
+// its units (the first boot; the health report and its timer) baked in.
 func (b *builder) roleImages(ctx context.Context) error {
 	bin := filepath.Join(b.work, "kiln-firstboot")
 	if err := b.goBuild(ctx, bin, "./installer/cmd/kiln-firstboot"); err != nil {
 		return err
 	}
-	unit := filepath.Join(b.work, firstboot.UnitName)
-	if err := os.WriteFile(unit, []byte(firstboot.Unit), 0o644); err != nil {
-		return err
+	// image path -> file in the work dir
+	extra := map[string]string{firstboot.BinaryPath: bin}
+	for name, text := range map[string]string{
+		firstboot.UnitName:        firstboot.Unit,
+		firstboot.HealthUnitName:  firstboot.HealthUnit,
+		firstboot.HealthTimerName: firstboot.HealthTimer,
+	} {
+		f := filepath.Join(b.work, name)
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			return err
+		}
+		extra["/etc/systemd/system/"+name] = f
 	}
 	for _, name := range b.roles() {
 		role, err := roles.Lookup(name)
@@ -177,17 +186,14 @@ func (b *builder) roleImages(ctx context.Context) error {
 		}
 		b.progressf("      %s: mmdebstrap + mksquashfs (a few minutes; log %s)\n", out, logPath)
 		err = rootfs.Build(ctx, rootfs.Options{
-			Debs:     localPaths(b.debs[rootfsSet(name)]),
-			Packages: role.Packages,
-			Arch:     arch,
-			Suite:    b.Lock.Suite,
-			ExtraFiles: map[string]string{
-				firstboot.BinaryPath:                        bin,
-				"/etc/systemd/system/" + firstboot.UnitName: unit,
-			},
-			Units:    []string{firstboot.UnitName},
-			Out:      out,
-			Progress: logFile,
+			Debs:       localPaths(b.debs[rootfsSet(name)]),
+			Packages:   role.Packages,
+			Arch:       arch,
+			Suite:      b.Lock.Suite,
+			ExtraFiles: extra,
+			Units:      []string{firstboot.UnitName, firstboot.HealthTimerName},
+			Out:        out,
+			Progress:   logFile,
 		})
 		logFile.Close()
 		if err != nil {

@@ -166,6 +166,24 @@ func Clear(ctx context.Context, dev Device, size int64) error {
 	return syncDevice(dev)
 }
 
+// ClearPartition erases the signatures in partition p (its first and last
+// MiB, all of it when smaller than 2 MiB), as Clear does for a whole disk:
+// an empty partition left for the role (a Ceph OSD) must look blank to it,
+// whatever an earlier life of the disk left at that offset.
+func ClearPartition(ctx context.Context, dev Device, p plan.Partition) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start, end := int64(p.Start), int64(p.Start+p.Size)
+	if err := zeroRange(dev, start, min(end, start+ClearSize)); err != nil {
+		return err
+	}
+	if err := zeroRange(dev, max(start+ClearSize, end-ClearSize), end); err != nil {
+		return err
+	}
+	return syncDevice(dev)
+}
+
 func zeroRange(dev Device, from, to int64) error {
 	if to <= from {
 		return nil

@@ -294,6 +294,27 @@ func TestClear(t *testing.T) {
 	}
 }
 
+func TestClearPartition(t *testing.T) {
+	const size = 16 * mib
+	for _, p := range []plan.Partition{
+		{Number: 4, Start: 2 * mib, Size: 8 * mib},
+		{Number: 4, Start: 2 * mib, Size: 3 * mib / 2}, // smaller than 2 MiB: all of it
+	} {
+		dev := &memDisk{b: bytes.Repeat([]byte{0x55}, size)}
+		if err := ClearPartition(context.Background(), dev, p); err != nil {
+			t.Fatal(err)
+		}
+		start, end := int64(p.Start), int64(p.Start+p.Size)
+		for off, c := range dev.b {
+			o := int64(off)
+			cleared := o >= start && o < end && (o < start+ClearSize || o >= end-ClearSize)
+			if (c == 0) != cleared {
+				t.Fatalf("partition %+v: byte %d is %#x", p, off, c)
+			}
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	const size = 4 * gib
 	for _, tc := range []struct {

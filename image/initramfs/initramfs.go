@@ -89,11 +89,26 @@ func DefaultModules(arch string) []string {
 		"af_packet", "crc32c_generic", "ext4", "squashfs", "overlay", "vfat",
 	}
 	if arch == "amd64" {
-		// dm_mod: the role OS has no modules of its own, and LVM (the
-		// storage role's OSDs, ceph-volume lvm) needs device-mapper.
-		return append([]string{"ahci", "ata_piix", "e1000"}, append(common, "dm_mod")...)
+		// The role OS has no modules of its own, so kiln-init loads what
+		// it needs before switch_root: dm_mod for LVM (the storage role's
+		// OSDs, ceph-volume lvm), bonding and 8021q for the bonds and
+		// VLANs systemd-networkd makes from a profile's interfaces (amd64
+		// servers only: the gate has one NIC). bonding is loaded with
+		// ModuleParams' max_bonds=0.
+		return append([]string{"ahci", "ata_piix", "e1000"}, append(common, "dm_mod", "bonding", "8021q")...)
 	}
 	return append([]string{"mmc_block", "sdhci_iproc", "genet"}, common...)
+}
+
+// ModuleParams are the parameters kiln-init loads modules with, by module
+// name; StageModules writes those of the modules it stages into
+// moddep.OptionsFile. bonding gets max_bonds=0: by default loading it
+// creates a bond0 of its own, which systemd-networkd then takes as it
+// finds it ("netdev exists, using existing without changing its
+// parameters"), in the kernel's default mode (balance-rr) rather than the
+// profile's.
+func ModuleParams() map[string]string {
+	return map[string]string{"bonding": "max_bonds=0"}
 }
 
 // Options say what to build.

@@ -9,12 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/kilnlab/kiln/image/initramfs/moddep"
 )
 
 // fakeModules makes a lib/modules tree with a modules.dep like Debian's.
@@ -26,8 +29,10 @@ func fakeModules(t *testing.T) string {
 		"kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n" +
 		"kernel/drivers/virtio/virtio_ring.ko:\n" +
 		"kernel/fs/squashfs/squashfs.ko:\n" +
-		"kernel/sound/snd.ko:\n"
-	for _, p := range []string{"kernel/drivers/block/virtio_blk.ko", "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/fs/squashfs/squashfs.ko", "kernel/sound/snd.ko"} {
+		"kernel/sound/snd.ko:\n" +
+		"kernel/drivers/net/bonding/bonding.ko: kernel/net/tls/tls.ko\n" +
+		"kernel/net/tls/tls.ko:\n"
+	for _, p := range []string{"kernel/drivers/block/virtio_blk.ko", "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/fs/squashfs/squashfs.ko", "kernel/sound/snd.ko", "kernel/drivers/net/bonding/bonding.ko", "kernel/net/tls/tls.ko"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(rel, p)), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -62,8 +67,60 @@ func TestStageModules(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dst, "6.1.0-99-amd64", "kernel/sound/snd.ko")); err == nil {
 		t.Error("an unwanted module was staged")
 	}
+	if _, err := os.Stat(filepath.Join(dst, "6.1.0-99-amd64", moddep.OptionsFile)); err == nil {
+		t.Error("an options file was staged for modules that take no parameters")
+	}
 	if err := StageModules(t.TempDir(), dst, nil, log); err == nil {
 		t.Error("StageModules() accepted a tree without modules.dep")
+	}
+}
+
+// TestStageModulesOptions: a staged module with ModuleParams gets them in
+// the options file kiln-init's loader reads.
+func TestStageModulesOptions(t *testing.T) {
+	dst := t.TempDir()
+	if err := StageModules(fakeModules(t), dst, []string{"bonding"}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	rel := filepath.Join(dst, "6.1.0-99-amd64")
+	dep, _ := os.ReadFile(filepath.Join(rel, "modules.dep"))
+	if want := "kernel/net/tls/tls.ko:\nkernel/drivers/net/bonding/bonding.ko: kernel/net/tls/tls.ko\n"; string(dep) != want {
+		t.Errorf("modules.dep = %q, want %q", dep, want)
+	}
+	opts, err := os.ReadFile(filepath.Join(rel, moddep.OptionsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "options bonding max_bonds=0\n"; string(opts) != want {
+		t.Errorf("%s = %q, want %q", moddep.OptionsFile, opts, want)
+	}
+}
+
+// TestDefaultModules: the servers (amd64) load bonding and 8021q for the
+// links of a profile's interfaces; the gate (arm64, one NIC) does not; and
+// every module with parameters is one some initramfs loads.
+func TestDefaultModules(t *testing.T) {
+	amd64, arm64 := DefaultModules("amd64"), DefaultModules("arm64")
+	for _, m := range []string{"bonding", "8021q", "dm_mod", "virtio_net"} {
+		if !slices.Contains(amd64, m) {
+			t.Errorf("DefaultModules(amd64) lacks %s: %q", m, amd64)
+		}
+	}
+	for _, m := range []string{"bonding", "8021q"} {
+		if slices.Contains(arm64, m) || slices.Contains(GateModules(), m) {
+			t.Errorf("an arm64 initramfs loads %s", m)
+		}
+	}
+	for name, params := range ModuleParams() {
+		if !slices.Contains(amd64, name) && !slices.Contains(arm64, name) {
+			t.Errorf("ModuleParams has %s (%s), which no initramfs loads", name, params)
+		}
+		if err := moddep.FormatOptions(io.Discard, map[string]string{name: params}); err != nil {
+			t.Errorf("ModuleParams: %v", err)
+		}
+	}
+	if ModuleParams()["bonding"] != "max_bonds=0" {
+		t.Errorf("bonding is loaded with %q: it would make a bond0 of its own", ModuleParams()["bonding"])
 	}
 }
 

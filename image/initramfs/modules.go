@@ -36,7 +36,8 @@ func Release(modulesDir string) (string, error) {
 
 // StageModules copies the wanted modules and their dependencies from a
 // lib/modules tree into dst/<release>/, with a modules.dep listing just
-// them in load order (kiln-init loads every line).
+// them in load order (kiln-init loads every line) and, when any of them
+// has ModuleParams, a moddep.OptionsFile with those.
 func StageModules(modulesDir, dst string, want []string, log *slog.Logger) error {
 	rel, err := Release(modulesDir)
 	if err != nil {
@@ -67,7 +68,29 @@ func StageModules(modulesDir, dst string, want []string, log *slog.Logger) error
 	if err := moddep.Format(&dep, mods); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dstRel, "modules.dep"), dep.Bytes(), 0o644)
+	if err := os.WriteFile(filepath.Join(dstRel, "modules.dep"), dep.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return stageOptions(dstRel, mods)
+}
+
+// stageOptions writes the ModuleParams of mods, if any, next to their
+// modules.dep.
+func stageOptions(dstRel string, mods []moddep.Module) error {
+	all, params := ModuleParams(), map[string]string{}
+	for _, m := range mods {
+		if p, ok := all[moddep.Name(m.Path)]; ok {
+			params[moddep.Name(m.Path)] = p
+		}
+	}
+	if len(params) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := moddep.FormatOptions(&b, params); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dstRel, moddep.OptionsFile), b.Bytes(), 0o644)
 }
 
 func copyFile(src, dst string) error {

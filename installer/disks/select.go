@@ -86,7 +86,8 @@ func selects(p plan.Disk, d Disk) bool {
 	return p.WWN != "" && d.WWN != "" && NormalizeWWN(d.WWN) == NormalizeWWN(p.WWN)
 }
 
-// check runs the size and blankness checks on a matched disk.
+// check runs the size and blankness checks on a matched disk; a disk that
+// is not blank needs wipe, unless the plan keeps it.
 func check(t *Target) error {
 	need := t.Plan.Size
 	if l := t.Plan.Layout; l != nil {
@@ -111,7 +112,9 @@ func check(t *Target) error {
 		return err
 	}
 	t.Signature = sig
-	if sig != "" && !t.Plan.Wipe {
+	// A kept disk (a reinstall's data disk) is not written: what it holds
+	// is what it should hold.
+	if sig != "" && !t.Plan.Wipe && t.Plan.Action != plan.ActionKeep {
 		return fmt.Errorf("found %s: %w", sig, ErrDiskNotBlank)
 	}
 	return nil

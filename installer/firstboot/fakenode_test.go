@@ -435,6 +435,10 @@ func (f *fakeNode) rados(ctx context.Context, args []string) ([]byte, error) {
 		if !ok {
 			return nil, fmt.Errorf("error getting %s/%s: (2) No such file or directory", args[1], args[3])
 		}
+		// Like rados: the file's directory must exist.
+		if !f.exists(filepath.Dir(args[4])) {
+			return nil, fmt.Errorf("failed to open file: (2) No such file or directory\nerror getting %s/%s: (2) No such file or directory", args[1], args[3])
+		}
 		f.write(args[4], data)
 		return nil, nil
 	}

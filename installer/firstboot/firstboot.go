@@ -3,8 +3,11 @@
 // recording its completion under a state directory so that a re-run after a
 // power cut skips what is done and redoes what is not, and each reporting
 // its start, its tasks' progress and its result to the gate. The tasks:
-// grow the state filesystem to its partition, wait for the static address,
-// print KILN-BOOTED on the console, tell the gate.
+// grow the state filesystem to its partition, wait for the static address
+// and check each planned bond from inside (netcheck.go), a storage node's
+// time and Ceph (storage.go), print KILN-BOOTED on the console, tell the
+// gate. The same program, run as `kiln-firstboot health` by a timer,
+// reports the services' health to the gate (health.go).
 package firstboot
 
 import (

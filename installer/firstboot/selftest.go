@@ -100,6 +100,21 @@ func (s *node) selftestRun(ctx context.Context, host string) (read []string, err
 	if _, err := s.bounded(ctx, "rados", "-p", selftestPool, "put", own, src); err != nil {
 		return nil, err
 	}
+	objs, err := s.readAll(ctx, fsid, selftestCopy)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(objs, own) {
+		return nil, fmt.Errorf("rados -p %s ls does not list %s, just written", selftestPool, own)
+	}
+	return objs, nil
+}
+
+// readAll lists the self-test objects and reads back each (readBack) into
+// the file copy, in a directory that exists; it returns their names,
+// sorted. The health report calls it too, with a copy of its own: the two
+// may run at once.
+func (s *node) readAll(ctx context.Context, fsid, copy string) ([]string, error) {
 	out, err := s.bounded(ctx, "rados", "-p", selftestPool, "ls")
 	if err != nil {
 		return nil, err
@@ -114,33 +129,31 @@ func (s *node) selftestRun(ctx context.Context, host string) (read []string, err
 	}
 	slices.Sort(objs)
 	objs = slices.Compact(objs)
-	if !slices.Contains(objs, own) {
-		return nil, fmt.Errorf("rados -p %s ls does not list %s, just written", selftestPool, own)
-	}
 	for _, obj := range objs {
-		if err := s.readBack(ctx, obj, fsid); err != nil {
+		if err := s.readBack(ctx, obj, fsid, copy); err != nil {
 			return nil, err
 		}
 	}
 	return objs, nil
 }
 
-// readBack reads the self-test object obj and checks that it holds what
-// the self-test of the machine it is named after writes in this cluster.
-func (s *node) readBack(ctx context.Context, obj, fsid string) error {
+// readBack reads the self-test object obj into the file copy and checks
+// that it holds what the self-test of the machine it is named after writes
+// in this cluster; it removes copy.
+func (s *node) readBack(ctx context.Context, obj, fsid, copy string) error {
 	name := strings.TrimPrefix(obj, selftestPrefix)
 	if !machineName.MatchString(name) {
 		return fmt.Errorf("object %s in pool %s: %q is not a machine name; kiln's self-test objects are %sHOST",
 			obj, selftestPool, name, selftestPrefix)
 	}
-	if _, err := s.bounded(ctx, "rados", "-p", selftestPool, "get", obj, selftestCopy); err != nil {
+	if _, err := s.bounded(ctx, "rados", "-p", selftestPool, "get", obj, copy); err != nil {
 		return err
 	}
-	got, err := s.readFile(selftestCopy)
+	got, err := s.readFile(copy)
 	if err != nil {
 		return fmt.Errorf("object %s read back: %w", obj, err)
 	}
-	if err := os.Remove(s.path(selftestCopy)); err != nil {
+	if err := os.Remove(s.path(copy)); err != nil {
 		return err
 	}
 	want := selftestData(name, fsid)

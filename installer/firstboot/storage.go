@@ -55,10 +55,7 @@ func (e *Env) storagePhases() []Phase {
 	if e.Machine.Role != profiles.RoleStorage {
 		return nil
 	}
-	s := &node{env: e, Storage: e.Storage}
-	if s.Storage == nil {
-		s.Storage = &Storage{}
-	}
+	s := e.storageNode()
 	return []Phase{
 		{Name: "time", Tasks: []Task{{Name: "sync", Run: s.waitTimeSync}}},
 		{Name: "ceph", Tasks: s.cephTasks()},

@@ -40,6 +40,9 @@ type Env struct {
 	// Storage is what a storage node's time and ceph phases act on
 	// (storage.go); nil means the running system.
 	Storage *Storage
+	// Net is what the network phase's bond check reads (netcheck.go);
+	// nil means the running system.
+	Net *NetCheck
 }
 
 // Phases are the first-boot phases of a role OS, in the order of its
@@ -47,7 +50,7 @@ type Env struct {
 func (e *Env) Phases() []Phase {
 	phases := []Phase{
 		{Name: "storage", Tasks: []Task{{Name: "grow-state", Run: e.growState}}},
-		{Name: "network", Tasks: []Task{{Name: "wait-address", Run: e.waitAddress}}},
+		{Name: "network", Tasks: append([]Task{{Name: "wait-address", Run: e.waitAddress}}, e.bondTasks()...)},
 	}
 	// A storage node's time and ceph phases (storage.go); none otherwise.
 	phases = append(phases, e.storagePhases()...)

@@ -33,3 +33,44 @@ StandardError=journal+console
 [Install]
 WantedBy=multi-user.target
 `
+
+// The health report (health.go): kiln-health.timer runs kiln-health.service
+// every HealthInterval, which runs `kiln-firstboot health` once.
+const (
+	HealthUnitName  = "kiln-health.service"
+	HealthTimerName = "kiln-health.timer"
+	// HealthInterval is how long after a report ends the next starts.
+	HealthInterval = "30s"
+)
+
+// HealthUnit runs one health report. It does not wait for the first boot:
+// while a phase is still running the report says so. Its console output
+// is one line when a service's status changes, never a line per report.
+const HealthUnit = `[Unit]
+Description=kiln health report (the services' state, to the gate)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=` + BinaryPath + ` health
+TimeoutStartSec=3min
+StandardOutput=journal+console
+StandardError=journal
+`
+
+// HealthTimer starts HealthUnit a minute after boot, then HealthInterval
+// after each report ends (OnUnitInactiveSec: a slow report is never run
+// twice at once). AccuracySec=1s: the default minute would make the
+// gate's view of a lost node a minute later than needed.
+const HealthTimer = `[Unit]
+Description=kiln health report every ` + HealthInterval + `
+
+[Timer]
+OnBootSec=1min
+OnUnitInactiveSec=` + HealthInterval + `
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+`

@@ -18,6 +18,7 @@
 package install
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,7 +108,12 @@ func (in *Installer) prepare(ctx context.Context, name *string) (*work, error) {
 	*name = m.Machine.Name
 	fmt.Fprintf(in.Console, "KILN-INSTALL-START %s\n", *name)
 	in.progress(ctx, api.Progress{Phase: "check", Message: "selecting disks"})
-	targets, err := in.Disks.Select(m.Machine.Disks)
+	planned := m.Machine.Disks
+	if m.Reinstall {
+		planned = reinstallDisks(planned)
+		fmt.Fprintf(in.Console, "kiln: reinstall: the data disks and empty partitions are kept\n")
+	}
+	targets, err := in.Disks.Select(planned)
 	if err != nil {
 		return nil, err
 	}
@@ -135,11 +141,24 @@ func (in *Installer) prepare(ctx context.Context, name *string) (*work, error) {
 	return &work{manifest: m, targets: targets, bootCode: mbr, secrets: sec}, nil
 }
 
+// reinstallDisks gives each disk its plan's action on a reinstall (a data
+// disk is kept), on a copy: the manifest stays as the gate sent it.
+func reinstallDisks(ds []plan.Disk) []plan.Disk {
+	out := make([]plan.Disk, len(ds))
+	for i, d := range ds {
+		if d.Reinstall != "" {
+			d.Action = d.Reinstall
+		}
+		out[i] = d
+	}
+	return out
+}
+
 // checkTarget checks what disklayout would refuse later, plus that every
 // image fits its partition.
 func checkTarget(t disks.Target, m api.InstallManifest) error {
 	switch t.Plan.Action {
-	case plan.ActionClear:
+	case plan.ActionClear, plan.ActionKeep:
 		return nil
 	case plan.ActionPartition:
 	default:
@@ -201,6 +220,10 @@ func (in *Installer) write(ctx context.Context, w *work) error {
 }
 
 func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (err error) {
+	if t.Plan.Action == plan.ActionKeep {
+		fmt.Fprintf(in.Console, "kiln: keeping %s (%s) as it is (found %s)\n", t.Plan.Name, t.Disk.Path, cmp.Or(t.Signature, "nothing"))
+		return nil
+	}
 	// O_EXCL on a block device fails while it is mounted or in use.
 	f, err := os.OpenFile(t.Disk.Path, os.O_RDWR|os.O_EXCL, 0)
 	if err != nil {
@@ -225,6 +248,12 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 	rereadPartitions(f)
 	var written []plan.Partition
 	for _, p := range t.Plan.Layout.Partitions {
+		if p.Content == plan.ContentEmpty {
+			if err := in.emptyPartition(ctx, f, p, w.manifest.Reinstall); err != nil {
+				return err
+			}
+			continue
+		}
 		key, ok := contentFile[p.Content]
 		if !ok {
 			continue
@@ -246,6 +275,18 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 		}
 	}
 	return nil
+}
+
+// emptyPartition blanks a partition left for the role (an OSD's) at the
+// first install, and leaves it alone, byte for byte, on a reinstall: it
+// holds the lab's data, which outlives the machine's OS.
+func (in *Installer) emptyPartition(ctx context.Context, dev *os.File, p plan.Partition, reinstall bool) error {
+	if reinstall {
+		fmt.Fprintf(in.Console, "kiln: keeping partition %s as it is\n", p.Name)
+		return nil
+	}
+	fmt.Fprintf(in.Console, "kiln: clearing partition %s\n", p.Name)
+	return disklayout.ClearPartition(ctx, dev, p)
 }
 
 // writePartition streams one image from the gate into its partition; the

@@ -49,8 +49,8 @@ func machine() plan.Machine {
 	return plan.Machine{
 		Name: "ceph-1", MAC: "52:54:00:00:00:11", Hostname: "ceph-1", RoleImage: "roles/storage.squashfs",
 		Disks: []plan.Disk{
-			{Name: "os", Serial: "WD-A", Size: 64 * mib, Use: "system", Action: plan.ActionPartition, Layout: layout()},
-			{Name: "osd", Serial: "WD-B", Size: 8 * mib, Use: "data", Action: plan.ActionClear},
+			{Name: "os", Serial: "WD-A", Size: 64 * mib, Use: "system", Action: plan.ActionPartition, Reinstall: plan.ActionPartition, Layout: layout()},
+			{Name: "osd", Serial: "WD-B", Size: 8 * mib, Use: "data", Action: plan.ActionClear, Reinstall: plan.ActionKeep},
 		},
 	}
 }
@@ -193,6 +193,89 @@ func TestInstall(t *testing.T) {
 	if !bytes.Equal(data[:4], make([]byte, 4)) {
 		t.Error("data disk still has its squashfs signature")
 	}
+}
+
+// TestReinstallKeepsData: the first install blanks the OSD partition and
+// the data disk; a reinstall rewrites the system partitions and leaves the
+// OSD partition and the data disk byte for byte as they were, wipe or not.
+func TestReinstallKeepsData(t *testing.T) {
+	for _, wipe := range []bool{true, false} {
+		m := machine()
+		m.Disks[0].Wipe = true // the system disk is rewritten either way
+		m.Disks[1].Wipe = wipe
+		osd := layout().Partitions[3]
+		fx := newFixture(t, m,
+			diskstest.Disk{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("WD-A"),
+				Writes: map[int64][]byte{510: {0x55, 0xaa}, int64(osd.Start) + 536: []byte("LVM2 001")}},
+			diskstest.Disk{Name: "vdb", Size: 8 * mib, Attrs: diskstest.Serial("WD-B")},
+		)
+		if err := fx.in.Run(context.Background()); err != nil {
+			t.Fatalf("first install (data disk wipe %v): %v\nconsole:\n%s", wipe, err, fx.console)
+		}
+		sys, data := filepath.Join(fx.sys.DevRoot, "vda"), filepath.Join(fx.sys.DevRoot, "vdb")
+		if b := readAt(t, sys, int64(osd.Start), mib); !bytes.Equal(b, make([]byte, mib)) {
+			t.Errorf("the first install left the OSD partition's old signature")
+		}
+		// The machine's life: OSDs on the partition and the data disk,
+		// and its root image changed by someone.
+		fill := func(path string, off, n int64, c byte) {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(bytes.Repeat([]byte{c}, int(n)), off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fill(sys, int64(osd.Start), int64(osd.Size), 0xd5)
+		fill(data, 0, 8*mib, 0xd6)
+		fill(data, 536, 8, 'L') // not blank: needs wipe unless kept
+		root := layout().Partitions[1]
+		fill(sys, int64(root.Start), mib, 0x00)
+		osdBefore, dataBefore := hashRange(t, sys, int64(osd.Start), int64(osd.Size)), hashRange(t, data, 0, 8*mib)
+
+		fx.gate.Rearm(true)
+		fx.console.Reset()
+		if err := fx.in.Run(context.Background()); err != nil {
+			t.Fatalf("reinstall (data disk wipe %v): %v\nconsole:\n%s", wipe, err, fx.console)
+		}
+		if hashRange(t, sys, int64(osd.Start), int64(osd.Size)) != osdBefore {
+			t.Errorf("wipe %v: the reinstall changed the OSD partition", wipe)
+		}
+		if hashRange(t, data, 0, 8*mib) != dataBefore {
+			t.Errorf("wipe %v: the reinstall changed the data disk", wipe)
+		}
+		if b := readAt(t, sys, int64(root.Start), 4); string(b) != "hsqs" {
+			t.Errorf("wipe %v: the reinstall did not write the root image again: %q", wipe, b)
+		}
+		out := fx.console.String()
+		for _, want := range []string{"kiln: keeping partition kiln-osd", "kiln: keeping osd (", "KILN-INSTALL-OK ceph-1"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("wipe %v: console lacks %q:\n%s", wipe, want, out)
+			}
+		}
+		sgdiskVerify(t, sys)
+	}
+}
+
+func readAt(t *testing.T, path string, off, n int64) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func hashRange(t *testing.T, path string, off, n int64) [32]byte {
+	t.Helper()
+	return sha256.Sum256(readAt(t, path, off, n))
 }
 
 // sgdiskVerify checks the written table with an independent Debian tool.

@@ -41,6 +41,10 @@ const (
 type InstallManifest struct {
 	Machine plan.Machine           `json:"machine"`
 	Files   map[string]bundle.File `json:"files"`
+	// Reinstall: the gate installed this machine before and was asked to
+	// again (kiln gate reinstall), so each disk gets its plan's Reinstall
+	// action: the lab's data on it (an OSD) is kept.
+	Reinstall bool `json:"reinstall,omitempty"`
 }
 
 // Progress is POST PathProgress{mac}'s body.

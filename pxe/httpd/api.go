@@ -74,12 +74,14 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bundle incomplete", http.StatusInternalServerError)
 		return
 	}
-	if _, err := s.cfg.States.BeginInstall(mac, m.Name, token); err != nil {
+	rec, err := s.cfg.States.BeginInstall(mac, m.Name, token)
+	if err != nil {
 		s.stateErr(w, r, log, err)
 		return
 	}
-	log.Info("api: install manifest handed out")
-	writeJSON(w, api.InstallManifest{Machine: *m, Files: files})
+	reinstall := rec.Installs > 0
+	log.Info("api: install manifest handed out", "reinstall", reinstall)
+	writeJSON(w, api.InstallManifest{Machine: *m, Files: files, Reinstall: reinstall})
 }
 
 func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
@@ -122,9 +124,11 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 }
 
 // stateErr maps a refused state transition to 403, anything else to 500.
+// The state's error is the whole reason (a wrong or used token, the
+// machine's state), so it is the why, unprefixed, on a narrow page.
 func (s *Server) stateErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	if errors.Is(err, state.ErrBadToken) || errors.Is(err, state.ErrWrongState) || errors.Is(err, state.ErrSecretsTaken) {
-		s.forbid(w, r, log, "credential or state", err)
+		s.forbid(w, r, log, err.Error(), nil)
 		return
 	}
 	log.Error("api: state", "err", err)

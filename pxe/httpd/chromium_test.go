@@ -22,9 +22,10 @@ import (
 // TestStatusPageChromium renders the status page in headless Chromium
 // (Debian package chromium) and checks the DOM a browser builds from it:
 // one row per machine, in plan order, with the right texts, first-boot
-// phases and services, and the hostile strings shown as text rather than
-// run or rendered as markup. It keeps screenshots at a laptop's width and
-// a phone's under test-output/ for people to look at, and checks them for
+// phases and services, secrets hand-outs and refusals, and the hostile
+// strings shown as text rather than run or rendered as markup. It keeps
+// screenshots at a laptop's width and a phone's (the first screen, and the
+// whole page) under test-output/ for people to look at, and checks them for
 // what people would see first: nothing drawn in the page's margins (the
 // header's machine counts once wrapped out of their box at 1280 px, and
 // the table ran off a phone's screen).
@@ -36,8 +37,8 @@ func TestStatusPageChromium(t *testing.T) {
 	f, toks := statusFixture(t)
 	dom := dumpDOM(t, f.srv.URL+"/")
 	checkRows(t, dom, wantRows)
-	if n := strings.Count(dom, "data-refused="); n != 3 {
-		t.Errorf("the DOM shows %d refused requests, want 3", n)
+	if n := strings.Count(dom, "data-refused="); n != 5 {
+		t.Errorf("the DOM shows %d refused requests, want 5", n)
 	}
 	for _, bad := range []string{"<script", "<img"} {
 		if strings.Contains(dom, bad) {
@@ -52,16 +53,21 @@ func TestStatusPageChromium(t *testing.T) {
 
 	out := outputDir(t)
 	for _, sz := range []struct {
-		name          string
+		name, file    string
 		width, height int
 		// margin is how far from each side nothing may be drawn: the
 		// page's own margin (2em, or 1em on a phone) less a little.
 		margin int
 	}{
-		{"laptop", 1280, 900, 20},
-		{"phone", 390, 844, 8},
+		{"laptop", "status-1280.png", 1280, 900, 20},
+		{"phone", "status-390.png", 390, 844, 8},
+		// The whole page, in a window taller than it: the refused table
+		// and the last machines are below the first screen, and must
+		// fit the width too.
+		{"laptop, whole page", "status-1280-full.png", 1280, 1800, 20},
+		{"phone, whole page", "status-390-full.png", 390, 2600, 8},
 	} {
-		file := filepath.Join(out, fmt.Sprintf("status-%d.png", sz.width))
+		file := filepath.Join(out, sz.file)
 		screenshot(t, f.srv.URL+"/", file, sz.width, sz.height)
 		img := readPNG(t, file)
 		if b := img.Bounds(); b.Dx() != sz.width || b.Dy() != sz.height {

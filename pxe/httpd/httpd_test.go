@@ -193,8 +193,8 @@ func TestInstallLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &man); err != nil {
 		t.Fatal(err)
 	}
-	if man.Machine.Name != "ceph-1" {
-		t.Errorf("manifest machine %q", man.Machine.Name)
+	if man.Machine.Name != "ceph-1" || man.Reinstall {
+		t.Errorf("manifest machine %q, reinstall %v: want ceph-1's first install", man.Machine.Name, man.Reinstall)
 	}
 	paths := map[string]string{}
 	for k, v := range man.Files {
@@ -248,8 +248,15 @@ func TestInstallLifecycle(t *testing.T) {
 	if _, err := f.states.Rearm(macC1, "ceph-1"); err != nil {
 		t.Fatal(err)
 	}
-	if tok2 := f.installScript(t, macC1); tok2 == tok {
+	tok2 := f.installScript(t, macC1)
+	if tok2 == tok {
 		t.Error("re-armed install reuses the old token")
+	}
+	// The machine was installed before: its manifest says reinstall, and
+	// the installer keeps its data disks.
+	code, body = f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok2, "")
+	if err := json.Unmarshal([]byte(body), &man); code != 200 || err != nil || !man.Reinstall {
+		t.Errorf("manifest after re-arm = %d, %v, reinstall %v: want a reinstall", code, err, man.Reinstall)
 	}
 }
 

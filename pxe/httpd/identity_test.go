@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/kilnlab/kiln/image/secrets"
 	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/state"
@@ -198,6 +200,33 @@ func TestSecretsOnce(t *testing.T) {
 	}
 	if strings.Contains(f.logs.String(), "KEY-OF-CEPH-1") || strings.Contains(all, tok) {
 		t.Error("a secret or the token shows in the logs or on the status page")
+	}
+	// The page shows it on ceph-1's line: the hand-out, and the latest
+	// three of the four refusals naming ceph-1 (the one before the
+	// manifest is in the refused table).
+	_, page := f.do(t, "GET", "/", "")
+	rows, err := pageRows(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line []string
+	for _, r := range rows {
+		if r.Name != "ceph-1" {
+			continue
+		}
+		for _, it := range r.Items {
+			line = append(line, it.Key+": "+it.Fields["secrets-to"]+it.Fields["refusal-what"]+" "+it.Fields["refusal-why"])
+		}
+		line = append(line, r.Fields["refused-more"])
+	}
+	if diff := cmp.Diff([]string{
+		"secrets 0: 127.0.0.1 ",
+		"refusal 0: secrets hand-out secrets already handed out for this install",
+		"refusal 1: secrets hand-out wrong or consumed install token",
+		"refusal 2: secrets hand-out wrong or consumed install token",
+		"1 more",
+	}, line); diff != "" {
+		t.Errorf("ceph-1 on the status page (-want +got)\n%s", diff)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
@@ -18,18 +19,22 @@ const maxRefusals = 20
 // maxRefusalText bounds each network-supplied string of a Refusal.
 const maxRefusalText = 200
 
-// Refusal is one refused installer API request (DESIGN §10: a second use
-// of a token, another MAC, a machine not in install: logged and shown on
-// the status page). It keeps the request's path, never its query, which
-// is where a token travels.
+// Refusal is one refused installer API request or report (DESIGN §10: a
+// second use of a token, another MAC, a machine not in install, a report
+// without the machine's identity or signed as another: logged and shown
+// on the status page). It keeps the request's path, never its query,
+// which is where a token travels.
 type Refusal struct {
-	At      time.Time `json:"at"`
-	Peer    string    `json:"peer"`
-	Method  string    `json:"method"`
-	Path    string    `json:"path"`
-	MAC     string    `json:"mac"`
-	Machine string    `json:"machine,omitempty"`
-	Why     string    `json:"why"`
+	At   time.Time `json:"at"`
+	Peer string    `json:"peer"`
+	// What names the request for people ("secrets hand-out"); Method and
+	// Path are the request as sent.
+	What    string `json:"what"`
+	Method  string `json:"method"`
+	Path    string `json:"path"`
+	MAC     string `json:"mac"`
+	Machine string `json:"machine,omitempty"`
+	Why     string `json:"why"`
 }
 
 // refusals is a bounded list of the latest refusals, newest last.
@@ -62,7 +67,8 @@ func (s *Server) refusal(r *http.Request, why string, err error) Refusal {
 		why += ": " + err.Error()
 	}
 	ref := Refusal{
-		At: s.cfg.Now().UTC(), Peer: clip(peerHost(r.RemoteAddr)), Method: clip(r.Method), Path: clip(r.URL.Path),
+		At: s.cfg.Now().UTC(), Peer: clip(peerHost(r.RemoteAddr)), What: requestName(r.URL.Path),
+		Method: clip(r.Method), Path: clip(r.URL.Path),
 		MAC: clip(r.PathValue("mac")), Why: clip(why),
 	}
 	if mac, err := state.NormalizeMAC(ref.MAC); err == nil {
@@ -71,6 +77,26 @@ func (s *Server) refusal(r *http.Request, why string, err error) Refusal {
 		}
 	}
 	return ref
+}
+
+// requestName names the route of path for the status page: people read
+// "secrets hand-out" faster than a URL, and the name is one of a fixed set
+// whatever the path carries.
+func requestName(path string) string {
+	for _, rt := range []struct{ prefix, name string }{
+		{api.PathInstall, "install manifest"},
+		{api.PathProgress, "install progress"},
+		{api.PathResult, "install result"},
+		{api.PathSecrets, "secrets hand-out"},
+		{api.PathBooted, "first-boot report"},
+		{api.PathPhase, "first-boot phase report"},
+		{api.PathHealth, "health report"},
+	} {
+		if strings.HasPrefix(path, rt.prefix) {
+			return rt.name
+		}
+	}
+	return "request"
 }
 
 // peerHost drops the client's port: noise on a page for people.

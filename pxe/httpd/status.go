@@ -176,22 +176,31 @@ func (s *Server) machineStatus(m *plan.Machine) (MachineStatus, error) {
 	for _, h := range r.Handouts {
 		ms.Secrets = append(ms.Secrets, SecretsStatus{At: h.At, To: peerHost(h.Remote)})
 	}
-	ms.Phases = phases(m.FirstBoot, r.Phases)
-	if h := r.Health; h != nil {
-		ms.Health = &HealthStatus{At: h.At, Services: make([]ServiceStatus, 0, len(h.Services))}
-		for _, sv := range h.Services {
-			ms.Health.Services = append(ms.Health.Services, ServiceStatus(sv))
-		}
-	}
+	ms.Phases = FirstBoot(m.FirstBoot, r.Phases)
+	ms.Health = ServicesHealth(r.Health)
 	return ms, nil
 }
 
-// phases merges the plan's first-boot phases with the machine's reports:
-// planned ones in plan order, pending until reported (so a phase that
-// never ran shows, rather than being missing), then reported ones the
-// plan does not name. Nothing before the first report: a machine not
-// booted yet has no first boot to show.
-func phases(planned []string, reported []state.Phase) []PhaseStatus {
+// ServicesHealth is a record's last health report as the status shows it
+// (nil without one); `kiln gate machines` shows the same.
+func ServicesHealth(h *state.Health) *HealthStatus {
+	if h == nil {
+		return nil
+	}
+	hs := &HealthStatus{At: h.At, Services: make([]ServiceStatus, 0, len(h.Services))}
+	for _, sv := range h.Services {
+		hs.Services = append(hs.Services, ServiceStatus(sv))
+	}
+	return hs
+}
+
+// FirstBoot merges the plan's first-boot phases with the machine's
+// reports: planned ones in plan order, pending until reported (so a phase
+// that never ran shows, rather than being missing), then reported ones
+// the plan does not name. Nothing before the first report: a machine not
+// booted yet has no first boot to show. `kiln gate machines` shows the
+// same.
+func FirstBoot(planned []string, reported []state.Phase) []PhaseStatus {
 	if len(reported) == 0 {
 		return nil
 	}
@@ -279,9 +288,19 @@ type page struct {
 	RefusedRows                    []refusedRow
 }
 
+// Bounds of a machine's lists on the page: its line stays a glance, and
+// the rest is in status.json (hand-outs) or the refused table.
+const (
+	maxHandoutsShown = 3
+	maxRefusedShown  = 3
+)
+
+// refusedRow is one refused request on the page.
 type refusedRow struct {
 	Refusal
-	When string
+	// When is the time and how long ago; Ago only the latter (a machine's
+	// line is narrow) and Exact the time for its tooltip.
+	When, Ago, Exact string
 }
 
 type row struct {
@@ -291,10 +310,24 @@ type row struct {
 	ProgressAt             string
 	BootedText             string
 	SinceText              string
-	PhaseItems             []phaseItem
-	ServiceItems           []serviceItem
+	// SecretsItems are the latest hand-outs of the machine's secrets,
+	// newest first; SecretsEarlier counts those left out.
+	SecretsItems   []secretsItem
+	SecretsEarlier int
+	// RefusedItems are the latest refused requests naming the machine,
+	// newest first; RefusedMore counts those only the refused table
+	// shows.
+	RefusedItems []refusedRow
+	RefusedMore  int
+	PhaseItems   []phaseItem
+	ServiceItems []serviceItem
 	// HealthAt says when the health was reported; empty without a report.
 	HealthAt string
+}
+
+// secretsItem is one hand-out of a machine's secrets on the page.
+type secretsItem struct {
+	To, When string
 }
 
 // phaseItem is one first-boot phase on the page.
@@ -334,19 +367,40 @@ func newPage(st Status) page {
 		Status: st, Uptime: duration(time.Duration(g.UptimeS * float64(time.Second))),
 		RSS: mib(g.KilnRSSBytes), MemUsed: mib(g.MemUsedBytes), MemTotal: mib(g.MemTotalBytes),
 	}
+	for _, r := range st.Refused {
+		pg.RefusedRows = append(pg.RefusedRows, newRefusedRow(st.Now, r))
+	}
 	counts := map[string]int{}
 	for _, m := range st.Machines {
-		pg.Rows = append(pg.Rows, newRow(st.Now, m))
+		r := newRow(st.Now, m)
+		r.RefusedItems, r.RefusedMore = refusedOf(pg.RefusedRows, m.Name)
+		pg.Rows = append(pg.Rows, r)
 		if m.Netboot {
 			counts[m.State]++
 		}
 	}
-	for _, r := range st.Refused {
-		pg.RefusedRows = append(pg.RefusedRows, refusedRow{Refusal: r, When: when(st.Now, r.At)})
-	}
 	pg.Counts = fmt.Sprintf("%d installed, %d installing, %d failed, %d to install",
 		counts[state.Installed], counts[state.Installing], counts[state.Failed], counts[state.Install])
 	return pg
+}
+
+func newRefusedRow(now time.Time, r Refusal) refusedRow {
+	return refusedRow{Refusal: r, When: when(now, r.At), Ago: duration(now.Sub(r.At)) + " ago", Exact: exact(r.At)}
+}
+
+// refusedOf picks the refusals naming machine out of all (newest first):
+// the first maxRefusedShown, and how many more there are.
+func refusedOf(all []refusedRow, machine string) ([]refusedRow, int) {
+	var mine []refusedRow
+	for _, r := range all {
+		if r.Machine == machine {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) > maxRefusedShown {
+		return mine[:maxRefusedShown], len(mine) - maxRefusedShown
+	}
+	return mine, 0
 }
 
 func newRow(now time.Time, m MachineStatus) row {
@@ -375,24 +429,9 @@ func newRow(now time.Time, m MachineStatus) row {
 			r.BootedText = b.Hostname + " " + r.BootedText
 		}
 	}
+	r.SecretsItems, r.SecretsEarlier = secretsItems(now, m.Secrets)
 	for _, p := range m.Phases {
-		it := phaseItem{Name: p.Name, Class: statusClass(p.Status), StatusText: p.Status, Error: p.Error}
-		if p.Attempts > 1 {
-			it.StatusText += fmt.Sprintf(" (attempt %d)", p.Attempts)
-		}
-		it.Detail = p.Task
-		if p.Task != "" && p.Message != "" {
-			it.Detail += ": "
-		}
-		it.Detail += p.Message
-		if p.Error != "" && p.Status != api.PhaseFailed {
-			it.ErrorLabel = "previous attempt failed: "
-		}
-		if !p.At.IsZero() {
-			it.When = duration(now.Sub(p.At)) + " ago"
-			it.At = p.At.UTC().Format("2006-01-02 15:04:05Z")
-		}
-		r.PhaseItems = append(r.PhaseItems, it)
+		r.PhaseItems = append(r.PhaseItems, newPhaseItem(now, p))
 	}
 	if h := m.Health; h != nil {
 		r.HealthAt = "reported " + when(now, h.At)
@@ -403,9 +442,52 @@ func newRow(now time.Time, m MachineStatus) row {
 	return r
 }
 
+// secretsItems turns a machine's hand-outs (oldest first) into the
+// page's, newest first: the first maxHandoutsShown, and how many earlier
+// ones are left out.
+func secretsItems(now time.Time, hs []SecretsStatus) ([]secretsItem, int) {
+	var out []secretsItem
+	for i := len(hs) - 1; i >= 0 && len(out) < maxHandoutsShown; i-- {
+		out = append(out, secretsItem{To: hs[i].To, When: when(now, hs[i].At)})
+	}
+	return out, len(hs) - len(out)
+}
+
+func newPhaseItem(now time.Time, p PhaseStatus) phaseItem {
+	it := phaseItem{Name: p.Name, Class: statusClass(p.Status), StatusText: phaseStatusText(p), Error: p.Error}
+	it.Detail = p.Task
+	if p.Task != "" && p.Message != "" {
+		it.Detail += ": "
+	}
+	it.Detail += p.Message
+	if p.Error != "" && p.Status != api.PhaseFailed {
+		it.ErrorLabel = "previous attempt failed: "
+	}
+	if !p.At.IsZero() {
+		it.When = duration(now.Sub(p.At)) + " ago"
+		it.At = exact(p.At)
+	}
+	return it
+}
+
+// phaseStatusText is a phase's status with its attempt: always for a
+// failed phase (how often it was tried, and that it runs again), for
+// others once it runs again.
+func phaseStatusText(p PhaseStatus) string {
+	if p.Attempts > 1 || (p.Status == api.PhaseFailed && p.Attempts > 0) {
+		return fmt.Sprintf("%s (attempt %d)", p.Status, p.Attempts)
+	}
+	return p.Status
+}
+
+// exact formats t in UTC to the second.
+func exact(t time.Time) string {
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
 // when formats t in UTC and how long ago it was.
 func when(now, t time.Time) string {
-	return t.UTC().Format("2006-01-02 15:04:05Z") + " (" + duration(now.Sub(t)) + " ago)"
+	return exact(t) + " (" + duration(now.Sub(t)) + " ago)"
 }
 
 // duration is d rounded for people: 45s, 12m05s, 3h12m, 2d04h.

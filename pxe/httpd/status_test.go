@@ -48,9 +48,11 @@ func statusPlan() *plan.Plan {
 // gate-1 never netbooted; ceph-1 installed and booted, its network phase
 // retried once, its announce phase running, its services reported;
 // ceph-2 in install with an outstanding token; ceph-3 installing, half way
-// through its root; compute-1 failed with a hostile error, and (as no
-// real machine would) booted, its network phase failed twice with a
-// hostile error and a hostile service. It returns the live tokens.
+// through its root, its secrets taken by a LAN host for its first install
+// and by itself for its second; compute-1 failed with a hostile error, and
+// (as no real machine would) booted, its network phase failed twice with
+// a hostile error and a hostile service. Five requests are refused, two
+// of them for ceph-1. It returns the install tokens, live and used.
 func statusFixture(t *testing.T) (*fixture, []string) {
 	t.Helper()
 	f := newFixtureWith(t, func(c *Config) {
@@ -75,7 +77,10 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 	}
 
 	tok := arm(macC1, "ceph-1")
-	f.clock.add(time.Minute)
+	tokC1 := tok
+	f.clock.add(20 * time.Second)
+	must(st.HandOutSecrets(macC1, "ceph-1", tok, "192.168.1.111:50112"))
+	f.clock.add(40 * time.Second)
 	must(st.ReportProgress(macC1, "ceph-1", tok, state.Progress{Phase: "done", Message: "installed"}))
 	must(st.Finish(macC1, "ceph-1", tok, true, ""))
 	phases := func(mac, name string, reports ...state.PhaseReport) {
@@ -123,8 +128,13 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address", Error: hostile})
 	must(st.ReportHealth(macCo1, "compute-1", []state.Service{{Name: hostile, Status: "failed", Detail: hostile}}))
 
+	// ceph-3: a LAN host took its first install's secrets (the machine
+	// netbooted again, and its second install took them too).
+	must(st.HandOutSecrets(macC3, "ceph-3", arm(macC3, "ceph-3"), "192.168.1.66:41000"))
+	f.clock.add(10 * time.Second)
 	tokC3 := arm(macC3, "ceph-3")
-	f.clock.add(time.Minute)
+	must(st.HandOutSecrets(macC3, "ceph-3", tokC3, "192.168.1.113:41000"))
+	f.clock.add(50 * time.Second)
 	must(st.ReportProgress(macC3, "ceph-3", tokC3, state.Progress{Phase: "write", Message: "root", Done: 512 << 20, Total: 1024 << 20}))
 
 	tokC2, err := st.ArmToken("52:54:00:00:01:02", "ceph-2")
@@ -144,7 +154,15 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 	if code, _ := f.do(t, "POST", "/api/v1/result/%3Cscript%3Ealert(1)%3C%2Fscript%3E", `{"ok":true}`); code != 403 {
 		t.Fatalf("hostile MAC = %d, want 403", code)
 	}
-	return f, []string{tokC2, tokC3}
+	// Refused for ceph-1: its secrets again for the install that is over,
+	// and a report on the plain port, without its certificate.
+	if code, _ := f.do(t, "POST", "/api/v1/secrets/"+macC1+"?token="+tokC1, `{}`); code != 403 {
+		t.Fatalf("secrets after the install = %d, want 403", code)
+	}
+	if code, _ := f.do(t, "POST", "/api/v1/booted/"+macC1, `{"hostname":"ceph-1"}`); code != 403 {
+		t.Fatalf("plain-port report = %d, want 403", code)
+	}
+	return f, []string{tokC1, tokC2, tokC3}
 }
 
 func TestStatusPageGolden(t *testing.T) {
@@ -164,21 +182,33 @@ func TestStatusPageGolden(t *testing.T) {
 // wantRows is what statusFixture must show, machine by machine: a
 // row's fields, and all of its first-boot phases and services.
 var wantRows = []machineRow{
-	{Name: "gate-1", Fields: map[string]string{"state": "not netbooted: the gate itself", "mac": macGate, "firmware": "-"}},
-	{Name: "ceph-1", Fields: map[string]string{"state": "installed", "progress": "done installed", "percent": "", "error": "",
+	{Name: "gate-1", Fields: map[string]string{"state": "not netbooted: the gate itself", "mac": macGate, "role": "gate", "firmware": "-"}, Items: []item{}},
+	{Name: "ceph-1", Fields: map[string]string{"state": "installed", "role": "storage", "progress": "done installed", "percent": "", "error": "",
 		"booted": "192.168.1.11/24 2026-11-01 12:03:00Z (1m35s ago)", "firmware": "uefi",
 		"health-at": "reported 2026-11-01 12:03:00Z (1m35s ago)"},
 		Items: []item{
+			{"secrets 0", map[string]string{"secrets-to": "192.168.1.111", "secrets-at": "2026-11-01 12:00:20Z (4m15s ago)"}},
 			{"phase storage", map[string]string{"phase": "storage", "phase-status": "done", "phase-at": "3m05s ago"}},
 			{"phase network", map[string]string{"phase": "network", "phase-status": "done (attempt 2)", "phase-at": "2m05s ago"}},
 			{"phase announce", map[string]string{"phase": "announce", "phase-status": "running", "phase-detail": "gate: task 2 of 2", "phase-at": "1m35s ago"}},
 			{"service systemd-networkd", map[string]string{"service": "systemd-networkd", "service-status": "ok"}},
 			{"service systemd-timesyncd", map[string]string{"service": "systemd-timesyncd", "service-status": "warn", "service-detail": "clock not synchronised"}},
 			{"service ceph-mon", map[string]string{"service": "ceph-mon", "service-status": "starting", "service-detail": "waiting for quorum"}},
+			{"refusal 0", map[string]string{"refusal-what": "first-boot report", "refusal-peer": "127.0.0.1",
+				"refusal-why": "report without the machine's identity (reports go to the gate's TLS port)", "refusal-at": "0s ago"}},
+			{"refusal 1", map[string]string{"refusal-what": "secrets hand-out", "refusal-peer": "127.0.0.1",
+				"refusal-why": "wrong or consumed install token", "refusal-at": "0s ago"}},
 		}},
 	{Name: "ceph-2", Fields: map[string]string{"state": "install", "progress": "", "error": "", "booted": "", "firmware": "-", "health-at": ""}, Items: []item{}},
 	{Name: "ceph-3", Fields: map[string]string{"state": "installing", "progress": "write root", "percent": "50%",
-		"progress-at": "2026-11-01 12:04:30Z (5s ago)", "error": ""}, Items: []item{}},
+		"progress-at": "2026-11-01 12:04:30Z (5s ago)", "error": ""},
+		Items: []item{
+			// Newest first: the LAN host's hand-out is the earlier one.
+			{"secrets 0", map[string]string{"secrets-to": "192.168.1.113", "secrets-at": "2026-11-01 12:03:40Z (55s ago)"}},
+			{"secrets 1", map[string]string{"secrets-to": "192.168.1.66", "secrets-at": "2026-11-01 12:03:30Z (1m05s ago)"}},
+			{"refusal 0", map[string]string{"refusal-what": "install manifest", "refusal-peer": "127.0.0.1",
+				"refusal-why": "wrong or consumed install token", "refusal-at": "0s ago"}},
+		}},
 	{Name: "compute-1", Fields: map[string]string{"state": "failed", "progress": "check " + hostile, "error": hostile,
 		"booted": hostile + " 192.168.1.21/24 2026-11-01 12:03:30Z (1m05s ago)", "firmware": "bios",
 		"health-at": "reported 2026-11-01 12:03:30Z (1m05s ago)"},
@@ -250,11 +280,14 @@ func TestStatusJSON(t *testing.T) {
 	}
 	var refused []string
 	for _, r := range st.Refused {
-		refused = append(refused, r.Method+" "+r.Path+" "+r.Machine)
+		refused = append(refused, r.What+": "+r.Method+" "+r.Path+" "+r.Machine)
 	}
 	if diff := cmp.Diff([]string{
-		"POST /api/v1/result/<script>alert(1)</script> ",
-		"POST /api/v1/progress/" + macLost + " ", "GET /api/v1/install/" + macC3 + " ceph-3",
+		"first-boot report: POST /api/v1/booted/" + macC1 + " ceph-1",
+		"secrets hand-out: POST /api/v1/secrets/" + macC1 + " ceph-1",
+		"install result: POST /api/v1/result/<script>alert(1)</script> ",
+		"install progress: POST /api/v1/progress/" + macLost + " ",
+		"install manifest: GET /api/v1/install/" + macC3 + " ceph-3",
 	}, refused); diff != "" {
 		t.Errorf("refused, newest first (-want +got)\n%s", diff)
 	}
@@ -371,13 +404,15 @@ func TestRefusalsBounded(t *testing.T) {
 type machineRow struct {
 	Name   string
 	Fields map[string]string
-	// Items are the row's first-boot phases and services, in page order;
-	// nil in a want: not checked.
+	// Items are the row's secrets hand-outs, first-boot phases, services
+	// and refusals, in page order; nil in a want: not checked.
 	Items []item
 }
 
-// item is one <li data-phase> ("phase NAME") or <li data-service>
-// ("service NAME") and the data-field texts inside it.
+// item is one <li data-phase> ("phase NAME"), <li data-service>
+// ("service NAME"), <li data-secrets> ("secrets I", the I-th hand-out,
+// newest first) or <li data-refusal> ("refusal I") and the data-field
+// texts inside it.
 type item struct {
 	Key    string
 	Fields map[string]string
@@ -412,7 +447,7 @@ func checkRows(t *testing.T, doc string, want []machineRow) {
 			continue
 		}
 		if diff := cmp.Diff(nonEmpty(w.Items), nonEmpty(got[i].Items)); diff != "" {
-			t.Errorf("%s phases and services (-want +got)\n%s", w.Name, diff)
+			t.Errorf("%s hand-outs, phases, services and refusals (-want +got)\n%s", w.Name, diff)
 		}
 	}
 }
@@ -477,11 +512,12 @@ func nonEmpty(items []item) []item {
 }
 
 func itemKey(n *html.Node) (string, bool) {
-	if v, ok := attr(n, "data-phase"); ok {
-		return "phase " + v, true
-	}
-	if v, ok := attr(n, "data-service"); ok {
-		return "service " + v, true
+	for _, k := range []struct{ attr, key string }{
+		{"data-phase", "phase"}, {"data-service", "service"}, {"data-secrets", "secrets"}, {"data-refusal", "refusal"},
+	} {
+		if v, ok := attr(n, k.attr); ok {
+			return k.key + " " + v, true
+		}
 	}
 	return "", false
 }
@@ -509,8 +545,9 @@ func ownText(n *html.Node) string {
 
 // FuzzStatusPageEscapes: whatever an installer reports as its error,
 // progress message or hostname, or a machine as a first-boot phase or a
-// service (names, task, message, error, detail), a browser's parse of the
-// page shows it as that text in its cell, and adds no element.
+// service (names, task, message, error, detail), and whatever a refused
+// request or a hand-out's peer carries, a browser's parse of the page
+// shows it as that text in its cell, and adds no element.
 func FuzzStatusPageEscapes(f *testing.F) {
 	for _, s := range []string{hostile, "", "plain", "<!--", "]]>", "<plaintext>", "a\tb\nc", `"'><svg/onload=1>`} {
 		f.Add(s)
@@ -527,8 +564,9 @@ func FuzzStatusPageEscapes(f *testing.F) {
 				{Name: s, Status: "failed", Task: s, Message: s, Error: s, Attempts: 3, At: time.Unix(0, 0)}, // Now is zero too
 				{Name: "p2", Status: s},
 			},
-			Health: &HealthStatus{Services: []ServiceStatus{{Name: s, Status: s, Detail: s}}},
-		}}}
+			Health:  &HealthStatus{Services: []ServiceStatus{{Name: s, Status: s, Detail: s}}},
+			Secrets: []SecretsStatus{{To: s}},
+		}}, Refused: []Refusal{{Peer: s, What: "x", Method: s, Path: s, MAC: s, Machine: "m", Why: s}}}
 		var b strings.Builder
 		if err := statusTmpl.Execute(&b, newPage(st)); err != nil {
 			t.Fatal(err)
@@ -549,13 +587,15 @@ func FuzzStatusPageEscapes(f *testing.F) {
 			detail = strings.Join(strings.Fields(s+": "+s), " ")
 		}
 		wantItems := []item{
+			{"secrets 0", map[string]string{"secrets-to": want, "secrets-at": "0001-01-01 00:00:00Z (0s ago)"}},
 			{"phase " + s, map[string]string{"phase": want, "phase-status": "failed (attempt 3)", "phase-detail": detail,
 				"phase-error": want, "phase-at": "0s ago"}},
 			{"phase p2", map[string]string{"phase": "p2", "phase-status": want}},
 			{"service " + s, map[string]string{"service": want, "service-status": want, "service-detail": want}},
+			{"refusal 0", map[string]string{"refusal-what": "x", "refusal-peer": want, "refusal-why": want, "refusal-at": "0s ago"}},
 		}
 		if diff := cmp.Diff(nonEmpty(wantItems), nonEmpty(rows[0].Items)); diff != "" {
-			t.Errorf("phases and services (-want +got)\n%s", diff)
+			t.Errorf("hand-outs, phases, services and refusals (-want +got)\n%s", diff)
 		}
 	})
 }
@@ -575,7 +615,7 @@ func TestPhaseItems(t *testing.T) {
 		{"retry after a failure", PhaseStatus{Name: "network", Status: "running", Error: "never appeared", Attempts: 3, At: now},
 			phaseItem{Name: "network", Class: "s-busy", StatusText: "running (attempt 3)", ErrorLabel: "previous attempt failed: ", Error: "never appeared", When: "0s ago", At: "2026-11-01 12:00:00Z"}},
 		{"failed", PhaseStatus{Name: "network", Status: "failed", Task: "wait-address", Error: "never appeared", Attempts: 1, At: now},
-			phaseItem{Name: "network", Class: "s-bad", StatusText: "failed", Detail: "wait-address", Error: "never appeared", When: "0s ago", At: "2026-11-01 12:00:00Z"}},
+			phaseItem{Name: "network", Class: "s-bad", StatusText: "failed (attempt 1)", Detail: "wait-address", Error: "never appeared", When: "0s ago", At: "2026-11-01 12:00:00Z"}},
 		{"unknown status", PhaseStatus{Name: "x", Status: `"><b>`}, phaseItem{Name: "x", Class: "s-idle", StatusText: `"><b>`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -584,5 +624,93 @@ func TestPhaseItems(t *testing.T) {
 				t.Errorf("(-want +got)\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestMachineListsBounded: a machine's line shows its latest hand-outs
+// and refusals, newest first and at most a few; the rest are counted.
+func TestMachineListsBounded(t *testing.T) {
+	base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	handouts := func(n int) []SecretsStatus {
+		var hs []SecretsStatus // oldest first, as in status.json
+		for i := range n {
+			hs = append(hs, SecretsStatus{At: base.Add(time.Duration(i) * time.Minute), To: "10.0.0." + strconv.Itoa(i)})
+		}
+		return hs
+	}
+	refused := func(machines ...string) []Refusal {
+		var rs []Refusal // newest first, as in status.json
+		for i, m := range machines {
+			rs = append(rs, Refusal{At: base, Peer: "10.0.1." + strconv.Itoa(i), What: "secrets hand-out", Machine: m, Why: "wrong or consumed install token"})
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		name     string
+		handouts []SecretsStatus
+		refused  []Refusal
+		// Want: the fields of the machine's items, then its counts.
+		wantItems             []item
+		wantEarlier, wantMore string
+	}{
+		{name: "none", wantItems: []item{}},
+		{name: "two of each, another machine's left out",
+			handouts: handouts(2), refused: refused("m", "other", "m"),
+			wantItems: []item{
+				{"secrets 0", map[string]string{"secrets-to": "10.0.0.1", "secrets-at": "2026-11-01 12:01:00Z (8m00s ago)"}},
+				{"secrets 1", map[string]string{"secrets-to": "10.0.0.0", "secrets-at": "2026-11-01 12:00:00Z (9m00s ago)"}},
+				{"refusal 0", map[string]string{"refusal-what": "secrets hand-out", "refusal-peer": "10.0.1.0", "refusal-why": "wrong or consumed install token", "refusal-at": "9m00s ago"}},
+				{"refusal 1", map[string]string{"refusal-what": "secrets hand-out", "refusal-peer": "10.0.1.2", "refusal-why": "wrong or consumed install token", "refusal-at": "9m00s ago"}},
+			}},
+		{name: "more than shown",
+			handouts: handouts(state.MaxHandouts), refused: refused("m", "m", "m", "m", "m"),
+			wantItems: []item{
+				{"secrets 0", map[string]string{"secrets-to": "10.0.0.7", "secrets-at": "2026-11-01 12:07:00Z (2m00s ago)"}},
+				{"secrets 1", map[string]string{"secrets-to": "10.0.0.6", "secrets-at": "2026-11-01 12:06:00Z (3m00s ago)"}},
+				{"secrets 2", map[string]string{"secrets-to": "10.0.0.5", "secrets-at": "2026-11-01 12:05:00Z (4m00s ago)"}},
+				{"refusal 0", map[string]string{"refusal-what": "secrets hand-out", "refusal-peer": "10.0.1.0", "refusal-why": "wrong or consumed install token", "refusal-at": "9m00s ago"}},
+				{"refusal 1", map[string]string{"refusal-what": "secrets hand-out", "refusal-peer": "10.0.1.1", "refusal-why": "wrong or consumed install token", "refusal-at": "9m00s ago"}},
+				{"refusal 2", map[string]string{"refusal-what": "secrets hand-out", "refusal-peer": "10.0.1.2", "refusal-why": "wrong or consumed install token", "refusal-at": "9m00s ago"}},
+			},
+			wantEarlier: "and 5 earlier (status.json)", wantMore: "2 more"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := Status{Now: base.Add(9 * time.Minute), Refused: tc.refused, Machines: []MachineStatus{
+				{Name: "m", Netboot: true, State: state.Installing, Secrets: tc.handouts},
+				{Name: "other", Netboot: true, State: state.Install},
+			}}
+			var b strings.Builder
+			if err := statusTmpl.Execute(&b, newPage(st)); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := pageRows(b.String())
+			if err != nil || len(rows) != 2 {
+				t.Fatalf("rows %v, %v", rows, err)
+			}
+			if diff := cmp.Diff(nonEmpty(tc.wantItems), nonEmpty(rows[0].Items)); diff != "" {
+				t.Errorf("items (-want +got)\n%s", diff)
+			}
+			got := map[string]string{"earlier": rows[0].Fields["secrets-earlier"], "more": rows[0].Fields["refused-more"]}
+			if diff := cmp.Diff(map[string]string{"earlier": tc.wantEarlier, "more": tc.wantMore}, got); diff != "" {
+				t.Errorf("counts (-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRequestName(t *testing.T) {
+	for path, want := range map[string]string{
+		"/api/v1/install/52:54:00:00:01:01":  "install manifest",
+		"/api/v1/progress/52:54:00:00:01:01": "install progress",
+		"/api/v1/result/x":                   "install result",
+		"/api/v1/secrets/52:54:00:00:01:01":  "secrets hand-out",
+		"/api/v1/booted/52:54:00:00:01:01":   "first-boot report",
+		"/api/v1/phase/52:54:00:00:01:01":    "first-boot phase report",
+		"/api/v1/health/52:54:00:00:01:01":   "health report",
+		"/api/v1/other/<script>":             "request",
+	} {
+		if got := requestName(path); got != want {
+			t.Errorf("requestName(%q) = %q, want %q", path, got, want)
+		}
 	}
 }

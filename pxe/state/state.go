@@ -94,6 +94,9 @@ type Record struct {
 	Phases []Phase `json:"phases,omitempty"`
 	// Health is the machine's last health report.
 	Health *Health `json:"health,omitempty"`
+	// Installs counts the installs that succeeded: after one, an install
+	// is a reinstall, which keeps the machine's data disks.
+	Installs int `json:"installs,omitempty"`
 }
 
 // Bounds of what a machine's reports may make a record hold: they come
@@ -280,7 +283,7 @@ func (s *Store) ArmToken(mac, machine string) (string, error) {
 	}
 	_, err = s.Update(mac, machine, func(r *Record) error {
 		if r.State != Install && r.State != Installing {
-			return ErrWrongState
+			return wrongState(r)
 		}
 		r.State = Install
 		r.Token = tok
@@ -305,7 +308,7 @@ func (s *Store) Authorize(mac, machine, token string) error {
 		return err
 	}
 	if r.State != Install && r.State != Installing {
-		return ErrWrongState
+		return wrongState(&r)
 	}
 	return nil
 }
@@ -318,7 +321,7 @@ func (s *Store) BeginInstall(mac, machine, token string) (Record, error) {
 			return err
 		}
 		if r.State != Install && r.State != Installing {
-			return ErrWrongState
+			return wrongState(r)
 		}
 		if r.State == Install {
 			// A new install: the machine's first boot starts afresh.
@@ -339,7 +342,7 @@ func (s *Store) HandOutSecrets(mac, machine, token, remote string) (Record, erro
 			return err
 		}
 		if r.State != Installing {
-			return ErrWrongState
+			return wrongState(r)
 		}
 		for _, h := range r.Handouts {
 			if h.Token == token {
@@ -361,7 +364,7 @@ func (s *Store) ReportProgress(mac, machine, token string, p Progress) (Record, 
 			return err
 		}
 		if r.State != Installing {
-			return ErrWrongState
+			return wrongState(r)
 		}
 		r.Progress, r.ProgressAt = &p, s.now().UTC()
 		return nil
@@ -376,11 +379,12 @@ func (s *Store) Finish(mac, machine, token string, ok bool, msg string) (Record,
 			return err
 		}
 		if r.State != Installing && r.State != Install {
-			return ErrWrongState
+			return wrongState(r)
 		}
 		r.Token = ""
 		if ok {
 			r.State, r.Error = Installed, ""
+			r.Installs++
 			return nil
 		}
 		if msg == "" {
@@ -462,6 +466,12 @@ func (s *Store) Rearm(mac, machine string) (Record, error) {
 		r.State, r.Token, r.Progress, r.ProgressAt, r.Error = Install, "", nil, time.Time{}, ""
 		return nil
 	})
+}
+
+// wrongState is ErrWrongState with the state the machine is in: the
+// status page shows it to whoever reads why a request was refused.
+func wrongState(r *Record) error {
+	return fmt.Errorf("%w (its state is %s)", ErrWrongState, r.State)
 }
 
 func checkToken(r *Record, token string) error {

@@ -59,7 +59,7 @@ func TestLifecycle(t *testing.T) {
 	if r.State != Installing || r.Progress.Phase != "write" || r.ProgressAt.IsZero() {
 		t.Fatalf("after progress: %+v", r)
 	}
-	if r, err = s.Finish(mac, "ceph-1", tok, true, ""); err != nil || r.State != Installed || r.Token != "" {
+	if r, err = s.Finish(mac, "ceph-1", tok, true, ""); err != nil || r.State != Installed || r.Token != "" || r.Installs != 1 {
 		t.Fatalf("Finish ok = %+v, %v", r, err)
 	}
 	// The token is consumed: a second use is refused.
@@ -76,11 +76,12 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || tok2 == tok {
 		t.Fatalf("ArmToken after re-arm = %q, %v", tok2, err)
 	}
-	if _, err := s.BeginInstall(mac, "ceph-1", tok2); err != nil {
-		t.Fatal(err)
+	// The second install is a reinstall: the record remembers the first.
+	if r, err = s.BeginInstall(mac, "ceph-1", tok2); err != nil || r.Installs != 1 {
+		t.Fatalf("BeginInstall after re-arm = %+v, %v", r, err)
 	}
 	r, err = s.Finish(mac, "ceph-1", tok2, false, "disk WD-X not found")
-	if err != nil || r.State != Failed || r.Error != "disk WD-X not found" {
+	if err != nil || r.State != Failed || r.Error != "disk WD-X not found" || r.Installs != 1 {
 		t.Fatalf("Finish error = %+v, %v", r, err)
 	}
 	list, err := s.List()
@@ -125,8 +126,10 @@ func TestHandOutSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.HandOutSecrets(mac, "ceph-1", tok, "192.168.1.50:1234"); !errors.Is(err, ErrWrongState) {
-		t.Fatalf("secrets before the manifest = %v, want ErrWrongState", err)
+	// The refusal says which state the machine is in: the status page
+	// shows it as the why.
+	if _, err := s.HandOutSecrets(mac, "ceph-1", tok, "192.168.1.50:1234"); !errors.Is(err, ErrWrongState) || !strings.Contains(err.Error(), "its state is install") {
+		t.Fatalf("secrets before the manifest = %v, want ErrWrongState naming state install", err)
 	}
 	if _, err := s.BeginInstall(mac, "ceph-1", tok); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/roles"
 )
 
 func TestNormalizeWWN(t *testing.T) {
@@ -116,6 +117,32 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+// TestArgsTwoNICs: a bonded machine's VM has its netboot NIC first, as
+// the only one with a boot index (and, under SeaBIOS, an iPXE ROM), then
+// its second NIC on a tap of its own, then the disks.
+func TestArgsTwoNICs(t *testing.T) {
+	vm := testVM(t, VMConfig{
+		Name: "node-s", MAC: "52:54:00:00:0d:01", ExtraMACs: []string{"52:54:00:00:0d:02"},
+		Disks: []Disk{{Name: "system", Size: 1 << 30, Serial: "KILN-S-SYSTEM"}},
+	})
+	got := strings.Join(vm.Args("/tmp/q/qmp.sock"), " ")
+	want := "-netdev tap,id=n0,ifname=tap0,script=no,downscript=no" +
+		" -device virtio-net-pci,netdev=n0,mac=52:54:00:00:0d:01,bootindex=1" +
+		" -netdev tap,id=n1,ifname=tap0n1,script=no,downscript=no" +
+		" -device virtio-net-pci,netdev=n1,mac=52:54:00:00:0d:02,romfile=" +
+		" -drive if=none,id=d0,file=/out/vm-system.img,format=raw,cache=unsafe,discard=unmap" +
+		" -device virtio-blk-pci,drive=d0,serial=KILN-S-SYSTEM,bootindex=2"
+	if !strings.HasSuffix(got, want) {
+		t.Errorf("Args end\n%s\nwant\n%s", got, want)
+	}
+	if strings.Count(got, "bootindex=1") != 1 {
+		t.Errorf("more than one NIC netboots: %s", got)
+	}
+	if taps := []string{vm.tapName(0), vm.tapName(1)}; !slices.Equal(taps, []string{"tap0", "tap0n1"}) {
+		t.Errorf("taps %q", taps)
+	}
+}
+
 func TestVMDefaultsRejects(t *testing.T) {
 	for _, cfg := range []VMConfig{
 		{Name: ""},
@@ -124,6 +151,9 @@ func TestVMDefaultsRejects(t *testing.T) {
 		{Name: "a", Firmware: "coreboot"},
 		{Name: "a", MAC: "nope"},
 		{Name: "a", Disks: []Disk{{Name: "x", WWN: "12"}}},
+		{Name: "a", ExtraMACs: []string{"nope"}},
+		{Name: "a", MAC: "52:54:00:00:0d:01", ExtraMACs: []string{"52:54:00:00:0D:01"}},
+		{Name: "a", Arch: ARM64, Kernel: "k", ExtraMACs: []string{"52:54:00:00:0d:02"}},
 	} {
 		if err := vmDefaults(&cfg); err == nil {
 			t.Errorf("vmDefaults(%+v) accepted", cfg)
@@ -236,6 +266,28 @@ func TestConfigFor(t *testing.T) {
 	}
 	if other := ConfigFor("other", m).UUID; other == got.UUID {
 		t.Error("two labs give a machine the same SMBIOS UUID")
+	}
+	if err := vmDefaults(&got); err != nil {
+		t.Errorf("ConfigFor's config is refused: %v", err)
+	}
+}
+
+// TestConfigForBond: a machine with planned NICs gets one NIC per planned
+// NIC, the netboot one (MAC) first, whatever the profile's order.
+func TestConfigForBond(t *testing.T) {
+	m := plan.Machine{
+		Name: "node-s", Arch: "amd64", Firmware: "bios", MAC: "52:54:00:00:0d:01",
+		Links: []roles.Link{
+			{Name: "nic1", Kind: roles.LinkNIC, MAC: "52:54:00:00:0d:02", Bond: "bond0"},
+			{Name: "nic0", Kind: roles.LinkNIC, MAC: "52:54:00:00:0d:01", Bond: "bond0", Netboot: true},
+			{Name: "nic2", Kind: roles.LinkNIC, MAC: "52:54:00:00:0d:03"},
+			{Name: "bond0", Kind: roles.LinkBond, MAC: "52:54:00:00:0d:01", Mode: "active-backup", Members: []string{"nic1", "nic0"}, LAN: true},
+			{Name: "vlan20", Kind: roles.LinkVLAN, VLAN: 20, Link: "bond0"},
+		},
+	}
+	got := ConfigFor("e2e", m)
+	if got.MAC != "52:54:00:00:0d:01" || !slices.Equal(got.ExtraMACs, []string{"52:54:00:00:0d:02", "52:54:00:00:0d:03"}) {
+		t.Errorf("ConfigFor: MAC %s, ExtraMACs %q", got.MAC, got.ExtraMACs)
 	}
 	if err := vmDefaults(&got); err != nil {
 		t.Errorf("ConfigFor's config is refused: %v", err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/roles"
 )
 
 // StorageMemoryMiB is a rehearsed storage node's memory: a monitor, a
@@ -12,7 +13,9 @@ import (
 const StorageMemoryMiB = 4096
 
 // ConfigFor is the VM that rehearses machine m of lab: same name, arch,
-// firmware, MAC, disk serials, WWNs and disk sizes (as blank sparse files),
+// firmware, MAC, further NICs (one per planned NIC but the netboot one,
+// in profile order, all on the lab's bridge), disk serials, WWNs and disk
+// sizes (as blank sparse files),
 // and an SMBIOS UUID derived from the lab and machine names (UUIDv5 of
 // "kiln:<lab>:<machine>:smbios") so that each rehearsal shows the same
 // identity. Memory and CPUs are the defaults, except for a storage node,
@@ -26,6 +29,11 @@ func ConfigFor(lab string, m plan.Machine) VMConfig {
 		Firmware: m.Firmware,
 		MAC:      m.MAC,
 		UUID:     uuid.NewSHA1(uuid.NameSpaceURL, []byte("kiln:"+lab+":"+m.Name+":smbios")).String(),
+	}
+	for _, l := range m.Links {
+		if l.Kind == roles.LinkNIC && !l.Netboot {
+			cfg.ExtraMACs = append(cfg.ExtraMACs, l.MAC)
+		}
 	}
 	if m.Role == profiles.RoleStorage {
 		cfg.MemoryMiB, cfg.CPUs = StorageMemoryMiB, 2

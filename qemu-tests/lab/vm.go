@@ -56,6 +56,11 @@ type VMConfig struct {
 	MemoryMiB int    // default 1024
 	CPUs      int    // default 1
 	MAC       string // NIC address; empty picks a random 52:54:00 one
+	// ExtraMACs are the addresses of more NICs, after the one of MAC and
+	// on the same bridge, each on a tap of its own (a machine's bond
+	// members). None of them netboots: MAC's NIC stays the firmware's.
+	// amd64 only.
+	ExtraMACs []string
 	UUID      string // SMBIOS system UUID; empty leaves QEMU's
 	Disks     []Disk
 	// MaxBoots stops relaunching after this many boots (an install loop
@@ -183,6 +188,9 @@ func vmDefaults(cfg *VMConfig) error {
 	if _, err := net.ParseMAC(cfg.MAC); err != nil {
 		return fmt.Errorf("lab: vm %s: %w", cfg.Name, err)
 	}
+	if err := extraMACs(cfg); err != nil {
+		return err
+	}
 	for i, d := range cfg.Disks {
 		if !vmName.MatchString(d.Name) {
 			return fmt.Errorf("lab: vm %s: disk name %q: want [A-Za-z0-9._-]+", cfg.Name, d.Name)
@@ -198,11 +206,31 @@ func vmDefaults(cfg *VMConfig) error {
 	return nil
 }
 
-// prepare creates what outlives a single boot: tap, disks, variable store,
-// and a fresh serial log.
+// extraMACs checks a config's ExtraMACs: valid, each NIC's own, amd64.
+func extraMACs(cfg *VMConfig) error {
+	if len(cfg.ExtraMACs) > 0 && cfg.Arch != "amd64" {
+		return fmt.Errorf("lab: vm %s: more than one NIC on %s: %w", cfg.Name, cfg.Arch, ErrUnsupported)
+	}
+	seen := map[string]bool{strings.ToLower(cfg.MAC): true}
+	for _, m := range cfg.ExtraMACs {
+		if _, err := net.ParseMAC(m); err != nil {
+			return fmt.Errorf("lab: vm %s: %w", cfg.Name, err)
+		}
+		if seen[strings.ToLower(m)] {
+			return fmt.Errorf("lab: vm %s: MAC %s on two NICs", cfg.Name, m)
+		}
+		seen[strings.ToLower(m)] = true
+	}
+	return nil
+}
+
+// prepare creates what outlives a single boot: taps, disks, variable
+// store, and a fresh serial log.
 func (vm *VM) prepare(ctx context.Context) error {
-	if err := vm.net.AddTap(ctx, vm.tap); err != nil {
-		return err
+	for k := range 1 + len(vm.cfg.ExtraMACs) {
+		if err := vm.net.AddTap(ctx, vm.tapName(k)); err != nil {
+			return err
+		}
 	}
 	for _, d := range vm.cfg.Disks {
 		p := d.Path
@@ -271,7 +299,33 @@ func (vm *VM) Args(qmp string) []string {
 	args = append(args,
 		"-netdev", "tap,id=n0,ifname="+vm.tap+",script=no,downscript=no",
 		"-device", nic)
+	args = append(args, vm.extraNICArgs()...)
 	return append(append(args, vm.diskArgs()...), c.ExtraArgs...)
+}
+
+// extraNICArgs are the NICs of ExtraMACs, after the netboot NIC (which
+// keeps the lowest PCI slot of the NICs). None has a boot index or an
+// option ROM: under SeaBIOS each would otherwise bring its own iPXE, one
+// more boot entry (and its banner and delay at every boot) for a NIC the
+// lab never netboots from.
+func (vm *VM) extraNICArgs() []string {
+	var args []string
+	for i, mac := range vm.cfg.ExtraMACs {
+		k := i + 1
+		args = append(args,
+			"-netdev", fmt.Sprintf("tap,id=n%d,ifname=%s,script=no,downscript=no", k, vm.tapName(k)),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s,romfile=", k, mac))
+	}
+	return args
+}
+
+// tapName is the tap of the VM's NIC k: 0 the netboot NIC's, k the one
+// of ExtraMACs[k-1]. Names are per namespace, at most 15 bytes.
+func (vm *VM) tapName(k int) string {
+	if k == 0 {
+		return vm.tap
+	}
+	return fmt.Sprintf("%sn%d", vm.tap, k)
 }
 
 func (vm *VM) diskArgs() []string {

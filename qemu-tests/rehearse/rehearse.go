@@ -18,8 +18,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -346,26 +348,177 @@ func (l *Lab) StatusURL() string {
 // in its boot order, and the gate must send it to its disk.
 func (l *Lab) powerCycle(ctx context.Context, r Result, cfg lab.VMConfig, disks []string) Result {
 	cfg.Name += "-again"
+	start := time.Now()
+	vm, err := l.PowerOn(ctx, cfg, disks)
+	if err != nil {
+		return r.fail("power cycle", err)
+	}
+	defer vm.Stop()
+	r.Reboot = time.Since(start)
+	r.Boots += vm.Boots()
+	r.State = "installed, booted"
+	return r
+}
+
+// PowerOn boots an installed machine from cold on its disks (the paths of
+// an earlier VM's) and leaves it running once its kernel is up from disk:
+// PXE comes first in its boot order, and the gate must send it to its
+// disk, not to an install. The caller stops the VM.
+func (l *Lab) PowerOn(ctx context.Context, cfg lab.VMConfig, disks []string) (*lab.VM, error) {
+	cfg.Disks = slices.Clone(cfg.Disks)
 	for i := range cfg.Disks {
 		cfg.Disks[i].Path = disks[i]
 	}
-	cfg.FailOn = append(cfg.FailOn, installStart)
-	start := time.Now()
+	cfg.FailOn = append(slices.Clone(cfg.FailOn), installStart)
 	vm, err := l.Net.NewVM(ctx, cfg)
 	if err == nil {
 		err = vm.Start(ctx)
 	}
 	if err != nil {
-		return r.fail("power cycle", err)
+		return nil, err
 	}
-	defer vm.Stop()
 	if _, err := vm.WaitFor(ctx, bootMode); err != nil {
-		return r.failVM("power cycle", vm, err)
+		err = fmt.Errorf("%w\n--- %s serial (last lines) ---\n%s", err, vm.Name(), vm.Tail(30))
+		vm.Stop()
+		return nil, err
 	}
-	r.Reboot = time.Since(start)
-	r.Boots += vm.Boots()
-	r.State = "installed, booted"
-	return r
+	return vm, nil
+}
+
+// Reinstall re-arms machine on the gate, as its operator would with
+// `kiln gate reinstall`: its next netboot installs it again. Only a gate
+// that kiln gate serve runs on this host can be told (the gate VM's
+// states are on its card).
+func (l *Lab) Reinstall(ctx context.Context, machine string) error {
+	if l.opts.GateImage != "" {
+		return errors.New("reinstall: the gate VM's states are on its card; rehearse with kiln gate serve")
+	}
+	args := []string{"gate", "reinstall", "--state", filepath.Join(l.opts.Out, "gate-state")}
+	if l.opts.Profile != "" {
+		args = append(args, "--profile", l.opts.Profile)
+	}
+	out, err := exec.CommandContext(ctx, l.opts.Kiln, append(args, machine)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kiln gate reinstall %s: %w: %s", machine, err, out)
+	}
+	return nil
+}
+
+// WaitHealth waits until each of machines has sent the gate a health
+// report, received after since, that accept takes (accept returns "" or
+// why not); took is told of each accepted report as it comes. The error
+// says, per machine still waited for, why its last report was not taken.
+func (l *Lab) WaitHealth(ctx context.Context, machines []string, since time.Time, accept func(*httpd.HealthStatus) string, took func(machine string, h *httpd.HealthStatus)) error {
+	pending := slices.Clone(machines)
+	why := map[string]string{}
+	for {
+		for _, m := range slices.Clone(pending) {
+			h, err := l.Health(m)
+			switch {
+			case err != nil:
+				why[m] = err.Error()
+			case h == nil || h.At.Before(since):
+				why[m] = "no report since " + since.Format(time.TimeOnly)
+			default:
+				if why[m] = accept(h); why[m] == "" {
+					took(m, h)
+					pending = slices.DeleteFunc(pending, func(s string) bool { return s == m })
+				}
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			var errs []error
+			for _, m := range pending {
+				errs = append(errs, fmt.Errorf("%s: %s", m, why[m]))
+			}
+			return fmt.Errorf("health reports: %w: %w", ctx.Err(), errors.Join(errs...))
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// CephHealthy takes a storage node's report of HEALTH_OK with 3 monitors
+// (or all of them, when fewer) in quorum, osds OSDs up and in, and every
+// self-test object read back.
+func CephHealthy(mons, osds int) func(*httpd.HealthStatus) string {
+	wantOSDs := fmt.Sprintf("OSDs %d up %d in of %d", osds, osds, osds)
+	wantMons := fmt.Sprintf("monitors %d/%d in quorum", mons, mons)
+	return func(h *httpd.HealthStatus) string {
+		ceph, data := Service(h, "ceph"), Service(h, "ceph-data")
+		switch {
+		case ceph.Status != "ok" || !strings.HasPrefix(ceph.Detail, "HEALTH_OK:") || !strings.Contains(ceph.Detail, wantOSDs) || !strings.Contains(ceph.Detail, wantMons):
+			return fmt.Sprintf("ceph %s (%s), want HEALTH_OK, %s, %s", ceph.Status, ceph.Detail, wantMons, wantOSDs)
+		case data.Status != "ok":
+			return "ceph-data " + data.Status + " (" + data.Detail + ")"
+		}
+		return ""
+	}
+}
+
+// Service is the service name of a health report ("missing" when the
+// report has none).
+func Service(h *httpd.HealthStatus, name string) httpd.ServiceStatus {
+	for _, s := range h.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return httpd.ServiceStatus{Name: name, Status: "missing"}
+}
+
+// Describe is a health report in one line.
+func Describe(h *httpd.HealthStatus) string {
+	var parts []string
+	for _, s := range h.Services {
+		parts = append(parts, s.Name+"="+s.Status+" ("+s.Detail+")")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// CephSize is the lab's Ceph as planned: its monitors (one per storage
+// node) and OSDs (each storage node's empty partitions and data disks).
+func CephSize(p *plan.Plan) (mons, osds int) {
+	for _, m := range p.Machines {
+		if m.Role != profiles.RoleStorage {
+			continue
+		}
+		mons++
+		for _, d := range m.Disks {
+			if d.Layout == nil {
+				osds++
+				continue
+			}
+			for _, pt := range d.Layout.Partitions {
+				if pt.Content == plan.ContentEmpty {
+					osds++
+				}
+			}
+		}
+	}
+	return mons, osds
+}
+
+// Health is machine's last health report on the gate; nil when it has
+// sent none.
+func (l *Lab) Health(machine string) (*httpd.HealthStatus, error) {
+	body, err := l.Net.Get(l.StatusURL())
+	if err != nil {
+		return nil, fmt.Errorf("gate status: %w", err)
+	}
+	var st httpd.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, fmt.Errorf("gate status.json: %w", err)
+	}
+	for _, m := range st.Machines {
+		if m.Name == machine {
+			return m.Health, nil
+		}
+	}
+	return nil, fmt.Errorf("gate status has no machine %s", machine)
 }
 
 func (r Result) fail(step string, err error) Result {

@@ -2,8 +2,9 @@
 // built by image/initramfs carries (the installer's and the gate's):
 // every module of /lib/modules/<release>/modules.dep (the builder put only
 // the ones kiln needs there), each after its dependencies, with
-// finit_module(2). Debian builds virtio, ext4, vfat, squashfs and overlay
-// as modules, so nothing else in kiln-init works before this has run.
+// finit_module(2) and the parameters moddep.OptionsFile gives it. Debian
+// builds virtio, ext4, vfat, squashfs and overlay as modules, so nothing
+// else in kiln-init works before this has run.
 package kmod
 
 import (
@@ -23,8 +24,9 @@ import (
 type Loader struct {
 	Dir string
 	Log *slog.Logger
-	// Load loads one module file; nil means finit_module(2).
-	Load func(path string) error
+	// Load loads one module file with its parameters ("" for none);
+	// nil means finit_module(2).
+	Load func(path, params string) error
 }
 
 // Dir returns /lib/modules/<running kernel release> under root.
@@ -55,14 +57,22 @@ func (l Loader) LoadAll() (int, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	params, err := l.options()
+	if err != nil {
+		// Still load: without its parameters a module may do too much
+		// (bonding makes a bond0), but without the module at all the
+		// disk or the NIC is missing.
+		l.Log.Warn("module parameters", "err", err)
+		errs = append(errs, err)
+	}
 	load := l.Load
 	if load == nil {
 		load = finit
 	}
 	n := 0
 	for _, m := range order {
-		if err := load(filepath.Join(l.Dir, m.Path)); err != nil {
-			l.Log.Warn("load module", "module", moddep.Name(m.Path), "err", err)
+		if err := load(filepath.Join(l.Dir, m.Path), params[moddep.Name(m.Path)]); err != nil {
+			l.Log.Warn("load module", "module", moddep.Name(m.Path), "params", params[moddep.Name(m.Path)], "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", moddep.Name(m.Path), err))
 			continue
 		}
@@ -71,8 +81,23 @@ func (l Loader) LoadAll() (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// finit loads one module file; one already loaded (or built in) is fine.
-func finit(path string) error {
+// options reads the modules' parameters; a tree without moddep.OptionsFile
+// has none.
+func (l Loader) options() (map[string]string, error) {
+	f, err := os.Open(filepath.Join(l.Dir, moddep.OptionsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return moddep.ParseOptions(f)
+}
+
+// finit loads one module file with its parameters; one already loaded (or
+// built in) is fine, whatever parameters it was loaded with.
+func finit(path, params string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -84,7 +109,7 @@ func finit(path string) error {
 		// the initramfs needs no decompressor.
 		flags |= unix.MODULE_INIT_COMPRESSED_FILE
 	}
-	if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := unix.FinitModule(int(f.Fd()), params, flags); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("finit_module: %w", err)
 	}
 	return nil

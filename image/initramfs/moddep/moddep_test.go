@@ -3,6 +3,7 @@ package moddep
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -117,5 +118,73 @@ func FuzzOrder(f *testing.F) {
 			return
 		}
 		_, _ = Order(mods, nil)
+	})
+}
+
+func TestOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     map[string]string
+		ok       bool
+	}{
+		{"one", "options bonding max_bonds=0\n", map[string]string{"bonding": "max_bonds=0"}, true},
+		{"comments and blanks", "# kiln\n\n  options  bonding   max_bonds=0  miimon=100\n", map[string]string{"bonding": "max_bonds=0 miimon=100"}, true},
+		{"lines add up, dashes are underscores", "options bonding max_bonds=0\noptions bonding miimon=100\noptions crc32c-generic x=1\n", map[string]string{"bonding": "max_bonds=0 miimon=100", "crc32c_generic": "x=1"}, true},
+		{"empty", "", map[string]string{}, true},
+		{"no parameters", "options bonding\n", nil, false},
+		{"not options", "alias bond0 bonding\n", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseOptions(strings.NewReader(tc.in))
+			if (err == nil) != tc.ok {
+				t.Fatalf("ParseOptions() error = %v, want ok=%v", err, tc.ok)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("ParseOptions() (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestFormatOptions(t *testing.T) {
+	params := map[string]string{"bonding": "max_bonds=0", "8021q": " a=1  b=2 "}
+	var b bytes.Buffer
+	if err := FormatOptions(&b, params); err != nil {
+		t.Fatal(err)
+	}
+	if want := "options 8021q a=1 b=2\noptions bonding max_bonds=0\n"; b.String() != want {
+		t.Errorf("FormatOptions() = %q, want %q", b.String(), want)
+	}
+	back, err := ParseOptions(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]string{"bonding": "max_bonds=0", "8021q": "a=1 b=2"}, back); d != "" {
+		t.Errorf("round trip (-want +got):\n%s", d)
+	}
+	for _, bad := range []map[string]string{{"bonding": " "}, {"a b": "x=1"}, {"": "x=1"}, {"#c": "x=1"}} {
+		if err := FormatOptions(io.Discard, bad); err == nil {
+			t.Errorf("FormatOptions(%q) accepted", bad)
+		}
+	}
+}
+
+// FuzzOptions: whatever FormatOptions writes, ParseOptions reads back.
+func FuzzOptions(f *testing.F) {
+	f.Add("bonding", "max_bonds=0")
+	f.Add("8021q", "a=1 b=\"x\"")
+	f.Fuzz(func(t *testing.T, name, params string) {
+		var b bytes.Buffer
+		if err := FormatOptions(&b, map[string]string{name: params}); err != nil {
+			return
+		}
+		got, err := ParseOptions(&b)
+		if err != nil {
+			t.Fatalf("ParseOptions(%q) = %v", b.String(), err)
+		}
+		want := strings.Join(strings.Fields(params), " ")
+		if got[strings.ReplaceAll(name, "-", "_")] != want {
+			t.Fatalf("round trip of %q %q: %q", name, params, got)
+		}
 	})
 }

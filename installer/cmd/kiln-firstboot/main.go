@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/kilnlab/kiln/installer/cmdline"
 	"github.com/kilnlab/kiln/installer/firstboot"
@@ -41,8 +42,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	machinePath := fs.String("machine", "/etc/kiln/machine.json", "the machine's plan and gate URL")
 	stateDir := fs.String("state-dir", "/var/lib/kiln/firstboot", "where finished tasks are recorded")
 	cmdlinePath := fs.String("cmdline", "/proc/cmdline", "kernel command line (for kiln.state=)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s [flags] [health]\n\nWithout an argument, run the first boot's phases (kiln-firstboot.service).\nhealth: check the services once and report them to the gate (kiln-health.service).\n\n", args[0])
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	health := false
+	switch {
+	case fs.NArg() == 1 && fs.Arg(0) == "health":
+		health = true
+	case fs.NArg() > 0:
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	m, err := firstboot.LoadMachine(*machinePath)
@@ -51,6 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	env := &firstboot.Env{Log: log, Console: stdout, Machine: m, StatePartUUID: statePartUUID(*cmdlinePath)}
 	env.HTTP, env.HTTPErr = reportClient(m)
+	if health {
+		return reportHealth(ctx, env, *stateDir)
+	}
 	runner := firstboot.Runner{Dir: *stateDir, Log: log}
 	if env.HTTP != nil {
 		runner.Report = env.HTTP
@@ -60,6 +76,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("the first-boot phases are not reported to the gate", "err", env.HTTPErr)
 	}
 	return runner.Run(ctx, env.Phases())
+}
+
+// reportHealth checks the services once, prints the console line when it
+// changed, and sends the report; a gate that cannot be told fails the run
+// (the journal says why), the next timer run tries again.
+func reportHealth(ctx context.Context, env *firstboot.Env, stateDir string) error {
+	h := env.Health(ctx, stateDir)
+	for _, s := range h.Services {
+		env.Log.Info("health", "service", s.Name, "status", s.Status, "detail", s.Detail)
+	}
+	if err := env.PrintHealthChange(firstboot.HealthLine(env.Machine.Name, h)); err != nil {
+		env.Log.Warn("health: console line", "err", err)
+	}
+	if env.HTTP == nil {
+		return fmt.Errorf("cannot report to the gate: %w", env.HTTPErr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return env.HTTP.Health(ctx, h)
 }
 
 // reportClient talks to the gate's TLS port as this machine: its key and

@@ -105,6 +105,16 @@ func (g *Gate) secrets(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
+// Rearm lets the machine install again, as kiln gate reinstall does: its
+// secrets can be had once more, and the manifest says whether this is a
+// reinstall (the real gate's: the machine was installed before).
+func (g *Gate) Rearm(reinstall bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.secretsTaken = 0
+	g.manifest.Reinstall = reinstall
+}
+
 // TakeSecrets marks the secrets as handed out already (another host used
 // the token first).
 func (g *Gate) TakeSecrets() {
