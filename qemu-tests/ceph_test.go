@@ -152,7 +152,7 @@ func checkBond(t *testing.T, serial string, m plan.Machine) {
 // second disk. Then, as the lab's life would have it:
 //
 //  1. Each node's first boot ends with the cluster's state as it saw it;
-//     the last sees 3 monitors in quorum and 6 OSDs up and in, HEALTH_OK;
+//     the fullest sees 3 monitors in quorum and 6 OSDs up and in;
 //     a node reads back an object another node wrote; every node's
 //     periodic health report on the gate says HEALTH_OK.
 //  2. ceph-3 is powered off (QEMU killed): the others report HEALTH_WARN
@@ -295,9 +295,12 @@ func checkFirstBoots(t *testing.T, l *rehearse.Lab, ms []plan.Machine, results [
 	for _, line := range append(oks, tests...) {
 		log.add("first boot: " + line)
 	}
-	if len(oks) != 3 || maxMons != 3 || maxOSDs != 6 || health != "HEALTH_OK" {
-		t.Errorf("want every node's KILN-CEPH-OK, the fullest with 3 mons, 6 OSDs up and in, HEALTH_OK: %q", oks)
+	// The cluster may not be healthy yet when a node's part is done (a
+	// peer's OSD still starting); the health reports must then say it is.
+	if len(oks) != 3 || maxMons != 3 || maxOSDs != 6 {
+		t.Errorf("want every node's KILN-CEPH-OK, the fullest with 3 mons, 6 OSDs up and in: %q", oks)
 	}
+	t.Logf("the fullest first-boot view: %s", health)
 	crossRead := false
 	for _, line := range tests {
 		st := cephSelftest.FindStringSubmatch(line)
@@ -314,7 +317,7 @@ func checkFirstBoots(t *testing.T, l *rehearse.Lab, ms []plan.Machine, results [
 
 // healthWait bounds each wait for the nodes' health reports: Ceph's own
 // detection of a lost node takes about half a minute, its recovery a few
-// minutes under TCG, and a node reports every 30 s.
+// minutes under TCG, and a node reports every minute.
 const healthWait = 20 * time.Minute
 
 // waitHealth waits until each of the machines has sent the gate a health

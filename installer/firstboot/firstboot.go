@@ -52,6 +52,9 @@ type Task struct {
 	// Optional tasks log their failure and let the rest run; they are
 	// not recorded, so the next boot tries again.
 	Optional bool
+	// EveryBoot tasks are never recorded: they run at every boot, for
+	// what does not stay done (the clock's agreement with the gate's).
+	EveryBoot bool
 }
 
 // Phase is a named group of tasks run in order.
@@ -92,7 +95,7 @@ func (r Runner) Run(ctx context.Context, phases []Phase) error {
 	rep := &reports{to: r.Report, log: r.Log, timeout: r.ReportTimeout}
 	var optional []error
 	for _, ph := range phases {
-		if !slices.ContainsFunc(ph.Tasks, func(t Task) bool { return !r.done(ph.Name + "." + t.Name) }) {
+		if !slices.ContainsFunc(ph.Tasks, func(t Task) bool { return t.EveryBoot || !r.done(ph.Name+"."+t.Name) }) {
 			r.Log.Info("phase already done", "phase", ph.Name)
 			rep.send(ctx, api.Phase{Phase: ph.Name, Status: api.PhaseDone, Message: "already done"})
 			continue
@@ -101,7 +104,7 @@ func (r Runner) Run(ctx context.Context, phases []Phase) error {
 		var skipped []string
 		for i, t := range ph.Tasks {
 			id := ph.Name + "." + t.Name
-			if r.done(id) {
+			if !t.EveryBoot && r.done(id) {
 				r.Log.Info("task already done", "task", id)
 				continue
 			}
@@ -114,7 +117,7 @@ func (r Runner) Run(ctx context.Context, phases []Phase) error {
 				skipped = append(skipped, t.Name+": "+err.Error())
 				continue
 			}
-			if err == nil {
+			if err == nil && !t.EveryBoot {
 				err = r.record(id)
 			}
 			if err != nil {

@@ -307,3 +307,28 @@ func TestPhasesMatchRoles(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryBoot: an EveryBoot task runs at each Run and is never recorded;
+// the once-only task beside it runs once.
+func TestEveryBoot(t *testing.T) {
+	var ran []string
+	task := func(name string) func(context.Context) error {
+		return func(context.Context) error { ran = append(ran, name); return nil }
+	}
+	phases := []Phase{{Name: "time", Tasks: []Task{
+		{Name: "step", Run: task("step"), EveryBoot: true},
+		{Name: "once", Run: task("once")},
+	}}}
+	r := Runner{Dir: t.TempDir(), Log: quiet()}
+	for range 3 {
+		if err := r.Run(context.Background(), phases); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := cmp.Diff([]string{"step", "once", "step", "step"}, ran); d != "" {
+		t.Errorf("ran (-want +got):\n%s", d)
+	}
+	if r.done("time.step") || !r.done("time.once") {
+		t.Errorf("records: time.step %v (want none), time.once %v", r.done("time.step"), r.done("time.once"))
+	}
+}

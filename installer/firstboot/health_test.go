@@ -25,8 +25,8 @@ func TestHealth(t *testing.T) {
 		want  []api.Service
 	}{
 		{"before the first boot", false, nil, []api.Service{
-			{Name: "ceph", Status: api.HealthStarting, Detail: "the first boot has not brought this node's monitor into a quorum yet"},
-			{Name: "ceph-data", Status: api.HealthStarting, Detail: "the first boot's self-test has not run yet"},
+			{Name: "ceph", Status: api.HealthStarting, Detail: "the first boot's ceph phase has not finished yet"},
+			{Name: "ceph-data", Status: api.HealthStarting, Detail: "the first boot's ceph phase has not finished yet"},
 		}},
 		{"healthy", true, nil, []api.Service{
 			{Name: "ceph", Status: api.HealthOK, Detail: healthy},

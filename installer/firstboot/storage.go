@@ -37,6 +37,11 @@ type Storage struct {
 	Poll time.Duration
 	// TimeSyncTimeout bounds the wait for the clock; 0 means 3 min.
 	TimeSyncTimeout time.Duration
+	// NTPOffset measures how far the gate's clock is ahead of this one;
+	// nil asks the gate's NTP service (pxe/ntp.Query).
+	NTPOffset func(ctx context.Context, gate string) (time.Duration, error)
+	// StepClock moves the clock by d; nil sets CLOCK_REALTIME.
+	StepClock func(d time.Duration) error
 	// QuorumTimeout bounds the wait for a monitor quorum, which needs a
 	// majority of the storage nodes up; 0 means 15 min.
 	QuorumTimeout time.Duration
@@ -57,7 +62,8 @@ func (e *Env) storagePhases() []Phase {
 	}
 	s := e.storageNode()
 	return []Phase{
-		{Name: "time", Tasks: []Task{{Name: "sync", Run: s.waitTimeSync}}},
+		// At every boot: an RTC restarts the clock up to a second off.
+		{Name: "time", Tasks: []Task{{Name: "sync", Run: s.waitTimeSync, EveryBoot: true}, {Name: "step", Run: s.stepClock, EveryBoot: true}}},
 		{Name: "ceph", Tasks: s.cephTasks()},
 	}
 }

@@ -2,11 +2,17 @@ package firstboot
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
+
+// timedatectl is the time phase's question to the clock, at every boot.
+const timedatectl = "timedatectl show -p NTPSynchronized --value"
 
 func TestWaitTimeSync(t *testing.T) {
 	for _, tc := range []struct {
@@ -67,5 +73,51 @@ func TestWaitTimeSyncCanceled(t *testing.T) {
 	s := &node{env: env, Storage: env.Storage}
 	if err := s.waitTimeSync(ctx); err == nil || strings.Contains(console.String(), "kiln: time") {
 		t.Errorf("waitTimeSync = %v, console %q", err, console)
+	}
+}
+
+// TestStepClock: a clock within StepThreshold of the gate's is left alone;
+// one further off is stepped by the measured offset and measured again; a
+// gate whose NTP service does not answer is a warning, not a failure; a
+// clock that will not agree fails the task (it is retried).
+func TestStepClock(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ahead   time.Duration // the gate's clock ahead of the node's
+		stuck   bool          // stepping does not move the clock
+		ntpErr  error
+		steps   []time.Duration
+		console string
+		err     string
+	}{
+		{"agrees", 4 * time.Millisecond, false, nil, nil, "", ""},
+		{"behind by an RTC's fraction of a second", 312 * time.Millisecond, false, nil, []time.Duration{312 * time.Millisecond},
+			"kiln: time: the clock is +0.3120s off the gate's; stepping it\nkiln: time: the clock now agrees with the gate's (offset +0.0000s)\n", ""},
+		{"ahead", -2 * time.Second, false, nil, []time.Duration{-2 * time.Second},
+			"kiln: time: the clock is -2.0000s off the gate's; stepping it\nkiln: time: the clock now agrees with the gate's (offset +0.0000s)\n", ""},
+		{"no answer", 0, false, errors.New("ntp 192.168.1.10: i/o timeout"), nil,
+			"kiln: time: cannot measure the clock against the gate (192.168.1.10): ntp 192.168.1.10: i/o timeout; going on\n", ""},
+		{"will not move", time.Second, true, nil, []time.Duration{time.Second, time.Second, time.Second},
+			strings.Repeat("kiln: time: the clock is +1.0000s off the gate's; stepping it\n", 3),
+			"the clock is still +1.0000s off the gate's (192.168.1.10) after stepping it 3 times"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, env, console := newFakeNode(t)
+			f.gateAhead, f.ntpErr = tc.ahead, tc.ntpErr
+			if tc.stuck {
+				env.Storage.StepClock = func(d time.Duration) error { f.steps = append(f.steps, d); return nil }
+			}
+			s := &node{env: env, Storage: env.Storage}
+			err := s.stepClock(context.Background())
+			if got := fmt.Sprint(err); (tc.err == "" && err != nil) || (tc.err != "" && got != tc.err) {
+				t.Errorf("stepClock = %v, want %q", err, tc.err)
+			}
+			if d := cmp.Diff(tc.steps, f.steps); d != "" {
+				t.Errorf("steps (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tc.console, console.String()); d != "" {
+				t.Errorf("console (-want +got):\n%s", d)
+			}
+		})
 	}
 }

@@ -40,7 +40,9 @@ const (
 	HealthUnitName  = "kiln-health.service"
 	HealthTimerName = "kiln-health.timer"
 	// HealthInterval is how long after a report ends the next starts.
-	HealthInterval = "30s"
+	// (A minute: each report runs the ceph CLI, a Python program that
+	// takes seconds of CPU on the rehearsal's emulated machines.)
+	HealthInterval = "60s"
 )
 
 // HealthUnit runs one health report. It does not wait for the first boot:
