@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/pxe"
+	"github.com/kilnlab/kiln/pxe/ntp"
 )
 
 const defaultStateDir = "/var/lib/kiln/gate"
@@ -74,6 +76,7 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	addr := fs.String("address", "", "the gate's address on IFACE (default: the profile's gate address)")
 	uefi := fs.String("uefi-boot-file", "snponly.efi", "TFTP file for UEFI x64 PXE: snponly.efi (drives the NIC through the firmware, and hands it back cleanly when iPXE exits to the disk) or ipxe.efi (its own drivers)")
 	gateSecrets := fs.String("gate-secrets", "", "the gate's share of the lab's secrets: machines' secret configs, the gate's TLS identity (default: kiln build's DIR/"+build.OutGateSecrets+" beside the bundle)")
+	serveTime := fs.Bool("ntp", false, "also serve NTP (UDP 123) on the gate's address from this host's clock, as the gate appliance does (a local clock at stratum 10); off by default: a host usually runs its own NTP daemon there")
 	verbose := fs.Bool("v", false, "log debug detail (every packet)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -111,7 +114,36 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *serveTime {
+		a := cfg.Address
+		if !a.IsValid() {
+			if a, err = netip.ParseAddr(pl.Gate.Address); err != nil {
+				return fmt.Errorf("--ntp: the gate's address: %w", err)
+			}
+		}
+		if _, err := serveNTP(ctx, netip.AddrPortFrom(a, 123), cfg.Logger); err != nil {
+			return err
+		}
+	}
 	return s.Run(ctx)
+}
+
+// serveNTP answers NTP on ap until ctx ends (the gate's address, port
+// 123): the lab's machines set their clocks from the gate, and a storage
+// node's Ceph needs them to agree. It returns the address it listens on.
+func serveNTP(ctx context.Context, ap netip.AddrPort, log *slog.Logger) (net.Addr, error) {
+	pc, err := net.ListenPacket("udp", ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("--ntp: %w", err)
+	}
+	log = log.With("service", "ntp")
+	log.Info("serving NTP", "addr", pc.LocalAddr().String())
+	go func() {
+		if err := ntp.Serve(ctx, pc, ntp.NewClock(nil), log); err != nil {
+			log.Error("ntp stopped", "err", err)
+		}
+	}()
+	return pc.LocalAddr(), nil
 }
 
 // openBundle returns the netboot bundle of dir, which is either the bundle

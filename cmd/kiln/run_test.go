@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/ntp"
 )
 
 func TestRun(t *testing.T) {
@@ -82,5 +87,23 @@ func TestPlanJSON(t *testing.T) {
 	}
 	if len(p.Machines) != 5 || p.Lab != "homelab" {
 		t.Errorf("plan --json: lab %q with %d machines, want homelab with 5", p.Lab, len(p.Machines))
+	}
+}
+
+// TestServeNTP: gate serve --ntp answers an SNTP client with this host's
+// clock, as a local clock (stratum 10).
+func TestServeNTP(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := serveNTP(ctx, netip.MustParseAddrPort("127.0.0.1:0"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ntp.Query(ctx, addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stratum != ntp.LocalStratum || r.Offset.Abs() > 50*time.Millisecond {
+		t.Errorf("reply: stratum %d, offset %s; want stratum %d and this host's time", r.Stratum, r.Offset, ntp.LocalStratum)
 	}
 }

@@ -117,8 +117,10 @@ func (l *Lab) startServices(ctx context.Context) error {
 	if l.opts.GateImage != "" {
 		return l.startGateVM(ctx)
 	}
+	// --ntp: the gate appliance serves time, and the machines' first
+	// boots (a storage node's Ceph) need it.
 	args := []string{"gate", "serve", "--bundle", l.opts.Bundle, "--listen", l.Net.Bridge(),
-		"--state", filepath.Join(l.opts.Out, "gate-state"), "--mode", l.opts.Mode}
+		"--state", filepath.Join(l.opts.Out, "gate-state"), "--mode", l.opts.Mode, "--ntp"}
 	if l.opts.Profile != "" {
 		args = append(args, "--profile", l.opts.Profile)
 	}
