@@ -122,7 +122,11 @@ func (s *node) dataHealth(ctx context.Context) (status, detail string) {
 	case len(objs) == 0:
 		return api.HealthFailed, fmt.Sprintf("pool %s holds no self-test object", selftestPool)
 	}
-	return api.HealthOK, fmt.Sprintf("read back %d objects of pool %s: %s", len(objs), selftestPool, strings.Join(objs, ", "))
+	plural := "s"
+	if len(objs) == 1 {
+		plural = ""
+	}
+	return api.HealthOK, fmt.Sprintf("read back %d object%s of pool %s: %s", len(objs), plural, selftestPool, strings.Join(objs, ", "))
 }
 
 // Summary is the cluster's state in one line, for the gate's page.
