@@ -152,7 +152,7 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 }
 
 // cephHealthWait bounds the wait for every storage node to report the
-// cluster healthy once all are up (their periodic reports come every 30 s;
+// cluster healthy once all are up (their periodic reports come every minute;
 // placement groups peer in a few minutes under TCG).
 const cephHealthWait = 15 * time.Minute
 

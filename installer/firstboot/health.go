@@ -18,7 +18,7 @@ import (
 // every HealthInterval) tells the gate how the machine's services are, as
 // the machine sees them, over the gate's TLS port with the machine's
 // certificate. It reads and changes nothing of the first boot: a service
-// whose first-boot phase has not made it yet is "pending". A storage node
+// whose first-boot phase has not made it yet is "starting". A storage node
 // reports:
 //
 //	ceph       the cluster's health as `ceph -s` gives it to client.admin:
@@ -82,7 +82,7 @@ func (s *node) health(ctx context.Context, doneDir string) []api.Service {
 	// While the first boot's ceph phase runs, its own reports say how it
 	// goes; asking the cluster as well would only slow a bootstrap (the
 	// ceph CLI is a Python program, heavy on a small or emulated CPU).
-	if !recorded(doneDir, "ceph.selftest") {
+	if !(Runner{Dir: doneDir}).done("ceph.selftest") {
 		const starting = "the first boot's ceph phase has not finished yet"
 		ceph.Status, ceph.Detail = api.HealthStarting, starting
 		data.Status, data.Detail = api.HealthStarting, starting
@@ -141,12 +141,6 @@ func (h CephHealth) Summary() string {
 		s += ", checks " + strings.Join(h.Checks, ",")
 	}
 	return s
-}
-
-// recorded reports whether the first boot recorded task id as done.
-func recorded(doneDir, id string) bool {
-	_, err := os.Stat(filepath.Join(doneDir, id))
-	return err == nil
 }
 
 // HealthLine is the console line of a report.

@@ -302,13 +302,9 @@ const reportWait = 2 * time.Minute
 // bootReport is the gate's record of machine's last first-boot report
 // ("" when none), read from its status.json across the lab LAN.
 func (l *Lab) bootReport(machine string) (string, error) {
-	body, err := l.Net.Get(l.StatusURL())
+	st, err := l.status()
 	if err != nil {
-		return "", fmt.Errorf("gate status: %w", err)
-	}
-	var st httpd.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		return "", fmt.Errorf("gate status.json: %w", err)
+		return "", err
 	}
 	for _, m := range st.Machines {
 		if m.Name == machine && m.Booted != nil {
@@ -507,13 +503,9 @@ func CephSize(p *plan.Plan) (mons, osds int) {
 // Health is machine's last health report on the gate; nil when it has
 // sent none.
 func (l *Lab) Health(machine string) (*httpd.HealthStatus, error) {
-	body, err := l.Net.Get(l.StatusURL())
+	st, err := l.status()
 	if err != nil {
-		return nil, fmt.Errorf("gate status: %w", err)
-	}
-	var st httpd.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, fmt.Errorf("gate status.json: %w", err)
+		return nil, err
 	}
 	for _, m := range st.Machines {
 		if m.Name == machine {
@@ -521,6 +513,19 @@ func (l *Lab) Health(machine string) (*httpd.HealthStatus, error) {
 		}
 	}
 	return nil, fmt.Errorf("gate status has no machine %s", machine)
+}
+
+// status is the gate's status.json, read across the lab LAN.
+func (l *Lab) status() (httpd.Status, error) {
+	body, err := l.Net.Get(l.StatusURL())
+	if err != nil {
+		return httpd.Status{}, fmt.Errorf("gate status: %w", err)
+	}
+	var st httpd.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return httpd.Status{}, fmt.Errorf("gate status.json: %w", err)
+	}
+	return st, nil
 }
 
 func (r Result) fail(step string, err error) Result {
