@@ -43,8 +43,10 @@ func Compute(p *profiles.Profile) (*Plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", p.Name, err)
 		}
+		pm.Services = machineServices(p, m)
 		pl.Machines = append(pl.Machines, pm)
 	}
+	pl.Services = services(p)
 	return pl, nil
 }
 
@@ -62,11 +64,15 @@ func machine(p *profiles.Profile, m profiles.Machine, prefix netip.Prefix, gateU
 	if err != nil {
 		return Machine{}, fmt.Errorf("%s: %w", m.Name, err)
 	}
+	phases, err := roles.FirstBootPhases(p, &m)
+	if err != nil {
+		return Machine{}, fmt.Errorf("%s: %w", m.Name, err)
+	}
 	pm := Machine{
 		Name: m.Name, Role: m.Role, Board: m.Board, Arch: m.Arch, Firmware: m.Firmware,
 		MAC: strings.ToLower(m.MAC), Address: fmt.Sprintf("%s/%d", m.Address, prefix.Bits()),
 		Gateway: p.Network.Gateway, DNS: p.Network.DNS, Hostname: m.Name,
-		FirstBoot: role.FirstBoot,
+		FirstBoot: phases,
 		Links:     roles.Links(p, &m),
 	}
 	for _, l := range pm.Links {

@@ -14,6 +14,9 @@ type Plan struct {
 	Network  Network   `json:"network"`
 	Gate     Gate      `json:"gate"`
 	Machines []Machine `json:"machines"`
+	// Services are the lab's services beyond Ceph (services.go); nil for
+	// none.
+	Services *Services `json:"services,omitempty"`
 }
 
 // Network is what a machine needs to configure its static address.
@@ -67,6 +70,9 @@ type Machine struct {
 	// PARTUUID so that /dev order never matters.
 	Cmdline   string   `json:"cmdline,omitempty"`
 	FirstBoot []string `json:"first_boot,omitempty"`
+	// Services are what the machine runs (ServiceCeph, ...), in start
+	// order; the rehearsal expects a health row for each.
+	Services []string `json:"services,omitempty"`
 }
 
 // Disk actions.

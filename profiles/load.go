@@ -40,7 +40,7 @@ func Load(path string) (*Profile, error) {
 // problem is returned as a *ValidationError listing all of them; a valid
 // profile carries its warnings in Warnings.
 func Parse(name string, data []byte) (*Profile, error) {
-	ps := &problems{file: name, pos: positions{"": {1, 1}}}
+	ps := &problems{file: name, pos: Places{"": {1, 1}}}
 	root, ok := parseNode(data, ps)
 	if !ok {
 		return nil, ps.err()
@@ -57,6 +57,7 @@ func Parse(name string, data []byte) (*Profile, error) {
 		return nil, ps.err()
 	}
 	p.Source = name
+	p.Places = ps.pos
 	applyDefaults(&p)
 	validate(&p, ps)
 	if err := ps.err(); err != nil {
@@ -133,4 +134,5 @@ func applyDefaults(p *Profile) {
 			wg.Peer.Keepalive = &k
 		}
 	}
+	applyServiceDefaults(p)
 }

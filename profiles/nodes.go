@@ -14,16 +14,16 @@ import (
 // here) and reports unknown keys, wrong kinds and bad sizes with their line
 // and column, which yaml.v3's own decode errors lack.
 
-// pos is a place in the file, 1-based.
-type pos struct{ Line, Col int }
+// Place is where something is in the profile's file, 1-based.
+type Place struct{ Line, Col int }
 
-// positions maps a field path ("machines[2].disks[0].serial") to the place
+// Places maps a field path ("machines[2].disks[0].serial") to the place
 // of its key (for fields) or of the item itself (for list items).
-type positions map[string]pos
+type Places map[string]Place
 
 // near returns the place of path, or of its nearest ancestor present in
 // the file (a missing required field is reported where its parent is).
-func (ps positions) near(path string) pos {
+func (ps Places) near(path string) Place {
 	for {
 		if p, ok := ps[path]; ok {
 			return p
@@ -38,7 +38,7 @@ func (ps positions) near(path string) pos {
 
 var sizeType = reflect.TypeFor[Size]()
 
-// walk checks node n against type t at path, recording positions.
+// walk checks node n against type t at path, recording Places.
 func walk(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 	if n.Kind == yaml.AliasNode || n.Anchor != "" {
 		ps.addAt(n, path, "YAML anchors and aliases are not supported in profiles")
@@ -88,7 +88,7 @@ func walkStruct(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 			ps.addAt(k, fp, "set twice (first on line %d)", ps.pos[fp].Line)
 			continue
 		}
-		ps.pos[fp] = pos{k.Line, k.Column}
+		ps.pos[fp] = Place{k.Line, k.Column}
 		walk(v, f.Type, fp, ps)
 	}
 }
@@ -100,7 +100,7 @@ func walkSlice(n *yaml.Node, t reflect.Type, path string, ps *problems) {
 	}
 	for i, item := range n.Content {
 		ip := field(path, i)
-		ps.pos[ip] = pos{item.Line, item.Column}
+		ps.pos[ip] = Place{item.Line, item.Column}
 		walk(item, t.Elem(), ip, ps)
 	}
 }
@@ -115,7 +115,7 @@ func walkSize(n *yaml.Node, path string, ps *problems) {
 	}
 }
 
-// addAt records a problem at node n (used before positions are complete).
+// addAt records a problem at node n (used before Places are complete).
 func (ps *problems) addAt(n *yaml.Node, field, format string, args ...any) {
 	ps.list = append(ps.list, Problem{
 		File: ps.file, Line: n.Line, Col: n.Column, Field: field,

@@ -45,11 +45,11 @@ func (e *ValidationError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// problems collects Problems against a map of field positions, and apart
+// problems collects Problems against a map of field Places, and apart
 // from them the warnings: what is valid but questionable.
 type problems struct {
 	file  string
-	pos   positions
+	pos   Places
 	list  []Problem
 	warns []Problem
 }
@@ -92,4 +92,12 @@ func sortByPlace(list []Problem) {
 	slices.SortStableFunc(list, func(a, b Problem) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
+}
+
+// At returns a problem at field's place in p's file, for checks made after
+// loading, against what the profile cannot know by itself (e.g. a release
+// version the lock does not pin).
+func (p *Profile) At(field, format string, args ...any) Problem {
+	at := p.Places.near(field)
+	return Problem{File: p.Source, Line: at.Line, Col: at.Col, Field: field, Msg: fmt.Sprintf(format, args...)}
 }

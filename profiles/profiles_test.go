@@ -236,6 +236,21 @@ func TestBadProfiles(t *testing.T) {
 			"bad-memory.yaml:13:5: machines[0].memory: 4B is less than the 512MiB a machine needs to run its role (a size without its unit? write e.g. 16GiB)",
 			"bad-memory.yaml:21:5: machines[1].memory: 0B is less than the 512MiB a machine needs to run its role (a size without its unit? write e.g. 16GiB)",
 		}},
+		{"bad-services.yaml", []string{
+			"bad-services.yaml:15:3: services.consul: no storage machine to run a Consul server (one runs on every storage machine)",
+			`bad-services.yaml:16:5: services.consul.datacenter: "My DC" is not a Consul datacenter name: use lowercase letters, digits, '-' and '_'`,
+			`bad-services.yaml:17:5: services.consul.domain: "-bad-" is not a DNS domain such as consul`,
+			`bad-services.yaml:18:5: services.consul.version: "latest" is not a release version such as 1.22.6 or v1.33.6+k3s1`,
+			"bad-services.yaml:19:3: services.vault: Vault stores its data in Consul, and this lab runs no Consul server: add services.consul and at least one storage machine",
+			`bad-services.yaml:20:5: services.vault.unseal: unknown value "later" (want gate, manual)`,
+			"bad-services.yaml:21:3: services.k3s: no compute machine to run k3s (it runs on every compute machine)",
+			`bad-services.yaml:22:5: services.k3s.version: "1.33" is not a release version such as 1.22.6 or v1.33.6+k3s1`,
+			`bad-services.yaml:23:24: services.k3s.disable[1]: unknown value "kube-proxy" (want coredns, servicelb, traefik, local-storage, metrics-server, runtimes)`,
+			`bad-services.yaml:24:24: services.k3s.tls_san[1]: "not a name" is neither an IP address nor a DNS name`,
+			"bad-services.yaml:25:5: services.k3s.gitops.repo: required",
+			`bad-services.yaml:26:7: services.k3s.gitops.path: "../apps" is not a clean path inside the repository (no leading /, no ..)`,
+			`bad-services.yaml:27:7: services.k3s.gitops.revision: "main branch" is not a git branch, tag or commit`,
+		}},
 		{"bad-cluster-none.yaml", []string{
 			"bad-cluster-none.yaml:24:7: machines[1].interfaces.cluster: the lab has no cluster network: set network.cluster.cidr, or remove this",
 		}},
@@ -283,8 +298,12 @@ func TestWarnings(t *testing.T) {
 			"warn-one-node.yaml:21:5: machines[1].memory: 6GiB leaves each of the 2 OSDs less than Ceph's minimum osd_memory_target (896MiB) once 4GiB is kept for the system, Consul, Vault, the monitor and the manager: kiln sets the minimum, and the machine may run out of memory during recovery; give it at least 6486MiB, or fewer OSDs",
 		}},
 		{"testdata/warn-two-nodes.yaml", []string{
-			"warn-two-nodes.yaml:7:1: machines: 1 of the 2 storage nodes have an OSD, fewer than the 2 copies of each object Ceph keeps, one per host: placement groups stay undersized (HEALTH_WARN); give more storage nodes an OSD (a data disk, or a system_size that leaves room after the OS)",
-			"warn-two-nodes.yaml:25:5: machines[2].role: one of two storage nodes (with ceph-1): two Ceph monitors need each other for a quorum, so the cluster stops when either machine is down (pools keep 2 copies, min_size 1); three storage nodes survive the loss of one",
+			"warn-two-nodes.yaml:8:1: machines: 1 of the 2 storage nodes have an OSD, fewer than the 2 copies of each object Ceph keeps, one per host: placement groups stay undersized (HEALTH_WARN); give more storage nodes an OSD (a data disk, or a system_size that leaves room after the OS)",
+			"warn-two-nodes.yaml:26:5: machines[2].role: one of two storage nodes (with ceph-1): two Ceph monitors need each other for a quorum, so the cluster stops when either machine is down (pools keep 2 copies, min_size 1); three storage nodes survive the loss of one",
+			"warn-two-nodes.yaml:26:5: machines[2].role: one of two Consul servers (with ceph-1): a Raft quorum of two needs both, so Consul (and Vault on it) stops when either machine is down; three survive the loss of one",
+		}},
+		{"testdata/warn-consul-four.yaml", []string{
+			"warn-consul-four.yaml:42:5: machines[4].role: 4 Consul servers: an even count survives no more losses than 3 servers do, and its quorum is larger",
 		}},
 		{"testdata/warn-no-osd.yaml", []string{
 			"warn-no-osd.yaml:14:5: machines[1].role: the only storage node: Ceph keeps one copy of each object and stops with this machine; three storage nodes survive the loss of one",

@@ -12,6 +12,9 @@ type Profile struct {
 	Debian   Debian    `yaml:"debian"`
 	Network  Network   `yaml:"network"`
 	Machines []Machine `yaml:"machines"`
+	// Services are what the lab runs beyond Ceph (Consul, Vault, k3s);
+	// nil for none. See services.go.
+	Services *Services `yaml:"services" json:",omitempty"`
 
 	// Source is the file the profile was read from ("homelab.yaml" for the
 	// embedded default); it is not part of the YAML.
@@ -20,6 +23,9 @@ type Profile struct {
 	// Ceph cluster that cannot survive the loss of a node), located like
 	// problems; kiln validate and kiln plan print them.
 	Warnings []Problem `yaml:"-" json:",omitempty"`
+	// Places are where each field is written in Source, for problems
+	// found after loading (At); not part of the YAML.
+	Places Places `yaml:"-" json:"-"`
 }
 
 // Debian says where root filesystems, kernels and firmware come from.

@@ -57,6 +57,7 @@ func validate(p *Profile, ps *problems) {
 	v.gates()
 	v.dhcpRange()
 	v.storage()
+	v.services()
 }
 
 // claim records that value, a kind ("serial", "MAC", ...) that must be
