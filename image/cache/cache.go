@@ -31,11 +31,18 @@ var (
 
 // Blob is one pinned file: where to get it and what it must be.
 type Blob struct {
-	Name   string // for people, e.g. "linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb"
-	URL    string
+	Name string // for people, e.g. "linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb"
+	URL  string
+	// Size 0 means not known (an upstream checksum list gives none): then
+	// the sha256 alone decides, and a download is cut at maxUnknownSize.
 	Size   int64
 	SHA256 string // lower-case hex
 }
+
+// maxUnknownSize bounds a download of unknown size, so an endless answer
+// cannot fill the disk: the largest such file, k3s's airgap images, is a
+// few hundred MiB.
+const maxUnknownSize = 4 << 30
 
 // Cache is a directory of verified files. The zero HTTP client is
 // http.DefaultClient; a nil Progress discards progress; a nil Log discards
@@ -91,26 +98,46 @@ func (c *Cache) Cached(b Blob) (string, error) {
 // more; a fresh download that does not match is deleted and refused with
 // ErrHashMismatch.
 func (c *Cache) Get(ctx context.Context, b Blob) (string, error) {
+	if p, err := c.reuse(b); p != "" || err != nil {
+		return p, err
+	}
+	return c.download(ctx, b)
+}
+
+// Put copies the local file src into the cache as blob b (its URL unused)
+// and returns its path, verified as a download is: this is how a file
+// obtained some other way enters the cache.
+func (c *Cache) Put(src string, b Blob) (string, error) {
+	if p, err := c.reuse(b); p != "" || err != nil {
+		return p, err
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("cache: %w", err)
+	}
+	defer f.Close()
+	return c.store(b, f, fmt.Sprintf("copy of %s from %s", b.Name, src))
+}
+
+// reuse returns the path of the blob if it is cached and verifies, or ""
+// if it is not cached. A cached file that no longer matches is deleted.
+func (c *Cache) reuse(b Blob) (string, error) {
 	p, err := c.Cached(b)
 	switch {
 	case err == nil:
 		return p, nil
 	case errors.Is(err, ErrHashMismatch):
-		c.log().Warn("cached file is corrupt, fetching again", "name", b.Name, "path", c.Path(b.SHA256), "err", err)
+		c.log().Warn("cached file is corrupt, replacing it", "name", b.Name, "path", c.Path(b.SHA256), "err", err)
 		if err := os.Remove(c.Path(b.SHA256)); err != nil {
 			return "", fmt.Errorf("cache: %w", err)
 		}
 	case !errors.Is(err, ErrNotCached):
 		return "", err
 	}
-	return c.download(ctx, b)
+	return "", nil
 }
 
 func (c *Cache) download(ctx context.Context, b Blob) (string, error) {
-	dir := filepath.Dir(c.Path(b.SHA256))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("cache: %w", err)
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.URL, nil)
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: %w", b.Name, err)
@@ -130,30 +157,43 @@ func (c *Cache) download(ctx context.Context, b Blob) (string, error) {
 	case resp.StatusCode != http.StatusOK:
 		return "", fmt.Errorf("fetch %s: %s: %s", b.Name, b.URL, resp.Status)
 	}
-	tmp, err := os.CreateTemp(dir, ".part-*")
+	// Read one byte past the pin so an oversized answer is caught without
+	// storing an endless stream.
+	limit, total := b.Size, b.Size
+	if b.Size == 0 {
+		limit, total = maxUnknownSize, max(resp.ContentLength, 0)
+	}
+	pw := &progress{w: c.Progress, name: b.Name, total: total}
+	defer pw.finish()
+	return c.store(b, io.TeeReader(io.LimitReader(resp.Body, limit+1), pw), fmt.Sprintf("fresh download of %s from %s", b.Name, b.URL))
+}
+
+// store writes r to a temporary file beside the blob's place, verifies it
+// and renames it into place; what says where the bytes come from.
+func (c *Cache) store(b Blob, r io.Reader, what string) (string, error) {
+	final := c.Path(b.SHA256)
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return "", fmt.Errorf("cache: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(final), ".part-*")
 	if err != nil {
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op once renamed
-	// Read one byte past the pin so an oversized answer is caught without
-	// storing an endless stream.
-	pw := &progress{w: c.Progress, name: b.Name, total: b.Size}
-	_, err = io.Copy(io.MultiWriter(tmp, pw), io.LimitReader(resp.Body, b.Size+1))
-	pw.finish()
+	_, err = io.Copy(tmp, r)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w", b.Name, err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	if err := c.verifyFile(tmp.Name(), b); err != nil {
-		return "", fmt.Errorf("fresh download of %s from %s refused: %w", b.Name, b.URL, err)
+		return "", fmt.Errorf("%s refused: %w", what, err)
 	}
-	final := c.Path(b.SHA256)
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return "", fmt.Errorf("cache: %w", err)
 	}
-	c.log().Debug("fetched", "name", b.Name, "bytes", b.Size, "path", final)
+	c.log().Debug("stored", "name", b.Name, "from", what, "path", final)
 	return final, nil
 }
 
@@ -173,7 +213,7 @@ func verify(r io.Reader, b Blob) error {
 	if err != nil {
 		return fmt.Errorf("hashing %s: %w", b.Name, err)
 	}
-	if n != b.Size {
+	if b.Size != 0 && n != b.Size {
 		return fmt.Errorf("%s: %d bytes, pinned %d: %w", b.Name, n, b.Size, ErrHashMismatch)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(b.SHA256) {

@@ -182,3 +182,62 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// Size 0 is a size not known (an upstream checksum list gives none): the
+// sha256 alone decides.
+func TestGetUnknownSize(t *testing.T) {
+	data := []byte("a release file")
+	s := newServer(t, data)
+	var progress bytes.Buffer
+	c := &Cache{Dir: t.TempDir(), Progress: &progress}
+	b := blobOf(s.srv.URL+"/pool/f.deb", data)
+	b.Size = 0
+	ctx := context.Background()
+	p, err := c.Get(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, data) {
+		t.Errorf("cached %q", got)
+	}
+	if !strings.Contains(progress.String(), "fetch f.deb: 14 B / 14 B (100%)") {
+		t.Errorf("progress (total from Content-Length):\n%s", progress.String())
+	}
+	if _, err := c.Cached(b); err != nil {
+		t.Errorf("Cached: %v", err)
+	}
+	other := blobOf(s.srv.URL+"/pool/f.deb", []byte("another file"))
+	other.Size = 0
+	if _, err := c.Get(ctx, other); !errors.Is(err, ErrHashMismatch) {
+		t.Errorf("Get of other bytes = %v, want ErrHashMismatch", err)
+	}
+}
+
+func TestPut(t *testing.T) {
+	data := []byte("an imported file")
+	src := filepath.Join(t.TempDir(), "consul.zip")
+	os.WriteFile(src, data, 0o644)
+	c := &Cache{Dir: t.TempDir()}
+	b := blobOf("", data)
+	p, err := c.Put(src, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, data) || p != c.Path(b.SHA256) {
+		t.Errorf("Put stored %q at %s", got, p)
+	}
+	// A damaged copy is replaced; other bytes are refused.
+	os.WriteFile(p, []byte("damaged"), 0o644)
+	if _, err := c.Put(src, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Cached(b); err != nil {
+		t.Errorf("after Put over a damaged copy: %v", err)
+	}
+	if _, err := c.Put(src, blobOf("", []byte("what the pin says"))); !errors.Is(err, ErrHashMismatch) {
+		t.Errorf("Put of other bytes = %v, want ErrHashMismatch", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(p)); len(entries) != 1 {
+		t.Errorf("refused Put left %d files, want 1", len(entries))
+	}
+}

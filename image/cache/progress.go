@@ -37,6 +37,10 @@ func (p *progress) finish() {
 }
 
 func (p *progress) line() {
+	if p.total == 0 {
+		fmt.Fprintf(p.w, "fetch %s: %s\n", p.name, HumanBytes(p.done))
+		return
+	}
 	pct := int64(100)
 	if p.total > 0 {
 		pct = p.done * 100 / p.total

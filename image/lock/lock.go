@@ -1,9 +1,11 @@
 // Package lock owns kiln's lockfile: every Debian input pinned by name,
 // version, architecture, pool filename, size and sha256, grouped in named
-// sets (kernel-amd64, boot-amd64, rootfs-<role>-amd64, ...). The lock in
-// the repo is embedded as the default. Lock refreshes pins from the signed
-// archive index (network); Fetch brings a set's files into the cache and
-// verifies them, and needs no network when the cache is warm.
+// sets (kernel-amd64, boot-amd64, rootfs-<role>-amd64, ...), and the
+// upstream release artifacts (Consul, Vault, k3s) pinned by version and
+// source. The lock in the repo is embedded as the default. Lock refreshes
+// pins from the signed archive index (network); Fetch brings a set's files
+// into the cache and verifies them, and needs no network when the cache is
+// warm.
 package lock
 
 import (
@@ -39,6 +41,8 @@ type File struct {
 	// Sets by name; encoding/json writes map keys sorted, so the file
 	// diffs cleanly.
 	Sets map[string]*Set `json:"sets"`
+	// Artifacts by name: upstream releases image/artifacts fetches.
+	Artifacts map[string]*Artifact `json:"artifacts,omitempty"`
 }
 
 // Release identifies the archive state a lock was taken from.
@@ -96,14 +100,20 @@ func Parse(data []byte) (*File, error) {
 	if f.Mirror == "" || f.Suite == "" {
 		return nil, fmt.Errorf("lock: mirror and suite are required")
 	}
+	if err := f.checkArtifacts(); err != nil {
+		return nil, err
+	}
 	return &f, nil
 }
 
 // Marshal is the lockfile's canonical text: indented JSON, sets by name,
-// packages by name.
+// packages by name, artifacts by name, their arches sorted.
 func (f *File) Marshal() ([]byte, error) {
 	for _, s := range f.Sets {
 		sort.Slice(s.Packages, func(i, j int) bool { return s.Packages[i].Package < s.Packages[j].Package })
+	}
+	for _, a := range f.Artifacts {
+		sort.Strings(a.Arches)
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {

@@ -217,6 +217,11 @@ func TestLockFromMirror(t *testing.T) {
 	if f.Release.Version != "12.99" || f.Mirror != opts.Mirror || f.Suite != "bookworm" {
 		t.Errorf("lock header: %+v %+v", f.Release, f)
 	}
+	// Re-pinning Debian keeps the artifacts' pins (here the default's).
+	def, _ := Default()
+	if d := cmp.Diff(def.Artifacts, f.Artifacts); d != "" || len(f.Artifacts) == 0 {
+		t.Errorf("artifacts after a re-lock -want +got:\n%s", d)
+	}
 
 	// `kiln lock` with no specs re-locks what the file holds, identically.
 	first, _ := os.ReadFile(path)

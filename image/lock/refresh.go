@@ -136,6 +136,8 @@ func Refresh(ctx context.Context, opts RefreshOptions) error {
 	if err != nil {
 		return err
 	}
+	// Re-pinning Debian leaves the upstream artifacts' pins as they were.
+	f.Artifacts = old.Artifacts
 	logChanges(opts.Options.withDefaults().Log, old, f)
 	return f.Write(opts.Path)
 }
