@@ -53,6 +53,14 @@ type Identity struct {
 	// Ceph is a storage node's part of the Ceph cluster (its monitors,
 	// its planned OSD devices); nil on other roles.
 	Ceph *CephNode `json:"ceph,omitempty"`
+	// Consul is a Consul server's part of the cluster, and Vault the
+	// Vault beside it; nil unless the lab runs them and this is a
+	// storage machine.
+	Consul *ConsulNode `json:"consul,omitempty"`
+	Vault  *VaultNode  `json:"vault,omitempty"`
+	// K3s is a compute machine's part of k3s (k3s.go); nil unless the lab
+	// runs k3s.
+	K3s *K3sNode `json:"k3s,omitempty"`
 }
 
 // Render returns machine m's configuration as an Ignition v3.5 config,
@@ -68,7 +76,9 @@ func Render(p *profiles.Profile, m *profiles.Machine) (types.Config, error) {
 	}
 	if m.Role == profiles.RoleStorage {
 		id.Ceph = cephNode(p, m, role)
+		id.Consul, id.Vault = consulNode(p, m), vaultNode(p, m)
 	}
+	id.K3s = K3sIdentity(p, m)
 	idJSON, _ := json.MarshalIndent(id, "", "  ")
 	cfg := types.Config{Ignition: types.Ignition{Version: types.MaxVersion.String()}}
 	cfg.Storage.Files = []types.File{
@@ -93,6 +103,14 @@ func Render(p *profiles.Profile, m *profiles.Machine) (types.Config, error) {
 		}
 		cfg.Storage.Files = append(cfg.Storage.Files, file(CephConfPath, conf))
 	}
+	addConsul(&cfg, p, m, id.Consul)
+	addVault(&cfg, p, m, id.Vault)
+	k3sFiles, k3sUnits, err := K3sFiles(p, m)
+	if err != nil {
+		return types.Config{}, fmt.Errorf("render %s: %w", m.Name, err)
+	}
+	cfg.Storage.Files = append(cfg.Storage.Files, k3sFiles...)
+	cfg.Systemd.Units = append(cfg.Systemd.Units, k3sUnits...)
 	if role.HasRootfs() {
 		cfg.Storage.Links = networkdLinks()
 	}

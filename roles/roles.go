@@ -9,6 +9,7 @@ package roles
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/kilnlab/kiln/profiles"
 )
@@ -79,6 +80,35 @@ func firstBoot() []string { return []string{"storage", "network", "announce"} }
 // and OSDs (installer/firstboot/ceph.go).
 func storageFirstBoot() []string {
 	return []string{"storage", "network", "time", "ceph", "announce"}
+}
+
+// FirstBootPhases are machine m's first-boot phases: its role's, with,
+// before the announcement, "consul" and "vault" on a storage machine of a
+// lab that runs them, and "k3s" on a compute machine of a lab that runs
+// k3s (what kiln-firstboot runs; its test checks they agree).
+func FirstBootPhases(p *profiles.Profile, m *profiles.Machine) ([]string, error) {
+	role, err := Lookup(m.Role)
+	if err != nil {
+		return nil, err
+	}
+	var extra []string
+	switch {
+	case m.Role == profiles.RoleStorage && p.Services != nil:
+		if p.Services.Consul != nil {
+			extra = append(extra, "consul")
+		}
+		if runsVault(p) {
+			extra = append(extra, "vault")
+		}
+	case K3sIdentity(p, m) != nil:
+		extra = append(extra, "k3s")
+	}
+	phases := slices.Clone(role.FirstBoot)
+	if len(extra) == 0 || len(phases) == 0 {
+		return phases, nil
+	}
+	last := len(phases) - 1 // "announce"
+	return slices.Concat(phases[:last], extra, phases[last:]), nil
 }
 
 // All returns every role, in catalogue order.

@@ -31,6 +31,12 @@ type Secrets struct {
 	MachineKey  []byte // its private key
 	// Ceph is the cluster's secrets, for the storage role only.
 	Ceph *CephSecrets
+	// Consul is the Consul cluster's secrets, for its servers (the
+	// storage role) only; Vault's token is among them.
+	Consul *ConsulSecrets
+	// K3sToken is the k3s cluster's token, for the machines that run
+	// k3s (the compute role) only.
+	K3sToken string
 }
 
 // CephSecrets are the Ceph cluster's keys (cephx, base64) and its fsid.
@@ -57,9 +63,11 @@ func (CephSecrets) Format(f fmt.State, _ rune) { io.WriteString(f, "roles.CephSe
 // RenderSecrets returns machine m's secret configuration as an Ignition
 // v3.5 config, validated by Ignition's parser: its TLS identity (the
 // machine's key, certificate and the lab CA) and, for a storage node, the
-// Ceph keyrings it bootstraps with. It never goes into an image: the gate
-// hands it to m's installer once per install, sealed (pxe/api), and the
-// installer applies it to the state partition.
+// Ceph keyrings it bootstraps with and, when the lab runs them, Consul's
+// gossip key and tokens and Vault's Consul token, and for a k3s node the
+// cluster token. It never goes into an image: the gate hands it to m's
+// installer once per install, sealed (pxe/api), and the installer applies
+// it to the state partition.
 func RenderSecrets(p *profiles.Profile, m *profiles.Machine, s Secrets) (types.Config, error) {
 	if len(s.CACert) == 0 || len(s.MachineCert) == 0 || len(s.MachineKey) == 0 {
 		return types.Config{}, fmt.Errorf("render secrets %s: the TLS identity is incomplete", m.Name)
@@ -80,6 +88,20 @@ func RenderSecrets(p *profiles.Profile, m *profiles.Machine, s Secrets) (types.C
 			return types.Config{}, fmt.Errorf("render secrets %s: %w", m.Name, err)
 		}
 		cfg.Storage.Directories = append(cfg.Storage.Directories, privateDir(CephSecretsDir))
+		cfg.Storage.Files = append(cfg.Storage.Files, files...)
+	}
+	if err := addConsulSecrets(&cfg, p, m, s.Consul); err != nil {
+		return types.Config{}, fmt.Errorf("render secrets %s: %w", m.Name, err)
+	}
+	if err := addVaultSecrets(&cfg, p, m, s.Consul); err != nil {
+		return types.Config{}, fmt.Errorf("render secrets %s: %w", m.Name, err)
+	}
+	if K3sIdentity(p, m) != nil {
+		files, err := K3sSecretFiles(m, s.K3sToken)
+		if err != nil {
+			return types.Config{}, fmt.Errorf("render secrets %s: %w", m.Name, err)
+		}
+		cfg.Storage.Directories = append(cfg.Storage.Directories, privateDir(K3sSecretsDir))
 		cfg.Storage.Files = append(cfg.Storage.Files, files...)
 	}
 	if err := Validate(cfg); err != nil {

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -24,9 +25,40 @@ func fakeSecrets(host string) Secrets {
 		Ceph: &CephSecrets{
 			FSID: "4b494c4e-0000-4000-8000-00000000cef0",
 			Mon:  "AQMONMONMON=", Admin: "AQADMINADMIN=", BootstrapOSD: "AQBOOTOSD=",
-			Mgr: map[string]string{"ceph-1": "AQMGR1=", "ceph-2": "AQMGR2=", "ceph-3": "AQMGR3="},
+			Mgr: map[string]string{"ceph-1": "AQMGR1=", "ceph-2": "AQMGR2=", "ceph-3": "AQMGR3=", "ceph-4": "AQMGR4="},
 		},
+		Consul:   fakeConsul(),
+		K3sToken: "6b3510ce6b3510ce",
 	}
+}
+
+// fakeConsul are Consul secrets Consul accepts (a 32-byte gossip key,
+// UUIDs), recognisable: the secret IDs start 5ec7e7, the accessors acce55.
+func fakeConsul() *ConsulSecrets {
+	agent := map[string]ConsulToken{}
+	for i := 1; i <= 4; i++ {
+		agent[fmt.Sprintf("ceph-%d", i)] = ConsulToken{
+			AccessorID: fmt.Sprintf("acce5500-0000-4000-8000-00000000000%d", i),
+			SecretID:   fmt.Sprintf("5ec7e700-0000-4000-8000-00000000000%d", i),
+		}
+	}
+	return &ConsulSecrets{
+		GossipKey:  base64.StdEncoding.EncodeToString([]byte("GOSSIP-KEY-FOR-THE-TESTS-0000000")),
+		Management: ConsulToken{SecretID: "5ec7e700-0000-4000-8000-0000000000ff"},
+		Vault:      ConsulToken{AccessorID: "acce5500-0000-4000-8000-0000000000a0", SecretID: "5ec7e700-0000-4000-8000-0000000000a0"},
+		Agent:      agent,
+	}
+}
+
+// consulSecretValues are fakeConsul's secret values, and how they could
+// show.
+func consulSecretValues() []string {
+	c := fakeConsul()
+	v := []string{c.GossipKey, "R09TU0lQ", c.Management.SecretID, c.Vault.SecretID, "5ec7e7", "6b3510ce"}
+	for _, t := range c.Agent {
+		v = append(v, t.SecretID)
+	}
+	return v
 }
 
 // TestRenderSecrets pins ceph-1's and compute-1's secret configs, checks
@@ -85,11 +117,12 @@ func TestRenderSecrets(t *testing.T) {
 func TestSecretsRedacted(t *testing.T) {
 	s := fakeSecrets("ceph-1")
 	var b strings.Builder
-	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "s", s, "c", s.Ceph, "cv", *s.Ceph)
+	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "s", s, "c", s.Ceph, "cv", *s.Ceph,
+		"consul", s.Consul, "cv", *s.Consul, "vault", s.Consul.Vault, "agents", s.Consul.Agent)
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
-		fmt.Fprintf(&b, f+" "+f+"\n", s, *s.Ceph)
+		fmt.Fprintf(&b, f+" "+f+" "+f+" "+f+" "+f+"\n", s, *s.Ceph, *s.Consul, s.Consul.Management, s.Consul.Agent)
 	}
-	for _, secret := range []string{"SECRET-KEY", "AQMONMON", "AQADMIN", "AQMGR1", "5345435245"} {
+	for _, secret := range append([]string{"SECRET-KEY", "AQMONMON", "AQADMIN", "AQMGR1", "5345435245", "3565633765"}, consulSecretValues()...) {
 		if strings.Contains(b.String(), secret) {
 			t.Errorf("output shows %q:\n%s", secret, b.String())
 		}

@@ -51,7 +51,7 @@ func (b *builder) machineSecrets(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	certs, err := secrets.MachineCerts(dir, ca, certMachines(b.Plan))
+	certs, err := secrets.MachineCerts(dir, ca, certMachines(b.Plan, b.Profile))
 	if err != nil {
 		return err
 	}
@@ -62,6 +62,18 @@ func (b *builder) machineSecrets(ctx context.Context) error {
 			return err
 		}
 		ceph = cephSecrets(keys)
+	}
+	consul, err := b.consulSecrets(dir)
+	if err != nil {
+		return err
+	}
+	k3sToken := ""
+	if len(b.Profile.K3sNodes()) > 0 {
+		t, err := secrets.K3s(dir)
+		if err != nil {
+			return err
+		}
+		k3sToken = t.Hex()
 	}
 	if g, ok := b.gate(); ok {
 		if err := secrets.WriteGateTLS(out, ca, certs[g.Name]); err != nil {
@@ -75,7 +87,8 @@ func (b *builder) machineSecrets(ctx context.Context) error {
 		}
 		c := certs[m.Name]
 		cfg, err := roles.RenderSecrets(b.Profile, pm, roles.Secrets{
-			CACert: ca.CertPEM(), MachineCert: c.CertPEM(), MachineKey: c.KeyPEM(), Ceph: ceph,
+			CACert: ca.CertPEM(), MachineCert: c.CertPEM(), MachineKey: c.KeyPEM(), Ceph: ceph, Consul: consul,
+			K3sToken: k3sToken,
 		})
 		if err != nil {
 			return err
@@ -110,8 +123,15 @@ func (b *builder) gateWireGuardKeys(out, dir string) error {
 }
 
 // certMachines names every machine of the plan for its certificate: its
-// host name and its LAN address.
-func certMachines(p *plan.Plan) []secrets.Machine {
+// host name and its LAN address. A Consul server's also names
+// server.<datacenter>.<domain>, which Consul's verify_server_hostname
+// checks between servers, and localhost and 127.0.0.1, where the local
+// CLI and Vault reach the agent (and the CLI its Vault).
+func certMachines(p *plan.Plan, prof *profiles.Profile) []secrets.Machine {
+	servers := map[string]bool{}
+	for _, m := range prof.ConsulServers() {
+		servers[m.Name] = true
+	}
 	var out []secrets.Machine
 	for _, m := range p.Machines {
 		sm := secrets.Machine{Hostname: m.Name}
@@ -119,6 +139,10 @@ func certMachines(p *plan.Plan) []secrets.Machine {
 			sm.IPs = []netip.Addr{pfx.Addr()}
 		} else if a, err := netip.ParseAddr(m.Address); err == nil {
 			sm.IPs = []netip.Addr{a}
+		}
+		if servers[m.Name] {
+			sm.DNSNames = []string{prof.Services.Consul.ServerName(), "localhost"}
+			sm.IPs = append(sm.IPs, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
 		}
 		out = append(out, sm)
 	}
@@ -144,4 +168,32 @@ func cephSecrets(k secrets.CephKeys) *roles.CephSecrets {
 		FSID: k.FSID.String(), Mon: k.Mon.Base64(), Admin: k.Admin.Base64(),
 		BootstrapOSD: k.BootstrapOSD.Base64(), Mgr: mgr,
 	}
+}
+
+// consulSecrets loads the Consul cluster's secrets, made once in the lab's
+// secrets directory; nil when the lab runs no Consul.
+func (b *builder) consulSecrets(dir string) (*roles.ConsulSecrets, error) {
+	var hosts []string
+	for _, m := range b.Profile.ConsulServers() {
+		hosts = append(hosts, m.Name)
+	}
+	if len(hosts) == 0 {
+		return nil, nil
+	}
+	k, err := secrets.Consul(dir, hosts)
+	if err != nil {
+		return nil, err
+	}
+	agent := make(map[string]roles.ConsulToken, len(k.Agent))
+	for h, t := range k.Agent {
+		agent[h] = consulToken(t)
+	}
+	return &roles.ConsulSecrets{
+		GossipKey: k.Gossip.Base64(), Management: consulToken(k.Management),
+		Vault: consulToken(k.Vault), Agent: agent,
+	}, nil
+}
+
+func consulToken(t secrets.ConsulToken) roles.ConsulToken {
+	return roles.ConsulToken{AccessorID: t.AccessorID(), SecretID: t.SecretID()}
 }

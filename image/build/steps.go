@@ -72,6 +72,11 @@ const arch = "amd64"
 func rootfsSet(role string) string { return "rootfs-" + role + "-" + arch }
 
 func (b *builder) fetch(ctx context.Context) error {
+	// The upstream programs first: the one input a user may have to
+	// import by hand, so a build without it stops at once.
+	if err := b.fetchArtifacts(ctx); err != nil {
+		return err
+	}
 	sets := []string{"kernel-amd64", "boot-amd64"}
 	for _, r := range b.roles() {
 		sets = append(sets, rootfsSet(r))
@@ -185,12 +190,17 @@ func (b *builder) roleImages(ctx context.Context) error {
 			return err
 		}
 		b.progressf("      %s: mmdebstrap + mksquashfs (a few minutes; log %s)\n", out, logPath)
+		upstream, err := b.roleArtifacts(ctx, name)
+		if err != nil {
+			logFile.Close()
+			return fmt.Errorf("role %s: %w", name, err)
+		}
 		err = rootfs.Build(ctx, rootfs.Options{
 			Debs:       localPaths(b.debs[rootfsSet(name)]),
 			Packages:   role.Packages,
 			Arch:       arch,
 			Suite:      b.Lock.Suite,
-			ExtraFiles: extra,
+			ExtraFiles: mergeFiles(extra, upstream),
 			Units:      []string{firstboot.UnitName, firstboot.HealthTimerName},
 			Out:        out,
 			Progress:   logFile,

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -128,22 +127,11 @@ func Ceph(dir string, mgrs []string) (CephKeys, error) {
 	if err != nil {
 		return CephKeys{}, err
 	}
-	keys.Mgr = make(map[string]CephKey, len(mgrs))
-	if len(mgrs) == 0 {
-		return keys, nil
-	}
-	mgrDir := filepath.Join(dir, CephMgrDir)
-	if err := ensureDir(mgrDir); err != nil {
+	keys.Mgr, err = perHost(dir, CephMgrDir, ".key", mgrs, func() ([]byte, error) {
+		return []byte(newCephKey(time.Now()).Base64() + "\n"), nil
+	}, loadMgrKey)
+	if err != nil {
 		return CephKeys{}, err
-	}
-	for _, h := range mgrs {
-		k, err := once(filepath.Join(mgrDir, h+".key"), func() ([]byte, error) {
-			return []byte(newCephKey(time.Now()).Base64() + "\n"), nil
-		}, func(path string) (CephKey, error) { return loadMgrKey(path, h) })
-		if err != nil {
-			return CephKeys{}, err
-		}
-		keys.Mgr[h] = k
 	}
 	return keys, nil
 }
@@ -153,28 +141,21 @@ func encodeCeph(now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
-	b, err := json.MarshalIndent(cephFile{
+	return encodeJSON(cephFile{
 		FSID:         fsid.String(),
 		Mon:          newCephKey(now).Base64(),
 		Admin:        newCephKey(now).Base64(),
 		BootstrapOSD: newCephKey(now).Base64(),
-	}, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("secrets: %w", err)
-	}
-	return append(b, '\n'), nil
+	})
 }
 
 func loadCeph(path string) (CephKeys, error) {
-	b, err := readPrivate(path)
-	if err != nil {
+	var f cephFile
+	if err := readJSON(path, &f, cephRemedy); err != nil {
 		return CephKeys{}, err
 	}
-	var f cephFile
-	if err := strictJSON(b, &f); err != nil {
-		return CephKeys{}, damaged(path, err, cephRemedy)
-	}
 	var k CephKeys
+	var err error
 	if f.FSID == "" {
 		return CephKeys{}, damaged(path, errors.New("fsid is missing"), cephRemedy)
 	}

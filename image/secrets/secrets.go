@@ -11,6 +11,10 @@
 //	ceph.json            the Ceph cluster's fsid and its mon., client.admin
 //	                     and client.bootstrap-osd keys (Ceph)
 //	ceph-mgr/HOST.key    one mgr.HOST key per storage node (Ceph)
+//	consul.json          the Consul cluster's gossip key, its initial
+//	                     management token and Vault's storage token (Consul)
+//	consul-agent/HOST.json
+//	                     one agent token per Consul server (Consul)
 //	ca.pem               the lab CA: certificate + ECDSA P-256 key (LabCA)
 //	tls/HOST.pem         one certificate + key per machine, signed by the
 //	                     lab CA, for mutual TLS and Consul/Vault (MachineCerts)
@@ -22,6 +26,7 @@
 package secrets
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -113,6 +118,29 @@ func readPrivate(path string) ([]byte, error) {
 	return b, nil
 }
 
+// encodeJSON is a secrets file's JSON, indented, with a final newline.
+func encodeJSON(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// readJSON reads a secrets file of JSON into v after checking its
+// permissions, refusing unknown fields: a file that does not decode is
+// damaged, with remedy as the way out.
+func readJSON(path string, v any, remedy string) error {
+	b, err := readPrivate(path)
+	if err != nil {
+		return err
+	}
+	if err := strictJSON(b, v); err != nil {
+		return damaged(path, err, remedy)
+	}
+	return nil
+}
+
 // writeTemp writes data to a new private file in dir, synced, and
 // returns its name; the caller links or renames it into place, so no
 // reader ever sees a half-written secret.
@@ -189,6 +217,29 @@ func once[T any](path string, gen func() ([]byte, error), load func(path string)
 		}
 	}
 	return load(path)
+}
+
+// perHost returns load(dir/sub/HOST<ext>, HOST) for each of hosts, first
+// creating the missing files with gen's data (once): one file per
+// machine, so that adding a machine adds its file and changes no other.
+// The directory is made only when there is a host.
+func perHost[T any](dir, sub, ext string, hosts []string, gen func() ([]byte, error), load func(path, host string) (T, error)) (map[string]T, error) {
+	out := make(map[string]T, len(hosts))
+	if len(hosts) == 0 {
+		return out, nil
+	}
+	d := filepath.Join(dir, sub)
+	if err := ensureDir(d); err != nil {
+		return nil, err
+	}
+	for _, h := range hosts {
+		v, err := once(filepath.Join(d, h+ext), gen, func(path string) (T, error) { return load(path, h) })
+		if err != nil {
+			return nil, err
+		}
+		out[h] = v
+	}
+	return out, nil
 }
 
 // hostRE is an RFC 1123 label, as the profile validates machine names;

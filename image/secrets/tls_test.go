@@ -285,6 +285,16 @@ func TestStale(t *testing.T) {
 		{"address removed", issueFor(m), "tls/ceph-1.pem", certsFor(Machine{Hostname: "ceph-1"}), "the profile []"},
 		{"name added", issueFor(m), "tls/ceph-1.pem",
 			certsFor(Machine{Hostname: "ceph-1", IPs: m.IPs, DNSNames: []string{"localhost"}}), "it names [ceph-1], the profile [ceph-1 localhost]"},
+		// A storage machine's certificate issued before the lab ran
+		// Consul lacks the names Consul's servers and local clients
+		// check (image/build's certMachines adds them).
+		{"services added", issueFor(m), "tls/ceph-1.pem",
+			certsFor(Machine{Hostname: "ceph-1", DNSNames: []string{"server.homelab.consul", "localhost"},
+				IPs: []netip.Addr{netip.MustParseAddr("192.168.1.11"), netip.MustParseAddr("127.0.0.1")}}),
+			"it names [ceph-1], the profile [ceph-1 localhost server.homelab.consul] (remove it to issue a new key and certificate for ceph-1"},
+		{"loopback added", issueFor(m), "tls/ceph-1.pem",
+			certsFor(Machine{Hostname: "ceph-1", IPs: []netip.Addr{netip.MustParseAddr("192.168.1.11"), netip.MustParseAddr("127.0.0.1")}}),
+			"it has addresses [192.168.1.11], the profile [127.0.0.1 192.168.1.11]"},
 		{"other CA", func(t *testing.T, dir string) {
 			issueFor(m)(t, dir)
 			os.Remove(filepath.Join(dir, CAFile))
@@ -456,6 +466,9 @@ func TestLabRefusesOpenPermissions(t *testing.T) {
 		if _, err := Ceph(dir, []string{"ceph-1"}); err != nil {
 			return err
 		}
+		if _, err := Consul(dir, []string{"ceph-1"}); err != nil {
+			return err
+		}
 		return certsFor(Machine{Hostname: "ceph-1"})(dir)
 	}
 	for _, tc := range []struct {
@@ -466,6 +479,9 @@ func TestLabRefusesOpenPermissions(t *testing.T) {
 		{CephFile, 0o640, "chmod 0600"},
 		{CephMgrDir, 0o750, "chmod 0700"},
 		{"ceph-mgr/ceph-1.key", 0o640, "chmod 0600"},
+		{ConsulFile, 0o640, "chmod 0600"},
+		{ConsulAgentDir, 0o750, "chmod 0700"},
+		{"consul-agent/ceph-1.json", 0o604, "chmod 0600"},
 		{CAFile, 0o640, "chmod 0600"},
 		{TLSDir, 0o755, "chmod 0700"},
 		{"tls/ceph-1.pem", 0o604, "chmod 0600"},
@@ -491,7 +507,7 @@ func TestLabRefusesOpenPermissions(t *testing.T) {
 		if err := makeAll(t, dir); err != nil {
 			t.Fatal(err)
 		}
-		for _, d := range []string{CephMgrDir, TLSDir} {
+		for _, d := range []string{CephMgrDir, ConsulAgentDir, TLSDir} {
 			if err := os.Chmod(filepath.Join(dir, d), 0o750); err != nil {
 				t.Fatal(err)
 			}
@@ -499,10 +515,13 @@ func TestLabRefusesOpenPermissions(t *testing.T) {
 		if _, err := Ceph(dir, []string{"ceph-1", "ceph-2"}); !errors.Is(err, ErrPermissions) {
 			t.Errorf("Ceph = %v, want ErrPermissions", err)
 		}
+		if _, err := Consul(dir, []string{"ceph-1", "ceph-2"}); !errors.Is(err, ErrPermissions) {
+			t.Errorf("Consul = %v, want ErrPermissions", err)
+		}
 		if _, err := MachineCerts(dir, mustCA(t, dir), []Machine{{Hostname: "ceph-2"}}); !errors.Is(err, ErrPermissions) {
 			t.Errorf("MachineCerts = %v, want ErrPermissions", err)
 		}
-		for _, f := range []string{"ceph-mgr/ceph-2.key", "tls/ceph-2.pem"} {
+		for _, f := range []string{"ceph-mgr/ceph-2.key", "consul-agent/ceph-2.json", "tls/ceph-2.pem"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 				t.Errorf("%s was written into an open directory", f)
 			}
