@@ -34,7 +34,7 @@ func firstBootBrief(ps []httpd.PhaseStatus) string {
 	done := 0
 	for _, p := range ps {
 		if p.Status == api.PhaseFailed {
-			return phaseName(p) + ": " + firstLine(p.Error, maxBrief)
+			return phaseName(p) + ": " + httpd.FirstLine(p.Error, maxBrief)
 		}
 		if p.Status == api.PhaseDone {
 			done++
@@ -135,19 +135,6 @@ func writeItem(b *strings.Builder, head, text string) {
 		// A command's output keeps its indentation.
 		b.WriteString("    " + cell(strings.ReplaceAll(line, "\t", "    ")) + "\n")
 	}
-}
-
-// firstLine is the first non-blank line of s, cut to n runes.
-func firstLine(s string, n int) string {
-	for _, line := range strings.Split(s, "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			if r := []rune(line); len(r) > n {
-				return string(r[:n-1]) + "…"
-			}
-			return line
-		}
-	}
-	return ""
 }
 
 // cell makes s one line of printable text: control characters (a line

@@ -71,8 +71,9 @@ func TestCell(t *testing.T) {
 }
 
 // TestWriteMachinesGolden: `kiln gate machines` shows each machine's
-// first boot and services in brief, then the whole error of a failing
-// phase and the detail of each service not ok.
+// first boot and services in brief, then the lab's services table, then
+// the whole error of a failing phase and the detail of each service not
+// ok.
 func TestWriteMachinesGolden(t *testing.T) {
 	p := testPlan()
 	p.Machines = append(p.Machines, plan.Machine{Name: "ceph-3", Role: "storage", Board: "pc", Arch: "amd64", MAC: "52:54:00:00:01:03",
@@ -82,7 +83,8 @@ func TestWriteMachinesGolden(t *testing.T) {
 	}
 	dir := t.TempDir()
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	st, err := state.Open(filepath.Join(dir, "machines"), func() time.Time { return at })
+	now := at
+	st, err := state.Open(filepath.Join(dir, "machines"), func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,15 +110,23 @@ func TestWriteMachinesGolden(t *testing.T) {
 		must(st.Finish(mac, "", tok, true, ""))
 		must(st.MarkBooted(mac, "", state.Booted{Hostname: "h", Address: "10.77.0.9/24"}))
 	}
-	// ceph-1: every phase done, its services well.
+	// ceph-1: netbooted after its install, every phase done, its services
+	// well: k3s (a stand-in) first, then ceph-mon.
 	const c1, c2 = "52:54:00:00:01:01", "52:54:00:00:01:02"
+	now = at.Add(-10 * time.Minute)
 	install(c1)
+	now = at.Add(-9 * time.Minute)
+	must(st.MarkNetbooted(c1, ""))
+	now = at.Add(-5 * time.Minute)
+	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "starting"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}))
+	now = at
 	for _, ph := range []string{"storage", "network", "ceph", "announce"} {
 		phases(c1, state.PhaseReport{Phase: ph, Status: state.PhaseRunning}, state.PhaseReport{Phase: ph, Status: state.PhaseDone})
 	}
-	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "ok", Detail: "HEALTH_OK"}, {Name: "k3s", Status: "ok"}}))
+	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "ok", Detail: "HEALTH_OK"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}))
 	// ceph-2: its ceph phase failed three times, the error a command's
-	// output; a service warns, another starts.
+	// output; a service warns, another starts, a third is ok (the gate
+	// saw no netboot to count from).
 	install(c2)
 	phases(c2, state.PhaseReport{Phase: "storage", Status: state.PhaseRunning}, state.PhaseReport{Phase: "storage", Status: state.PhaseDone},
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning}, state.PhaseReport{Phase: "network", Status: state.PhaseDone})

@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,9 @@ type MachineStatus struct {
 	// page does.
 	Phases []httpd.PhaseStatus `json:"phases,omitempty"`
 	Health *httpd.HealthStatus `json:"health,omitempty"`
+	// PowerOn is the machine's last netboot, where its services' time to
+	// healthy starts (httpd.ServiceRows).
+	PowerOn time.Time `json:"power_on,omitzero"`
 }
 
 func openStates(stateDir string) (*state.Store, error) {
@@ -63,7 +67,7 @@ func Machines(p *plan.Plan, stateDir string) ([]MachineStatus, error) {
 		if err != nil {
 			return nil, err
 		}
-		row.State, row.Updated, row.Detail = rec.State, rec.Updated, detail(rec)
+		row.State, row.Updated, row.Detail, row.PowerOn = rec.State, rec.Updated, detail(rec), rec.Netbooted
 		row.Phases, row.Health = httpd.FirstBoot(m.FirstBoot, rec.Phases), httpd.ServicesHealth(rec.Health)
 		out = append(out, row)
 	}
@@ -92,8 +96,9 @@ func detail(r state.Record) string {
 }
 
 // WriteMachines prints rows as `kiln gate machines` shows them: a table
-// with each machine's first boot and services in brief, then the full
-// error of every failing phase and the detail of every service not ok.
+// with each machine's first boot and services in brief, then the lab's
+// services table as the status page has it, then the full error of every
+// failing phase and the detail of every service not ok.
 func WriteMachines(w io.Writer, rows []MachineStatus) error {
 	return writeMachines(w, rows, time.Now(), time.Local)
 }
@@ -104,17 +109,44 @@ func writeMachines(w io.Writer, rows []MachineStatus, now time.Time, loc *time.L
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MACHINE\tMAC\tSTATE\tUPDATED\tFIRST BOOT\tSERVICES\tLAST")
 	for _, r := range rows {
-		updated := "-"
-		if !r.Updated.IsZero() {
-			updated = r.Updated.In(loc).Format(timeLayout)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.Machine), r.MAC, r.State, updated,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.Machine), r.MAC, r.State, stamp(r.Updated, loc),
 			cell(firstBootBrief(r.Phases)), cell(servicesBrief(r.Health, now)), cell(r.Detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := writeServices(w, rows, loc); err != nil {
+		return err
+	}
 	return writeProblems(w, rows, loc)
+}
+
+// writeServices prints the lab's services table (httpd.ServiceRows), after
+// a blank line; nothing before any machine reported its health.
+func writeServices(w io.Writer, rows []MachineStatus, loc *time.Location) error {
+	var services []httpd.ServiceRow
+	for _, r := range rows {
+		services = append(services, httpd.ServiceRows(r.Machine, r.PowerOn, r.Health)...)
+	}
+	if len(services) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MACHINE\tSERVICE\tVERDICT\tTIME TO HEALTHY\tSINCE\tDETAIL")
+	for _, s := range services {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cell(s.Machine), cell(s.Service), s.Verdict, s.TimeToHealthy(),
+			stamp(s.Since, loc), cmp.Or(cell(s.Detail), "-"))
+	}
+	return tw.Flush()
+}
+
+// stamp is t in loc as the tables show a time, "-" when zero.
+func stamp(t time.Time, loc *time.Location) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.In(loc).Format(timeLayout)
 }
 
 // Reinstall re-arms a machine (by name or MAC): its next netboot installs

@@ -35,6 +35,7 @@ import (
 	"github.com/kilnlab/kiln/pxe/httpd"
 	"github.com/kilnlab/kiln/pxe/state"
 	"github.com/kilnlab/kiln/pxe/tftp"
+	"github.com/kilnlab/kiln/pxe/vault"
 )
 
 // DHCP modes.
@@ -279,6 +280,12 @@ func (s *Server) identity(hc *httpd.Config) (*tls.Config, error) {
 		return nil, err
 	}
 	hc.ClientCAs = pool
+	if v := s.cfg.Plan.Services; v != nil && v.Vault != nil {
+		// The lab's Vault keys live in the gate's state, beside the
+		// machines' states, on /perm for the appliance.
+		hc.Vault = &vault.Keeper{Dir: filepath.Join(s.cfg.StateDir, "vault"), HTTP: vault.NewClient(pool), Log: s.cfg.Logger.With("svc", "vault")}
+		hc.VaultUnseal = v.Vault.Unseal
+	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS13}, nil
 }
 

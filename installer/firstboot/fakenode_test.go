@@ -87,6 +87,9 @@ func newFakeNode(t *testing.T) (*fakeNode, *Env, *bytes.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Ceph alone: the consul and vault phases have tests of their own
+	// (consul_test.go), against a Consul that answers.
+	p.Services = nil
 	m := &p.Machines[1]
 	if m.Name != "ceph-1" {
 		t.Fatalf("machine 1 of the reference lab is %s", m.Name)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kilnlab/kiln/installer/gateclient/gatetest"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/roles"
 )
@@ -291,21 +292,53 @@ func host(name string) func() (string, error) {
 	return func() (string, error) { return name, nil }
 }
 
-// The plan shows each role's first-boot phases from package roles: they
-// must be the phases this program runs.
+// The plan shows each machine's first-boot phases from package roles:
+// they must be the phases this program runs, with the machine's identity
+// as roles renders it, for every role, with and without the services.
 func TestPhasesMatchRoles(t *testing.T) {
-	for _, r := range roles.All() {
-		if !r.HasRootfs() {
-			continue
-		}
-		var names []string
-		for _, p := range (&Env{Machine: Machine{Role: r.Name}}).Phases() {
-			names = append(names, p.Name)
-		}
-		if diff := cmp.Diff(r.FirstBoot, names); diff != "" {
-			t.Errorf("role %s first-boot phases (-roles +firstboot):\n%s", r.Name, diff)
+	p, err := profiles.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := *p
+	bare.Services = nil
+	for _, lab := range []*profiles.Profile{p, &bare} {
+		for i := range lab.Machines {
+			m := &lab.Machines[i]
+			if m.Role == profiles.RoleGate {
+				continue
+			}
+			want, err := roles.FirstBootPhases(lab, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, ph := range (&Env{Machine: renderedIdentity(t, lab, m)}).Phases() {
+				names = append(names, ph.Name)
+			}
+			if diff := cmp.Diff(want, names); diff != "" {
+				t.Errorf("%s (services %v) first-boot phases (-roles +firstboot):\n%s", m.Name, lab.Services != nil, diff)
+			}
 		}
 	}
+}
+
+// renderedIdentity is m's machine.json as roles renders it.
+func renderedIdentity(t *testing.T, p *profiles.Profile, m *profiles.Machine) Machine {
+	t.Helper()
+	cfg, err := roles.Render(p, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if err := roles.Apply(cfg, root); err != nil {
+		t.Fatal(err)
+	}
+	id, err := LoadMachine(filepath.Join(root, roles.IdentityPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // TestEveryBoot: an EveryBoot task runs at each Run and is never recorded;

@@ -60,8 +60,18 @@ const (
 // of finished tasks (Runner.Dir).
 func (e *Env) Health(ctx context.Context, doneDir string) api.Health {
 	h := api.Health{Services: []api.Service{}}
+	s := e.storageNode()
 	if e.Machine.Role == profiles.RoleStorage {
-		h.Services = append(h.Services, e.storageNode().health(ctx, doneDir)...)
+		h.Services = append(h.Services, s.health(ctx, doneDir)...)
+	}
+	if e.Machine.Consul != nil {
+		h.Services = append(h.Services, s.consulHealth(ctx, doneDir))
+	}
+	if e.Machine.Vault != nil {
+		h.Services = append(h.Services, s.vaultHealth(ctx, doneDir))
+	}
+	if e.Machine.K3s != nil {
+		h.Services = append(h.Services, s.k3sHealth(ctx, doneDir))
 	}
 	return h
 }

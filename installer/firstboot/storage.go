@@ -52,6 +52,12 @@ type Storage struct {
 	// self-test (selftest.go): rados has no timeout of its own; 0 means
 	// 5 min.
 	SelftestTimeout time.Duration
+	// K3sTimeout bounds the wait for k3s to be ready; 0 means
+	// K3sReadyTimeout.
+	K3sTimeout time.Duration
+	// VaultTimeout bounds the wait for Vault to be unsealed; 0 means
+	// VaultUnsealTimeout.
+	VaultTimeout time.Duration
 }
 
 // storagePhases are the phases a storage node adds after "network"; none
@@ -61,11 +67,19 @@ func (e *Env) storagePhases() []Phase {
 		return nil
 	}
 	s := e.storageNode()
-	return []Phase{
+	phases := []Phase{
 		// At every boot: an RTC restarts the clock up to a second off.
 		{Name: "time", Tasks: []Task{{Name: "sync", Run: s.waitTimeSync, EveryBoot: true}, {Name: "step", Run: s.stepClock, EveryBoot: true}}},
 		{Name: "ceph", Tasks: s.cephTasks()},
 	}
+	// Consul and Vault when the lab runs them (consul.go, vault.go).
+	if t := s.consulTasks(); len(t) > 0 {
+		phases = append(phases, Phase{Name: "consul", Tasks: t})
+	}
+	if t := s.vaultTasks(); len(t) > 0 {
+		phases = append(phases, Phase{Name: "vault", Tasks: t})
+	}
+	return phases
 }
 
 // node is a storage node's time and ceph tasks.

@@ -54,6 +54,10 @@ func (e *Env) Phases() []Phase {
 	}
 	// A storage node's time and ceph phases (storage.go); none otherwise.
 	phases = append(phases, e.storagePhases()...)
+	// A compute machine's k3s (k3s.go); none otherwise.
+	if t := e.storageNode().k3sTasks(); len(t) > 0 {
+		phases = append(phases, Phase{Name: "k3s", Tasks: t})
+	}
 	return append(phases, Phase{Name: "announce", Tasks: []Task{
 		{Name: "console", Run: e.announce},
 		{Name: "gate", Run: e.reportBooted, Optional: true},

@@ -266,3 +266,31 @@ func escapePath(p string) string {
 	}
 	return strings.Join(parts, "/")
 }
+
+// VaultUnseal asks the gate to unseal this machine's Vault (initialising
+// the lab's Vault the first time). The gate's answer says whether it is
+// sealed still and why; a gate that failed to unseal it answers 502 with
+// its reason, which is returned as the error.
+func (c *Client) VaultUnseal(ctx context.Context) (api.VaultUnseal, error) {
+	u := c.endpoint(api.PathVaultUnseal, false)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return api.VaultUnseal{}, err
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return api.VaultUnseal{}, fmt.Errorf("post %s: %w", redact(u), redactErr(err))
+	}
+	defer resp.Body.Close()
+	var v api.VaultUnseal
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusBadGateway {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&v); err != nil {
+			return v, fmt.Errorf("post %s: %w", redact(u), err)
+		}
+		if resp.StatusCode == http.StatusBadGateway {
+			return v, fmt.Errorf("the gate could not unseal the Vault: %s", v.Message)
+		}
+		return v, nil
+	}
+	return v, fmt.Errorf("post %s: %w", redact(u), status(resp))
+}

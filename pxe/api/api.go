@@ -22,6 +22,10 @@ const (
 	// installed machine: on the TLS port only, with its certificate.
 	PathPhase  = "/api/v1/phase/"
 	PathHealth = "/api/v1/health/"
+	// PathVaultUnseal is a storage node asking the gate, with its
+	// certificate, to unseal its Vault (initialising the lab's Vault the
+	// first time); POST, no body, VaultUnseal in answer.
+	PathVaultUnseal = "/api/v1/vault-unseal/"
 )
 
 // TLSPort is the gate's port for the reports of installed machines, which
@@ -110,6 +114,18 @@ type Service struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Detail string `json:"detail,omitempty"`
+}
+
+// VaultUnseal is POST PathVaultUnseal{mac}'s answer: whether the node's
+// Vault is sealed now, and why when it is.
+type VaultUnseal struct {
+	Sealed  bool   `json:"sealed"`
+	Message string `json:"message,omitempty"`
+	// Selftest says, once unsealed, what the gate wrote through this
+	// Vault and read back through it (every node's secret of the lab's
+	// self-test engine); SelftestError why that failed.
+	Selftest      string `json:"selftest,omitempty"`
+	SelftestError string `json:"selftest_error,omitempty"`
 }
 
 // Bounds of the reports of installed machines: the gate refuses a report

@@ -22,7 +22,8 @@ import (
 // TestStatusPageChromium renders the status page in headless Chromium
 // (Debian package chromium) and checks the DOM a browser builds from it:
 // one row per machine, in plan order, with the right texts, first-boot
-// phases and services, secrets hand-outs and refusals, and the hostile
+// phases and services, secrets hand-outs and refusals, the services
+// table with its verdicts and times, and the hostile
 // strings shown as text rather than run or rendered as markup. It keeps
 // screenshots at a laptop's width and a phone's (the first screen, and the
 // whole page) under test-output/ for people to look at, and checks them for
@@ -37,6 +38,7 @@ func TestStatusPageChromium(t *testing.T) {
 	f, toks := statusFixture(t)
 	dom := dumpDOM(t, f.srv.URL+"/")
 	checkRows(t, dom, wantRows)
+	checkServices(t, dom, wantServices)
 	if n := strings.Count(dom, "data-refused="); n != 5 {
 		t.Errorf("the DOM shows %d refused requests, want 5", n)
 	}

@@ -58,6 +58,11 @@ type Config struct {
 	// ClientCAs is the lab CA: the certificates machines report with on
 	// the TLS port must chain to it; nil refuses every report.
 	ClientCAs *x509.CertPool
+	// Vault unseals the storage nodes' Vaults with the lab's keys; nil
+	// when the lab runs no Vault. VaultUnseal is the profile's unseal
+	// mode (profiles.UnsealGate or UnsealManual).
+	Vault       Unsealer
+	VaultUnseal string
 }
 
 // Server serves the gate's HTTP API.

@@ -136,5 +136,6 @@ func (s *Server) TLSHandler() http.Handler {
 	mux.HandleFunc("POST "+api.PathBooted+"{mac}", s.booted)
 	mux.HandleFunc("POST "+api.PathPhase+"{mac}", s.phase)
 	mux.HandleFunc("POST "+api.PathHealth+"{mac}", s.health)
+	mux.HandleFunc("POST "+api.PathVaultUnseal+"{mac}", s.vaultUnseal)
 	return mux
 }

@@ -104,10 +104,12 @@ func (s *Server) machineScript(w http.ResponseWriter, r *http.Request) {
 		writeScript(w, ExitScript(m.Name+" is never netbooted"))
 		return
 	}
-	rec, err := s.cfg.States.Get(mac, m.Name)
+	// Every power-on of a kiln machine comes here first: the gate's
+	// record of it is the start of the machine's time to healthy.
+	rec, err := s.cfg.States.MarkNetbooted(mac, m.Name)
 	if err != nil {
-		log.Error("ipxe: reading state", "err", err)
-		writeScript(w, ExitScript("gate state unreadable"))
+		log.Error("ipxe: recording the netboot", "err", err)
+		writeScript(w, ExitScript("gate state unwritable"))
 		return
 	}
 	switch rec.State {

@@ -188,7 +188,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	services := make([]state.Service, len(h.Services))
 	var unwell []string
 	for i, sv := range h.Services {
-		services[i] = state.Service(sv)
+		services[i] = state.Service{Name: sv.Name, Status: sv.Status, Detail: sv.Detail}
 		if sv.Status != api.HealthOK {
 			unwell = append(unwell, sv.Name+"="+sv.Status)
 		}

@@ -66,7 +66,7 @@ func TestPhaseAndHealthReports(t *testing.T) {
 	if p := ms.Phases[0]; p.Status != api.PhaseFailed || p.Task != "grow-state" || p.Error != "resize2fs: exit status 1\nno such device" || p.Attempts != 1 {
 		t.Errorf("ceph-1's storage phase %+v", p)
 	}
-	if h := ms.Health; h == nil || len(h.Services) != 2 || h.Services[1] != (ServiceStatus{"k3s", "starting", "waiting"}) {
+	if h := ms.Health; h == nil || len(h.Services) != 2 || h.Services[1] != (ServiceStatus{Name: "k3s", Status: "starting", Detail: "waiting", Since: h.At}) {
 		t.Errorf("ceph-1's health %+v", h)
 	}
 	if !strings.Contains(f.logs.String(), `level=WARN msg="api: first-boot phase"`) {

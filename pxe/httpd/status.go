@@ -13,15 +13,20 @@ import (
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
-// Status is GET /status.json: the lab's machines in plan order and the
-// gate's own footprint. It carries no install token (DESIGN §10): it is
-// built field by field from the state records, never by copying them.
+// Status is GET /status.json: the lab's machines in plan order, the lab's
+// services table and the gate's own footprint. It carries no install
+// token (DESIGN §10): it is built field by field from the state records,
+// never by copying them.
 type Status struct {
 	Lab      string          `json:"lab"`
 	GateURL  string          `json:"gate_url"`
 	Now      time.Time       `json:"now"`
 	Gate     GateStatus      `json:"gate"`
 	Machines []MachineStatus `json:"machines"`
+	// Services is the lab's services table: each machine's services from
+	// its health, in plan order then the machine's, with the gate's
+	// verdict and time to healthy (ServiceRows).
+	Services []ServiceRow `json:"services"`
 	// Refused lists the latest refused requests (installer API, reports
 	// of installed machines), newest first.
 	Refused []Refusal `json:"refused"`
@@ -52,6 +57,9 @@ type MachineStatus struct {
 	Progress *ProgressStatus `json:"progress,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	Booted   *BootedStatus   `json:"booted,omitempty"`
+	// PowerOn is the machine's last netboot the gate saw, its last
+	// power-on as far as the gate can tell (state.Store.MarkNetbooted).
+	PowerOn time.Time `json:"power_on,omitzero"`
 	// Secrets are the latest hand-outs of the machine's secrets, oldest
 	// first: when, and to which host (one the operator did not expect,
 	// or two for one install, is a host that raced the machine).
@@ -90,11 +98,16 @@ type HealthStatus struct {
 	Services []ServiceStatus `json:"services"`
 }
 
-// ServiceStatus is one service's health.
+// ServiceStatus is one service's health: Verdict says what the gate makes
+// of it.
 type ServiceStatus struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Detail string `json:"detail,omitempty"`
+	// Since is when Status began in the machine's current boot;
+	// HealthyAt the first ok report in it (zero: none yet).
+	Since     time.Time `json:"since,omitzero"`
+	HealthyAt time.Time `json:"healthy_at,omitzero"`
 }
 
 // SecretsStatus is one hand-out of a machine's secrets (never the token).
@@ -128,6 +141,7 @@ func (s *Server) Status() (Status, error) {
 		Lab: p.Lab, GateURL: s.cfg.GateURL, Now: s.cfg.Now().UTC(),
 		Gate:     GateStatus{Name: p.Gate.Name, Address: p.Gate.Address},
 		Machines: make([]MachineStatus, 0, len(p.Machines)),
+		Services: []ServiceRow{},
 		Refused:  s.refused.newestFirst(),
 	}
 	gs, err := readGateStats(s.cfg.ProcRoot)
@@ -143,6 +157,7 @@ func (s *Server) Status() (Status, error) {
 			return Status{}, err
 		}
 		st.Machines = append(st.Machines, ms)
+		st.Services = append(st.Services, ServiceRows(ms.Name, ms.PowerOn, ms.Health)...)
 	}
 	return st, nil
 }
@@ -163,7 +178,7 @@ func (s *Server) machineStatus(m *plan.Machine) (MachineStatus, error) {
 	if err != nil {
 		return ms, fmt.Errorf("machine %s: %w", m.Name, err)
 	}
-	ms.State, ms.Since, ms.Error = r.State, r.Since, r.Error
+	ms.State, ms.Since, ms.Error, ms.PowerOn = r.State, r.Since, r.Error, r.Netbooted
 	if p := r.Progress; p != nil {
 		ms.Progress = &ProgressStatus{
 			Phase: p.Phase, Message: p.Message, Done: p.Done, Total: p.Total,
@@ -189,7 +204,7 @@ func ServicesHealth(h *state.Health) *HealthStatus {
 	}
 	hs := &HealthStatus{At: h.At, Services: make([]ServiceStatus, 0, len(h.Services))}
 	for _, sv := range h.Services {
-		hs.Services = append(hs.Services, ServiceStatus(sv))
+		hs.Services = append(hs.Services, ServiceStatus{Name: sv.Name, Status: sv.Status, Detail: sv.Detail, Since: sv.Since, HealthyAt: sv.HealthyAt})
 	}
 	return hs
 }
@@ -285,6 +300,7 @@ type page struct {
 	Uptime, RSS, MemUsed, MemTotal string
 	Counts                         string
 	Rows                           []row
+	ServiceRows                    []serviceRow
 	RefusedRows                    []refusedRow
 }
 
@@ -309,7 +325,9 @@ type row struct {
 	ProgressText, Progress string
 	ProgressAt             string
 	BootedText             string
-	SinceText              string
+	// PowerOnText is the machine's last netboot; empty when unknown.
+	PowerOnText string
+	SinceText   string
 	// SecretsItems are the latest hand-outs of the machine's secrets,
 	// newest first; SecretsEarlier counts those left out.
 	SecretsItems   []secretsItem
@@ -370,6 +388,9 @@ func newPage(st Status) page {
 	for _, r := range st.Refused {
 		pg.RefusedRows = append(pg.RefusedRows, newRefusedRow(st.Now, r))
 	}
+	for _, r := range st.Services {
+		pg.ServiceRows = append(pg.ServiceRows, newServiceRow(st.Now, r))
+	}
 	counts := map[string]int{}
 	for _, m := range st.Machines {
 		r := newRow(st.Now, m)
@@ -428,6 +449,9 @@ func newRow(now time.Time, m MachineStatus) row {
 		if b.Hostname != "" && b.Hostname != m.Name {
 			r.BootedText = b.Hostname + " " + r.BootedText
 		}
+	}
+	if !m.PowerOn.IsZero() {
+		r.PowerOnText = "netbooted " + when(now, m.PowerOn)
 	}
 	r.SecretsItems, r.SecretsEarlier = secretsItems(now, m.Secrets)
 	for _, p := range m.Phases {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/net/html"
 
 	"github.com/kilnlab/kiln/internal/golden"
@@ -25,6 +27,14 @@ const hostile = `</td></tr><script>alert("kiln")</script><img src=x onerror=aler
 const (
 	macC3  = "52:54:00:00:01:03"
 	macCo1 = "52:54:00:00:02:01"
+)
+
+// cephDetail is ceph-1's health of Ceph, whose first line is longer than
+// the services table shows; standInDetail a stand-in k3s's.
+const (
+	cephDetail = "HEALTH_OK: monitors 3/3 in quorum (ceph-1, ceph-2, ceph-3), manager ceph-1 active, OSDs 6 up 6 in of 6, " +
+		"placement groups 129 active+clean\ndata: 3 self-test objects read back"
+	standInDetail = "STAND-IN: k3s version v0.0.0-kiln-standin: node compute-1 Ready"
 )
 
 // statusPlan is testPlan with a machine in every state.
@@ -45,13 +55,15 @@ func statusPlan() *plan.Plan {
 }
 
 // statusFixture serves statusPlan with:
-// gate-1 never netbooted; ceph-1 installed and booted, its network phase
-// retried once, its announce phase running, its services reported;
-// ceph-2 in install with an outstanding token; ceph-3 installing, half way
+// gate-1 never netbooted; ceph-1 installed, netbooted after its install
+// and booted, its network phase retried once, its announce phase running,
+// its services reported twice (one healthy since the first, one since the
+// second with a long detail, one warning, one starting); ceph-2 in install with an outstanding token; ceph-3 installing, half way
 // through its root, its secrets taken by a LAN host for its first install
-// and by itself for its second; compute-1 failed with a hostile error, and
-// (as no real machine would) booted, its network phase failed twice with
-// a hostile error and a hostile service. Five requests are refused, two
+// and by itself for its second; compute-1 netbooted to install, failed with
+// a hostile error, and (as no real machine would) booted, its network
+// phase failed twice with a hostile error, a hostile service and a
+// stand-in k3s. Five requests are refused, two
 // of them for ceph-1. It returns the install tokens, live and used.
 func statusFixture(t *testing.T) (*fixture, []string) {
 	t.Helper()
@@ -89,7 +101,15 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 			must(st.ReportPhase(mac, name, p))
 		}
 	}
-	f.clock.add(30 * time.Second)
+	netboot := func(mac, name string) {
+		t.Helper()
+		if code, body := f.do(t, "GET", "/ipxe/"+mac, ""); code != 200 || !strings.HasPrefix(body, "#!ipxe") {
+			t.Fatalf("%s's netboot = %d %q", name, code, body)
+		}
+	}
+	f.clock.add(10 * time.Second)
+	netboot(macC1, "ceph-1") // it reboots after its install
+	f.clock.add(20 * time.Second)
 	phases(macC1, "ceph-1",
 		state.PhaseReport{Phase: "storage", Status: state.PhaseRunning},
 		state.PhaseReport{Phase: "storage", Status: state.PhaseRunning, Task: "grow-state", Message: "task 1 of 1"},
@@ -99,6 +119,12 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
 		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address",
 			Error: "address 192.168.1.11/24 never appeared: context deadline exceeded"})
+	must(st.ReportHealth(macC1, "ceph-1", []state.Service{
+		{Name: "systemd-networkd", Status: "ok"},
+		{Name: "systemd-timesyncd", Status: "starting"},
+		{Name: "ceph-mon", Status: "starting", Detail: "waiting for quorum"},
+		{Name: "ceph", Status: "starting"},
+	}))
 	f.clock.add(30 * time.Second)
 	phases(macC1, "ceph-1",
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
@@ -112,8 +138,10 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		{Name: "systemd-networkd", Status: "ok"},
 		{Name: "systemd-timesyncd", Status: "warn", Detail: "clock not synchronised"},
 		{Name: "ceph-mon", Status: "starting", Detail: "waiting for quorum"},
+		{Name: "ceph", Status: "ok", Detail: cephDetail},
 	}))
 
+	netboot(macCo1, "compute-1")
 	tok = arm(macCo1, "compute-1")
 	f.clock.add(30 * time.Second)
 	must(st.ReportProgress(macCo1, "compute-1", tok, state.Progress{Phase: "check", Message: hostile}))
@@ -126,7 +154,10 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address", Error: "first try"},
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
 		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address", Error: hostile})
-	must(st.ReportHealth(macCo1, "compute-1", []state.Service{{Name: hostile, Status: "failed", Detail: hostile}}))
+	must(st.ReportHealth(macCo1, "compute-1", []state.Service{
+		{Name: hostile, Status: "failed", Detail: hostile},
+		{Name: "k3s", Status: "ok", Detail: standInDetail},
+	}))
 
 	// ceph-3: a LAN host took its first install's secrets (the machine
 	// netbooted again, and its second install took them too).
@@ -185,7 +216,7 @@ var wantRows = []machineRow{
 	{Name: "gate-1", Fields: map[string]string{"state": "not netbooted: the gate itself", "mac": macGate, "role": "gate", "firmware": "-"}, Items: []item{}},
 	{Name: "ceph-1", Fields: map[string]string{"state": "installed", "role": "storage", "progress": "done installed", "percent": "", "error": "",
 		"booted": "192.168.1.11/24 2026-11-01 12:03:00Z (1m35s ago)", "firmware": "uefi",
-		"health-at": "reported 2026-11-01 12:03:00Z (1m35s ago)"},
+		"power-on": "netbooted 2026-11-01 12:01:10Z (3m25s ago)", "health-at": "reported 2026-11-01 12:03:00Z (1m35s ago)"},
 		Items: []item{
 			{"secrets 0", map[string]string{"secrets-to": "192.168.1.111", "secrets-at": "2026-11-01 12:00:20Z (4m15s ago)"}},
 			{"phase storage", map[string]string{"phase": "storage", "phase-status": "done", "phase-at": "3m05s ago"}},
@@ -194,14 +225,15 @@ var wantRows = []machineRow{
 			{"service systemd-networkd", map[string]string{"service": "systemd-networkd", "service-status": "ok"}},
 			{"service systemd-timesyncd", map[string]string{"service": "systemd-timesyncd", "service-status": "warn", "service-detail": "clock not synchronised"}},
 			{"service ceph-mon", map[string]string{"service": "ceph-mon", "service-status": "starting", "service-detail": "waiting for quorum"}},
+			{"service ceph", map[string]string{"service": "ceph", "service-status": "ok", "service-detail": strings.Join(strings.Fields(cephDetail), " ")}},
 			{"refusal 0", map[string]string{"refusal-what": "first-boot report", "refusal-peer": "127.0.0.1",
 				"refusal-why": "report without the machine's identity (reports go to the gate's TLS port)", "refusal-at": "0s ago"}},
 			{"refusal 1", map[string]string{"refusal-what": "secrets hand-out", "refusal-peer": "127.0.0.1",
 				"refusal-why": "wrong or consumed install token", "refusal-at": "0s ago"}},
 		}},
-	{Name: "ceph-2", Fields: map[string]string{"state": "install", "progress": "", "error": "", "booted": "", "firmware": "-", "health-at": ""}, Items: []item{}},
+	{Name: "ceph-2", Fields: map[string]string{"state": "install", "progress": "", "error": "", "booted": "", "power-on": "", "firmware": "-", "health-at": ""}, Items: []item{}},
 	{Name: "ceph-3", Fields: map[string]string{"state": "installing", "progress": "write root", "percent": "50%",
-		"progress-at": "2026-11-01 12:04:30Z (5s ago)", "error": ""},
+		"progress-at": "2026-11-01 12:04:30Z (5s ago)", "error": "", "power-on": ""},
 		Items: []item{
 			// Newest first: the LAN host's hand-out is the earlier one.
 			{"secrets 0", map[string]string{"secrets-to": "192.168.1.113", "secrets-at": "2026-11-01 12:03:40Z (55s ago)"}},
@@ -211,7 +243,7 @@ var wantRows = []machineRow{
 		}},
 	{Name: "compute-1", Fields: map[string]string{"state": "failed", "progress": "check " + hostile, "error": hostile,
 		"booted": hostile + " 192.168.1.21/24 2026-11-01 12:03:30Z (1m05s ago)", "firmware": "bios",
-		"health-at": "reported 2026-11-01 12:03:30Z (1m05s ago)"},
+		"power-on": "netbooted 2026-11-01 12:03:00Z (1m35s ago)", "health-at": "reported 2026-11-01 12:03:30Z (1m05s ago)"},
 		Items: []item{
 			{"phase storage", map[string]string{"phase": "storage", "phase-status": "done", "phase-at": "1m05s ago"}},
 			{"phase network", map[string]string{"phase": "network", "phase-status": "failed (attempt 2)", "phase-detail": "wait-address",
@@ -219,13 +251,33 @@ var wantRows = []machineRow{
 			{"phase announce", map[string]string{"phase": "announce", "phase-status": "pending"}},
 			// The state keeps a name's first state.MaxName bytes.
 			{"service " + hostile[:state.MaxName], map[string]string{"service": hostile[:state.MaxName], "service-status": "failed", "service-detail": hostile}},
+			{"service k3s", map[string]string{"service": "k3s", "service-status": "ok", "service-detail": standInDetail}},
 		}},
+}
+
+// wantServices is the Services table statusFixture must show, row by row:
+// the verdict of each service, its time from the machine's netboot to its
+// first ok report, since when it has its status and its detail's first
+// line, clipped.
+var wantServices = []map[string]string{
+	{"svc-machine": "ceph-1", "svc-name": "systemd-networkd", "verdict": "VERIFIED", "to-healthy": "50s", "svc-since": "2m35s ago"},
+	{"svc-machine": "ceph-1", "svc-name": "systemd-timesyncd", "verdict": "FAILED", "to-healthy": "-", "svc-since": "1m35s ago",
+		"svc-detail": "clock not synchronised"},
+	{"svc-machine": "ceph-1", "svc-name": "ceph-mon", "verdict": "STARTING", "to-healthy": "-", "svc-since": "2m35s ago",
+		"svc-detail": "waiting for quorum"},
+	{"svc-machine": "ceph-1", "svc-name": "ceph", "verdict": "VERIFIED", "to-healthy": "1m50s", "svc-since": "1m35s ago",
+		"svc-detail": cephDetail[:maxDetailLine-1] + "…"},
+	{"svc-machine": "compute-1", "svc-name": hostile[:state.MaxName], "verdict": "FAILED", "to-healthy": "-", "svc-since": "1m05s ago",
+		"svc-detail": hostile},
+	{"svc-machine": "compute-1", "svc-name": "k3s", "verdict": "STAND-IN", "to-healthy": "30s", "svc-since": "1m05s ago",
+		"svc-detail": standInDetail},
 }
 
 func TestStatusPageDOM(t *testing.T) {
 	f, _ := statusFixture(t)
 	_, body := f.do(t, "GET", "/", "")
 	checkRows(t, body, wantRows)
+	checkServices(t, body, wantServices)
 	if strings.Contains(body, "<script") || strings.Contains(body, "<img") {
 		t.Error("a hostile string reached the page unescaped")
 	}
@@ -272,8 +324,34 @@ func TestStatusJSON(t *testing.T) {
 	}, got); diff != "" {
 		t.Errorf("phases (-want +got)\n%s", diff)
 	}
-	if h := st.Machines[1].Health; h == nil || len(h.Services) != 3 || h.Services[1] != (ServiceStatus{"systemd-timesyncd", "warn", "clock not synchronised"}) || h.At.IsZero() {
+	if h := st.Machines[1].Health; h == nil || len(h.Services) != 4 || h.At.IsZero() ||
+		h.Services[1] != (ServiceStatus{Name: "systemd-timesyncd", Status: "warn", Detail: "clock not synchronised", Since: h.At}) {
 		t.Errorf("ceph-1 health %+v", h)
+	}
+	// The services table: each machine's services with what the gate
+	// makes of them, counted from the machine's last netboot.
+	at := func(hms string) time.Time {
+		t.Helper()
+		tm, err := time.Parse(time.DateTime, "2026-11-01 "+hms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	if got := []time.Time{st.Machines[1].PowerOn, st.Machines[2].PowerOn, st.Machines[4].PowerOn}; !slices.EqualFunc(got, []time.Time{at("12:01:10"), {}, at("12:03:00")}, time.Time.Equal) {
+		t.Errorf("power-on of ceph-1, ceph-2, compute-1: %v", got)
+	}
+	wantTable := []ServiceRow{
+		{Machine: "ceph-1", Service: "systemd-networkd", Status: "ok", Verdict: VerdictVerified, HealthyAt: at("12:02:00"), ToHealthyS: 50, Since: at("12:02:00")},
+		{Machine: "ceph-1", Service: "systemd-timesyncd", Status: "warn", Verdict: VerdictFailed, Since: at("12:03:00"), Detail: "clock not synchronised"},
+		{Machine: "ceph-1", Service: "ceph-mon", Status: "starting", Verdict: VerdictStarting, Since: at("12:02:00"), Detail: "waiting for quorum"},
+		{Machine: "ceph-1", Service: "ceph", Status: "ok", Verdict: VerdictVerified, HealthyAt: at("12:03:00"), ToHealthyS: 110, Since: at("12:03:00"),
+			Detail: cephDetail[:maxDetailLine-1] + "…"},
+		{Machine: "compute-1", Service: hostile[:state.MaxName], Status: "failed", Verdict: VerdictFailed, Since: at("12:03:30"), Detail: hostile},
+		{Machine: "compute-1", Service: "k3s", Status: "ok", Verdict: VerdictStandIn, HealthyAt: at("12:03:30"), ToHealthyS: 30, Since: at("12:03:30"), Detail: standInDetail},
+	}
+	if diff := cmp.Diff(wantTable, st.Services); diff != "" {
+		t.Errorf("services (-want +got)\n%s", diff)
 	}
 	if st.Machines[2].Health != nil || st.Machines[3].Health != nil {
 		t.Error("health shown for a machine that never reported it")
@@ -452,6 +530,27 @@ func checkRows(t *testing.T, doc string, want []machineRow) {
 	}
 }
 
+// checkServices parses doc and checks its Services table has exactly want's
+// rows, in order, with want's field texts (a field left out is empty).
+func checkServices(t *testing.T, doc string, want []map[string]string) {
+	t.Helper()
+	root, err := html.Parse(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []map[string]string{}
+	for n := range root.Descendants() {
+		if _, ok := attr(n, "data-service-row"); ok && n.Type == html.ElementNode {
+			fields := map[string]string{}
+			collect(n, fields, nil)
+			got = append(got, fields)
+		}
+	}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreMapEntries(func(_, v string) bool { return v == "" })); diff != "" {
+		t.Errorf("services table (-want +got)\n%s", diff)
+	}
+}
+
 // pageRows finds every <tr data-machine> and the whitespace-normalised
 // text of each data-field element inside it.
 func pageRows(doc string) ([]machineRow, error) {
@@ -545,9 +644,10 @@ func ownText(n *html.Node) string {
 
 // FuzzStatusPageEscapes: whatever an installer reports as its error,
 // progress message or hostname, or a machine as a first-boot phase or a
-// service (names, task, message, error, detail), and whatever a refused
-// request or a hand-out's peer carries, a browser's parse of the page
-// shows it as that text in its cell, and adds no element.
+// service (names, task, message, error, detail, in its machine's line and
+// in the services table), and whatever a refused request or a hand-out's
+// peer carries, a browser's parse of the page shows it as that text in its
+// cell, and adds no element.
 func FuzzStatusPageEscapes(f *testing.F) {
 	for _, s := range []string{hostile, "", "plain", "<!--", "]]>", "<plaintext>", "a\tb\nc", `"'><svg/onload=1>`} {
 		f.Add(s)
@@ -556,7 +656,8 @@ func FuzzStatusPageEscapes(f *testing.F) {
 		if !utf8.ValidString(s) || strings.ContainsAny(s, "\x00\r\f") {
 			return // the HTML parser rewrites these; not an escaping question
 		}
-		st := Status{Machines: []MachineStatus{{
+		health := &HealthStatus{Services: []ServiceStatus{{Name: s, Status: s, Detail: s}}}
+		st := Status{Services: ServiceRows(s, time.Time{}, health), Machines: []MachineStatus{{
 			Name: "m", Netboot: true, State: state.Failed, Error: s,
 			Progress: &ProgressStatus{Phase: "p", Message: s, Percent: -1},
 			Booted:   &BootedStatus{Hostname: s, Address: "a"},
@@ -564,7 +665,7 @@ func FuzzStatusPageEscapes(f *testing.F) {
 				{Name: s, Status: "failed", Task: s, Message: s, Error: s, Attempts: 3, At: time.Unix(0, 0)}, // Now is zero too
 				{Name: "p2", Status: s},
 			},
-			Health:  &HealthStatus{Services: []ServiceStatus{{Name: s, Status: s, Detail: s}}},
+			Health:  health,
 			Secrets: []SecretsStatus{{To: s}},
 		}}, Refused: []Refusal{{Peer: s, What: "x", Method: s, Path: s, MAC: s, Machine: "m", Why: s}}}
 		var b strings.Builder
@@ -597,6 +698,9 @@ func FuzzStatusPageEscapes(f *testing.F) {
 		if diff := cmp.Diff(nonEmpty(wantItems), nonEmpty(rows[0].Items)); diff != "" {
 			t.Errorf("hand-outs, phases, services and refusals (-want +got)\n%s", diff)
 		}
+		checkServices(t, b.String(), []map[string]string{{"svc-machine": want, "svc-name": want,
+			"verdict": Verdict(health.Services[0]), "to-healthy": "-", "svc-since": "-",
+			"svc-detail": strings.Join(strings.Fields(FirstLine(s, maxDetailLine)), " ")}})
 	})
 }
 
@@ -712,5 +816,67 @@ func TestRequestName(t *testing.T) {
 		if got := requestName(path); got != want {
 			t.Errorf("requestName(%q) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// TestVerdict: VERIFIED only for the real program ok; a stand-in, however
+// ok, is STAND-IN; a warning is not healthy.
+func TestVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   ServiceStatus
+		want string
+	}{
+		{"ok", ServiceStatus{Name: "ceph", Status: "ok", Detail: "HEALTH_OK: monitors 3/3 in quorum"}, VerdictVerified},
+		{"ok without a detail", ServiceStatus{Name: "consul", Status: "ok"}, VerdictVerified},
+		{"a stand-in", ServiceStatus{Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s version v0.0.0-kiln-standin"}, VerdictStandIn},
+		{"a stand-in, its detail indented", ServiceStatus{Name: "k3s", Status: "ok", Detail: "\n  STAND-IN: k3s"}, VerdictStandIn},
+		{"a stand-in named later is the real program's word", ServiceStatus{Name: "k3s", Status: "ok", Detail: "node Ready (was a STAND-IN)"}, VerdictVerified},
+		{"a failed stand-in", ServiceStatus{Name: "k3s", Status: "failed", Detail: "STAND-IN: exit status 1"}, VerdictFailed},
+		{"starting", ServiceStatus{Name: "vault", Status: "starting", Detail: "sealed"}, VerdictStarting},
+		{"warn is not healthy", ServiceStatus{Name: "ceph", Status: "warn", Detail: "HEALTH_WARN: OSD_DOWN"}, VerdictFailed},
+		{"failed", ServiceStatus{Name: "ceph-data", Status: "failed"}, VerdictFailed},
+		{"unknown", ServiceStatus{Name: "x", Status: "OK"}, VerdictFailed},
+		{"none", ServiceStatus{Name: "x"}, VerdictFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Verdict(tc.in); got != tc.want {
+				t.Errorf("Verdict(%+v) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestServiceRows: a service's time to healthy counts from its machine's
+// last netboot, and says when it cannot.
+func TestServiceRows(t *testing.T) {
+	on := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	h := &HealthStatus{At: on.Add(10 * time.Minute), Services: []ServiceStatus{
+		{Name: "ceph", Status: "ok", Detail: "\nHEALTH_OK: 3 OSDs\nmore", Since: on.Add(7 * time.Minute), HealthyAt: on.Add(6*time.Minute + 12*time.Second + 400*time.Millisecond)},
+		{Name: "vault", Status: "starting", Since: on.Add(time.Minute)},
+		{Name: "consul", Status: "warn", Since: on.Add(9 * time.Minute), HealthyAt: on.Add(2 * time.Hour)},
+	}}
+	for _, tc := range []struct {
+		name    string
+		powerOn time.Time
+		h       *HealthStatus
+		want    []string // service: verdict, time to healthy, detail
+	}{
+		{"no report", on, nil, nil},
+		{"from the netboot", on, h, []string{"ceph: VERIFIED 6m12s HEALTH_OK: 3 OSDs", "vault: STARTING - ", "consul: FAILED 2h00m "}},
+		{"no netboot seen", time.Time{}, h, []string{"ceph: VERIFIED ? HEALTH_OK: 3 OSDs", "vault: STARTING - ", "consul: FAILED ? "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, r := range ServiceRows("ceph-1", tc.powerOn, tc.h) {
+				if r.Machine != "ceph-1" {
+					t.Errorf("row of machine %q", r.Machine)
+				}
+				got = append(got, r.Service+": "+r.Verdict+" "+r.TimeToHealthy()+" "+r.Detail)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
 	}
 }

@@ -1,8 +1,10 @@
 // Package state owns the gate's record of each netbooted machine: where it
 // is in its install (install, installing, installed, failed), its one-time
 // install token, its last progress report or error, its first-boot
-// report, the phases of its first boot and its services' last health as
-// the machine reported them. Records are JSON files in the state
+// report, its last netboot (the gate's word for its last power-on), the
+// phases of its first boot and its services' last health as the machine
+// reported them, with since when each has its status and when it was
+// first healthy in this boot. Records are JSON files in the state
 // directory (one per MAC), replaced atomically (write, fsync, rename) and
 // serialised across processes by a lock file, so `kiln gate reinstall` can
 // re-arm a machine while the gate is serving and a record survives a
@@ -84,6 +86,9 @@ type Record struct {
 	ProgressAt time.Time `json:"progress_at,omitzero"`
 	Error      string    `json:"error,omitempty"`
 	Booted     *Booted   `json:"booted,omitempty"`
+	// Netbooted is when the machine last asked for its iPXE script
+	// (MarkNetbooted): its last power-on as far as the gate can tell.
+	Netbooted time.Time `json:"netbooted,omitzero"`
 	// Handouts are the latest hand-outs of the machine's secrets, oldest
 	// first (at most MaxHandouts): more than one per install means a
 	// host other than the machine asked first.
@@ -155,12 +160,24 @@ type Health struct {
 	At       time.Time `json:"at"`
 }
 
-// Service is one service's health as the machine reported it.
+// Service is one service's health as the machine reported it, with what
+// the gate makes of its reports in the machine's current boot.
 type Service struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Detail string `json:"detail,omitempty"`
+	// Since is the first report of Status in an unbroken run of reports
+	// of it in this boot (ReportHealth sets it; the machine's reports
+	// leave it out).
+	Since time.Time `json:"since"`
+	// HealthyAt is the service's first report of ServiceOK in this boot,
+	// kept whatever it reports after: how long the machine took to bring
+	// it up. Zero until then; a netboot clears it.
+	HealthyAt time.Time `json:"healthy_at,omitzero"`
 }
+
+// ServiceOK is the status of a healthy service (api.HealthOK).
+const ServiceOK = "ok"
 
 // MaxHandouts bounds the hand-outs a record keeps.
 const MaxHandouts = 8
@@ -395,6 +412,29 @@ func (s *Store) Finish(mac, machine, token string, ok bool, msg string) (Record,
 	})
 }
 
+// MarkNetbooted records a netboot of the machine (its request for its
+// iPXE script), the gate's word for the machine's power-on: every kiln
+// machine netboots first at every power-on (installed ones are sent on to
+// their disk), while the first-boot report comes once per install (its
+// task is recorded done), after the services may have come up, so it
+// marks neither a later boot nor the start of the first. The firmware's
+// DHCP request comes a few seconds earlier but is not one per boot (iPXE
+// asks again, and again when it retries). The iPXE leg is plain HTTP, so a
+// LAN host asking in a machine's name moves its power-on: only the times
+// shown depend on it. The last boot's health stays, the machine's last
+// word, but none of its services has been healthy in the new boot yet.
+func (s *Store) MarkNetbooted(mac, machine string) (Record, error) {
+	return s.Update(mac, machine, func(r *Record) error {
+		r.Netbooted = s.now().UTC()
+		if r.Health != nil {
+			for i := range r.Health.Services {
+				r.Health.Services[i].HealthyAt = time.Time{}
+			}
+		}
+		return nil
+	})
+}
+
 // MarkBooted records the role OS's first-boot report.
 func (s *Store) MarkBooted(mac, machine string, b Booted) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
@@ -440,16 +480,49 @@ func (s *Store) ReportPhase(mac, machine string, p PhaseReport) (Record, error) 
 }
 
 // ReportHealth replaces the machine's last health report: the first
-// MaxServices services, strings clipped to MaxName and MaxText.
+// MaxServices services, strings clipped to MaxName and MaxText, each with
+// its Since and HealthyAt carried on from the last report of this boot.
 func (s *Store) ReportHealth(mac, machine string, services []Service) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
-		h := &Health{Services: make([]Service, 0, min(len(services), MaxServices)), At: s.now().UTC()}
+		now := s.now().UTC()
+		before := bootServices(r)
+		h := &Health{Services: make([]Service, 0, min(len(services), MaxServices)), At: now}
 		for _, sv := range services[:min(len(services), MaxServices)] {
-			h.Services = append(h.Services, Service{Name: clip(sv.Name, MaxName), Status: clip(sv.Status, MaxName), Detail: clip(sv.Detail, MaxText)})
+			sv = Service{Name: clip(sv.Name, MaxName), Status: clip(sv.Status, MaxName), Detail: clip(sv.Detail, MaxText)}
+			h.Services = append(h.Services, track(sv, before, now))
 		}
 		r.Health = h
 		return nil
 	})
+}
+
+// bootServices are the services of the machine's last health report when
+// it came in this boot (not before the last netboot), else none: a
+// service restarted with its machine, so what it was in the boot before
+// says nothing of since when it is what it is now.
+func bootServices(r *Record) []Service {
+	if r.Health == nil || r.Health.At.Before(r.Netbooted) {
+		return nil
+	}
+	return r.Health.Services
+}
+
+// track sets sv's Since and HealthyAt, reported at now, from its report
+// in before (the same boot's last): Since stays while the status does,
+// HealthyAt once set.
+func track(sv Service, before []Service, now time.Time) Service {
+	sv.Since = now
+	if i := slices.IndexFunc(before, func(b Service) bool { return b.Name == sv.Name }); i >= 0 {
+		b := before[i]
+		if b.Status == sv.Status && !b.Since.IsZero() {
+			sv.Since = b.Since
+		}
+		sv.HealthyAt = b.HealthyAt
+	}
+	if sv.HealthyAt.IsZero() && sv.Status == ServiceOK {
+		sv.HealthyAt = now
+	}
+	return sv
 }
 
 // clip cuts s to at most n bytes of valid UTF-8.

@@ -291,3 +291,95 @@ func TestNewInstallForgetsFirstBoot(t *testing.T) {
 		t.Fatalf("a retried fetch forgot the phases: %+v, %v", r, err)
 	}
 }
+
+// TestServiceSinceAndHealthyAt: since when each service has its status,
+// and when it was first healthy in the machine's current boot, across its
+// health reports, a reboot (a netboot) and a first-boot report.
+func TestServiceSinceAndHealthyAt(t *testing.T) {
+	s := open(t, t.TempDir())
+	// The test clock ticks a second at each reading, two per step: step
+	// n happens at second 2n-1.
+	at := func(n int) time.Time { return time.Date(2026, 11, 1, 12, 0, 2*n-1, 0, time.UTC) }
+	report := func(svs ...Service) func() (Record, error) {
+		return func() (Record, error) { return s.ReportHealth(mac, "ceph-1", svs) }
+	}
+	netboot := func() (Record, error) { return s.MarkNetbooted(mac, "ceph-1") }
+	booted := func() (Record, error) { return s.MarkBooted(mac, "ceph-1", Booted{Hostname: "ceph-1"}) }
+	const standIn = "STAND-IN: k3s version v0.0.0-kiln-standin"
+	for i, step := range []struct {
+		name string
+		do   func() (Record, error)
+		want []Service
+	}{
+		{"a report before any netboot the gate saw", report(Service{Name: "ceph", Status: "ok"}),
+			[]Service{{Name: "ceph", Status: "ok", Since: at(1), HealthyAt: at(1)}}},
+		{"power-on: the last boot's word stays, healthy in no boot yet", netboot,
+			[]Service{{Name: "ceph", Status: "ok", Since: at(1)}}},
+		{"the new boot's first report starts since afresh, whatever the status", report(
+			Service{Name: "ceph", Status: "ok", Detail: "HEALTH_OK"}, Service{Name: "k3s", Status: "starting", Since: at(99)}),
+			[]Service{
+				{Name: "ceph", Status: "ok", Detail: "HEALTH_OK", Since: at(3), HealthyAt: at(3)},
+				{Name: "k3s", Status: "starting", Since: at(3)},
+			}},
+		{"unchanged statuses keep their since, a new detail too", report(
+			Service{Name: "ceph", Status: "ok", Detail: "HEALTH_OK: 3 OSDs"}, Service{Name: "k3s", Status: "starting"}),
+			[]Service{
+				{Name: "ceph", Status: "ok", Detail: "HEALTH_OK: 3 OSDs", Since: at(3), HealthyAt: at(3)},
+				{Name: "k3s", Status: "starting", Since: at(3)},
+			}},
+		{"a warning is not healthy, but ceph was", report(
+			Service{Name: "ceph", Status: "warn"}, Service{Name: "k3s", Status: "ok", Detail: standIn}),
+			[]Service{
+				{Name: "ceph", Status: "warn", Since: at(5), HealthyAt: at(3)},
+				{Name: "k3s", Status: "ok", Detail: standIn, Since: at(5), HealthyAt: at(5)},
+			}},
+		{"the first-boot report is no boot of its own", booted,
+			[]Service{
+				{Name: "ceph", Status: "warn", Since: at(5), HealthyAt: at(3)},
+				{Name: "k3s", Status: "ok", Detail: standIn, Since: at(5), HealthyAt: at(5)},
+			}},
+		{"healthy again: the first time in this boot stays", report(
+			Service{Name: "ceph", Status: "ok"}, Service{Name: "k3s", Status: "ok", Detail: standIn}, Service{Name: "vault", Status: "failed"}),
+			[]Service{
+				{Name: "ceph", Status: "ok", Since: at(7), HealthyAt: at(3)},
+				{Name: "k3s", Status: "ok", Detail: standIn, Since: at(5), HealthyAt: at(5)},
+				{Name: "vault", Status: "failed", Since: at(7)},
+			}},
+		{"reboot", netboot,
+			[]Service{
+				{Name: "ceph", Status: "ok", Since: at(7)},
+				{Name: "k3s", Status: "ok", Detail: standIn, Since: at(5)},
+				{Name: "vault", Status: "failed", Since: at(7)},
+			}},
+		{"the reboot's first report", report(
+			Service{Name: "ceph", Status: "starting"}, Service{Name: "k3s", Status: "ok", Detail: standIn}, Service{Name: "vault", Status: "failed"}),
+			[]Service{
+				{Name: "ceph", Status: "starting", Since: at(9)},
+				{Name: "k3s", Status: "ok", Detail: standIn, Since: at(9), HealthyAt: at(9)},
+				{Name: "vault", Status: "failed", Since: at(9)},
+			}},
+		{"a service left out", report(Service{Name: "k3s", Status: "ok", Detail: standIn}),
+			[]Service{{Name: "k3s", Status: "ok", Detail: standIn, Since: at(9), HealthyAt: at(9)}}},
+		{"and back: it starts afresh", report(Service{Name: "k3s", Status: "ok", Detail: standIn}, Service{Name: "vault", Status: "failed"}),
+			[]Service{
+				{Name: "k3s", Status: "ok", Detail: standIn, Since: at(9), HealthyAt: at(9)},
+				{Name: "vault", Status: "failed", Since: at(11)},
+			}},
+	} {
+		r, err := step.do()
+		if err != nil {
+			t.Fatalf("step %d, %s: %v", i+1, step.name, err)
+		}
+		var got []Service
+		if r.Health != nil {
+			got = r.Health.Services
+		}
+		if diff := cmp.Diff(step.want, got); diff != "" {
+			t.Errorf("step %d, %s: services (-want +got)\n%s", i+1, step.name, diff)
+		}
+	}
+	r, err := s.Get(mac, "ceph-1")
+	if err != nil || !r.Netbooted.Equal(at(8)) {
+		t.Errorf("last netboot %v, %v; want %v", r.Netbooted, err, at(8))
+	}
+}

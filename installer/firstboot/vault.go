@@ -1,0 +1,128 @@
+package firstboot
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/kilnlab/kiln/profiles"
+	"github.com/kilnlab/kiln/pxe/api"
+	"github.com/kilnlab/kiln/roles"
+)
+
+// The vault phase of a storage node: start Vault (on Consul's storage,
+// through the local agent), then, at every boot, have it unsealed. A
+// Vault starts sealed; the node cannot unseal it, because the unseal key
+// never rests on its disk: it asks the gate, with its certificate, and the
+// gate (which initialised the lab's Vault the first time a node asked, and
+// keeps the key) unseals it. With unseal: manual the gate only notes that
+// the Vault waits for `kiln vault unseal`, and the phase goes on: a sealed
+// Vault is the operator's choice, shown as such by the health report.
+
+// VaultUnsealTimeout bounds the unseal task: Vault must answer and Consul
+// must have a leader before the gate's unseal can succeed.
+const VaultUnsealTimeout = 15 * time.Minute
+
+// vaultTasks are the vault phase's tasks; none when the machine runs no
+// Vault.
+func (s *node) vaultTasks() []Task {
+	if s.env.Machine.Vault == nil {
+		return nil
+	}
+	return []Task{
+		{Name: "start", Run: s.systemctlEnableNow(roles.VaultUnit)},
+		// At every boot: a Vault always starts sealed.
+		{Name: "unseal", Run: s.unsealVault, EveryBoot: true},
+	}
+}
+
+// vaultSeal is the part of sys/seal-status the node reads.
+type vaultSeal struct {
+	Initialized bool   `json:"initialized"`
+	Sealed      bool   `json:"sealed"`
+	Version     string `json:"version"`
+}
+
+// vaultSealStatus asks the local Vault (no token needed).
+func (s *node) vaultSealStatus(ctx context.Context) (vaultSeal, error) {
+	var st vaultSeal
+	caPEM, err := s.readFile(roles.CACertPath)
+	if err != nil {
+		return st, fmt.Errorf("the lab CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return st, errors.New("the lab CA file holds no certificate")
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.env.Machine.Vault.APIAddress+"/v1/sys/seal-status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("vault answered %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// unsealVault waits until the local Vault is unsealed, asking the gate
+// each time it finds it sealed.
+func (s *node) unsealVault(ctx context.Context) error {
+	if s.env.HTTP == nil {
+		return fmt.Errorf("cannot ask the gate to unseal Vault: %w", s.env.HTTPErr)
+	}
+	host := s.env.Machine.Name
+	manual := s.env.Machine.Vault.Unseal == profiles.UnsealManual
+	waiting := false
+	var ans api.VaultUnseal
+	err := s.wait(ctx, or(s.VaultTimeout, VaultUnsealTimeout), func(ctx context.Context) (bool, error) {
+		st, err := s.vaultSealStatus(ctx)
+		if err != nil {
+			return false, fmt.Errorf("vault does not answer: %w", err)
+		}
+		if !st.Sealed {
+			return true, nil
+		}
+		ans, err = s.env.HTTP.VaultUnseal(ctx)
+		if err != nil {
+			return false, err
+		}
+		if ans.Sealed && manual {
+			waiting = true
+			return true, nil
+		}
+		return !ans.Sealed, nil
+	})
+	switch {
+	case err != nil:
+		fmt.Fprintf(s.env.Console, "KILN-VAULT host=%s sealed: %v\n", host, err)
+		return err
+	case waiting:
+		fmt.Fprintf(s.env.Console, "KILN-VAULT host=%s sealed: unseal is manual, waiting for `kiln vault unseal`\n", host)
+	default:
+		selftest := ans.Selftest
+		if ans.SelftestError != "" {
+			selftest = "failed: " + ans.SelftestError
+		}
+		fmt.Fprintf(s.env.Console, "KILN-VAULT host=%s unsealed selftest=%q\n", host, selftest)
+		// For the health report, until the next boot.
+		if selftest != "" {
+			return s.writeFile(vaultSelftestFile, []byte(selftest), 0o644)
+		}
+	}
+	return nil
+}
+
+// vaultSelftestFile keeps what the gate's self-test said at this boot's
+// unseal (on /run: a boot starts afresh).
+const vaultSelftestFile = "/run/kiln/vault-selftest"

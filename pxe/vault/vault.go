@@ -1,0 +1,342 @@
+// Package vault owns the gate's part in the lab's Vault (DESIGN.md §10):
+// it initialises Vault once for the lab, keeps the unseal key and the root
+// token in the gate's state (0600 in a 0700 directory, never on a storage
+// node's disk), and unseals a storage node's Vault when that node asks
+// after a reboot (unseal: gate) or when the operator runs `kiln vault
+// unseal` (unseal: manual). It speaks Vault's HTTP API (sys/init,
+// sys/seal-status, sys/unseal) over TLS, trusting the lab CA only.
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Port is Vault's API port on every storage node (roles renders its
+// listener there).
+const Port = 8200
+
+// InitFile holds the result of the lab's one Vault initialisation, in
+// Keeper.Dir.
+const InitFile = "init.json"
+
+// Errors the caller decides on.
+var (
+	// ErrInitialisedElsewhere: Vault says it is initialised, but the
+	// gate holds no keys for it (someone ran `vault operator init` by
+	// hand, or the gate's state was lost). kiln never guesses keys.
+	ErrInitialisedElsewhere = errors.New("vault is initialised, but the gate holds no unseal key for it")
+	// ErrNotInitialised: the operation needs the lab's keys and Vault
+	// has not been initialised yet.
+	ErrNotInitialised = errors.New("vault has not been initialised yet")
+)
+
+// Keys are what the one initialisation returned. One share, threshold
+// one: every share would sit on this gate anyway, so splitting the key
+// would protect nothing; an operator who wants shares held by people
+// rekeys Vault (`vault operator rekey`) and unseals by hand.
+type Keys struct {
+	Unseal    []string `json:"keys_base64"`
+	RootToken string   `json:"root_token"`
+}
+
+const redacted = "[secret]"
+
+// Keys never show in fmt or slog output.
+func (Keys) String() string             { return "vault.Keys" + redacted }
+func (Keys) GoString() string           { return "vault.Keys" + redacted }
+func (Keys) LogValue() slog.Value       { return slog.StringValue(redacted) }
+func (Keys) Format(f fmt.State, _ rune) { io.WriteString(f, "vault.Keys"+redacted) }
+
+// SealStatus is sys/seal-status's answer, the part kiln reads.
+type SealStatus struct {
+	Initialized bool   `json:"initialized"`
+	Sealed      bool   `json:"sealed"`
+	Threshold   int    `json:"t"`
+	Shares      int    `json:"n"`
+	Progress    int    `json:"progress"`
+	Version     string `json:"version"`
+}
+
+// Keeper holds the lab's Vault keys on the gate. Its methods are safe for
+// concurrent use; one initialisation at a time, so two storage nodes
+// asking at once cannot both initialise.
+type Keeper struct {
+	// Dir is the gate's Vault state directory (0700), e.g.
+	// <state>/vault.
+	Dir string
+	// HTTP talks to the Vaults; its transport must trust the lab CA
+	// (NewClient).
+	HTTP *http.Client
+	Log  *slog.Logger
+	mu   sync.Mutex
+}
+
+// Unseal makes the Vault at addr (https://host:8200) unsealed: it
+// initialises Vault first when the lab never did (and records the keys
+// before anything else), then hands it the unseal key. An unsealed Vault
+// is left alone.
+func (k *Keeper) Unseal(ctx context.Context, addr string) (SealStatus, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st, err := k.status(ctx, addr)
+	if err != nil {
+		return SealStatus{}, err
+	}
+	if !st.Sealed {
+		return st, nil
+	}
+	keys, err := k.load()
+	switch {
+	case errors.Is(err, ErrNotInitialised) && !st.Initialized:
+		if keys, err = k.initialise(ctx, addr); err != nil {
+			return SealStatus{}, err
+		}
+	case errors.Is(err, ErrNotInitialised):
+		return st, fmt.Errorf("%s: %w", addr, ErrInitialisedElsewhere)
+	case err != nil:
+		return st, err
+	}
+	for _, key := range keys.Unseal {
+		if err := k.call(ctx, http.MethodPut, addr+"/v1/sys/unseal", map[string]string{"key": key}, &st); err != nil {
+			return st, fmt.Errorf("unseal %s: %w", addr, err)
+		}
+		if !st.Sealed {
+			break
+		}
+	}
+	if st.Sealed {
+		return st, fmt.Errorf("unseal %s: still sealed after every key the gate holds (%d of %d)", addr, st.Progress, st.Threshold)
+	}
+	k.Log.Info("vault: unsealed", "vault", addr)
+	return st, nil
+}
+
+// Status asks the Vault at addr whether it is initialised and sealed
+// (sys/seal-status needs no token).
+func (k *Keeper) Status(ctx context.Context, addr string) (SealStatus, error) {
+	return k.status(ctx, addr)
+}
+
+func (k *Keeper) status(ctx context.Context, addr string) (SealStatus, error) {
+	var st SealStatus
+	if err := k.call(ctx, http.MethodGet, addr+"/v1/sys/seal-status", nil, &st); err != nil {
+		return SealStatus{}, fmt.Errorf("vault status %s: %w", addr, err)
+	}
+	return st, nil
+}
+
+// RootToken returns the root token of the lab's Vault, for the operator
+// (`kiln vault root-token`); ErrNotInitialised before the first init.
+func (k *Keeper) RootToken() (string, error) {
+	keys, err := k.load()
+	if err != nil {
+		return "", err
+	}
+	return keys.RootToken, nil
+}
+
+// Initialised reports whether the gate holds the lab's keys.
+func (k *Keeper) Initialised() bool {
+	_, err := os.Stat(filepath.Join(k.Dir, InitFile))
+	return err == nil
+}
+
+// initialise runs sys/init on addr and writes the keys durably before
+// returning them: a gate that loses power after Vault answered but before
+// the keys are on its disk would leave a Vault no one can unseal, so the
+// window is one write and one fsync.
+func (k *Keeper) initialise(ctx context.Context, addr string) (Keys, error) {
+	if err := os.MkdirAll(k.Dir, 0o700); err != nil {
+		return Keys{}, fmt.Errorf("vault: %w", err)
+	}
+	var keys Keys
+	req := map[string]int{"secret_shares": 1, "secret_threshold": 1}
+	if err := k.call(ctx, http.MethodPut, addr+"/v1/sys/init", req, &keys); err != nil {
+		return Keys{}, fmt.Errorf("vault init %s: %w", addr, err)
+	}
+	if len(keys.Unseal) == 0 || keys.RootToken == "" {
+		return Keys{}, fmt.Errorf("vault init %s: the answer holds no unseal key or root token", addr)
+	}
+	if err := k.save(keys); err != nil {
+		return Keys{}, err
+	}
+	k.Log.Info("vault: initialised the lab's Vault; the unseal key and root token are in the gate's state", "vault", addr)
+	return keys, nil
+}
+
+func (k *Keeper) load() (Keys, error) {
+	b, err := os.ReadFile(filepath.Join(k.Dir, InitFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return Keys{}, ErrNotInitialised
+	}
+	if err != nil {
+		return Keys{}, fmt.Errorf("vault: %w", err)
+	}
+	var keys Keys
+	if err := json.Unmarshal(b, &keys); err != nil || len(keys.Unseal) == 0 {
+		return Keys{}, fmt.Errorf("vault: %s is damaged (restore it from a backup of the gate's state; kiln cannot make new keys for an initialised Vault)", filepath.Join(k.Dir, InitFile))
+	}
+	return keys, nil
+}
+
+// save writes the keys whole or not at all: temporary file, fsync,
+// rename, fsync of the directory.
+func (k *Keeper) save(keys Keys) error {
+	data, err := json.Marshal(keys)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(k.Dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	_, werr := tmp.Write(data)
+	serr := tmp.Sync()
+	cerr := tmp.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("vault: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(k.Dir, InitFile)); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("vault: %w", err)
+	}
+	d, err := os.Open(k.Dir)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// authed calls Vault with a token.
+type authed struct {
+	k     *Keeper
+	token string
+}
+
+func (a authed) call(ctx context.Context, method, url string, in, out any) error {
+	return a.k.send(ctx, a.token, method, url, in, out)
+}
+
+// call sends one JSON request without a token.
+func (k *Keeper) call(ctx context.Context, method, url string, in, out any) error {
+	return k.send(ctx, "", method, url, in, out)
+}
+
+// send sends one JSON request, with token as X-Vault-Token when not "",
+// and decodes the answer into out. Vault answers errors as {"errors":
+// [...]}, which go into the error.
+func (k *Keeper) send(ctx context.Context, token, method, url string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("X-Vault-Token", token)
+	}
+	resp, err := k.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Errors []string }
+		json.Unmarshal(raw, &e)
+		return fmt.Errorf("%s: %s %v", resp.Status, method, e.Errors)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// NewClient returns an HTTP client that trusts only the lab CA, as the
+// Vaults' listeners present certificates it signed.
+func NewClient(labCA *x509.CertPool) *http.Client {
+	return &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: labCA, MinVersion: tls.VersionTLS12}},
+	}
+}
+
+// Addr is the API address of the Vault on the machine at address.
+func Addr(address string) string {
+	return "https://" + net.JoinHostPort(address, strconv.Itoa(Port))
+}
+
+// SelftestMount is the KV (version 1) secrets engine the gate's self-test
+// writes to: the lab's own, used by nothing else, so an operator may
+// disable it.
+const SelftestMount = "kiln-selftest"
+
+// Selftest proves the lab's Vault stores and serves data through the
+// Vault at addr, as the lab's node name: it writes the secret
+// kiln-selftest/<name> through it and reads back, through it, every
+// node's secret there (the others' written through their own Vaults, so a
+// standby that forwards to the active node shows the cluster is one). It
+// returns the names read. It needs the root token, which only the gate
+// holds; nothing secret is written.
+func (k *Keeper) Selftest(ctx context.Context, addr, name string) ([]string, error) {
+	keys, err := k.load()
+	if err != nil {
+		return nil, err
+	}
+	c := authed{k, keys.RootToken}
+	mount := map[string]any{"type": "kv", "options": map[string]string{"version": "1"}, "description": "kiln's self-test: one secret per storage node"}
+	if err := c.call(ctx, http.MethodPost, addr+"/v1/sys/mounts/"+SelftestMount, mount, nil); err != nil && !strings.Contains(err.Error(), "path is already in use") {
+		return nil, fmt.Errorf("vault self-test: mount %s: %w", SelftestMount, err)
+	}
+	path := addr + "/v1/" + SelftestMount + "/"
+	if err := c.call(ctx, http.MethodPut, path+name, map[string]string{"written_through": name}, nil); err != nil {
+		return nil, fmt.Errorf("vault self-test: write %s/%s: %w", SelftestMount, name, err)
+	}
+	var list struct {
+		Data struct{ Keys []string } `json:"data"`
+	}
+	if err := c.call(ctx, "LIST", path, nil, &list); err != nil {
+		return nil, fmt.Errorf("vault self-test: list %s: %w", SelftestMount, err)
+	}
+	var read []string
+	for _, key := range list.Data.Keys {
+		var got struct {
+			Data map[string]string `json:"data"`
+		}
+		if err := c.call(ctx, http.MethodGet, path+key, nil, &got); err != nil {
+			return read, fmt.Errorf("vault self-test: read %s/%s: %w", SelftestMount, key, err)
+		}
+		if got.Data["written_through"] != key {
+			return read, fmt.Errorf("vault self-test: %s/%s reads %q", SelftestMount, key, got.Data)
+		}
+		read = append(read, key)
+	}
+	return read, nil
+}

@@ -1,0 +1,241 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeVault is the slice of Vault's API the keeper uses: one storage
+// backend shared by every node (as Consul is), each node sealed on its own.
+type fakeVault struct {
+	mu          sync.Mutex
+	initialized bool
+	key         string
+	sealed      map[string]bool // by node
+	inits       int
+	mounted     bool
+	kv          map[string]string // kiln-selftest/<key>: written_through
+}
+
+func (f *fakeVault) node(name string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/sys/seal-status", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		json.NewEncoder(w).Encode(f.statusOf(name))
+	})
+	mux.HandleFunc("PUT /v1/sys/init", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.initialized {
+			http.Error(w, `{"errors":["Vault is already initialized"]}`, http.StatusBadRequest)
+			return
+		}
+		var req struct{ SecretShares, SecretThreshold int }
+		json.NewDecoder(r.Body).Decode(&req)
+		f.initialized, f.key, f.inits = true, "dW5zZWFs", f.inits+1
+		fmt.Fprintf(w, `{"keys":["75"],"keys_base64":[%q],"root_token":"hvs.root"}`, f.key)
+	})
+	mux.HandleFunc("PUT /v1/sys/unseal", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var req struct{ Key string }
+		json.NewDecoder(r.Body).Decode(&req)
+		if !f.initialized {
+			http.Error(w, `{"errors":["Vault is not initialized"]}`, http.StatusBadRequest)
+			return
+		}
+		if req.Key == f.key {
+			f.sealed[name] = false
+		}
+		json.NewEncoder(w).Encode(f.statusOf(name))
+	})
+	authed := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if r.Header.Get("X-Vault-Token") != "hvs.root" || f.sealed[name] {
+				http.Error(w, `{"errors":["permission denied"]}`, http.StatusForbidden)
+				return
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("POST /v1/sys/mounts/kiln-selftest", authed(func(w http.ResponseWriter, r *http.Request) {
+		if f.mounted {
+			http.Error(w, `{"errors":["path is already in use at kiln-selftest/"]}`, http.StatusBadRequest)
+			return
+		}
+		f.mounted = true
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.HandleFunc("PUT /v1/kiln-selftest/{key}", authed(func(w http.ResponseWriter, r *http.Request) {
+		var d map[string]string
+		json.NewDecoder(r.Body).Decode(&d)
+		if f.kv == nil {
+			f.kv = map[string]string{}
+		}
+		f.kv[r.PathValue("key")] = d["written_through"]
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.HandleFunc("LIST /v1/kiln-selftest/", authed(func(w http.ResponseWriter, r *http.Request) {
+		keys := slices.Sorted(maps.Keys(f.kv))
+		json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"keys": keys}})
+	}))
+	mux.HandleFunc("GET /v1/kiln-selftest/{key}", authed(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{"written_through": f.kv[r.PathValue("key")]}})
+	}))
+	return mux
+}
+
+func (f *fakeVault) statusOf(name string) SealStatus {
+	return SealStatus{Initialized: f.initialized, Sealed: f.sealed[name], Threshold: 1, Shares: 1, Version: "1.13.2"}
+}
+
+func startNodes(t *testing.T, f *fakeVault, names ...string) (map[string]string, *http.Client) {
+	t.Helper()
+	addrs := map[string]string{}
+	var client *http.Client
+	for _, n := range names {
+		f.sealed[n] = true
+		srv := httptest.NewTLSServer(f.node(n))
+		t.Cleanup(srv.Close)
+		addrs[n] = srv.URL
+		client = srv.Client() // every httptest server shares one certificate
+	}
+	return addrs, client
+}
+
+func newKeeper(t *testing.T, client *http.Client) *Keeper {
+	return &Keeper{Dir: filepath.Join(t.TempDir(), "vault"), HTTP: client, Log: slog.New(slog.DiscardHandler)}
+}
+
+// TestUnsealInitialisesOnce: the first node to ask makes the gate
+// initialise Vault and keep the keys; every later node is unsealed with
+// them, and no second init is ever sent.
+func TestUnsealInitialisesOnce(t *testing.T) {
+	f := &fakeVault{sealed: map[string]bool{}}
+	addrs, client := startNodes(t, f, "ceph-1", "ceph-2", "ceph-3")
+	k := newKeeper(t, client)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for _, n := range []string{"ceph-1", "ceph-2", "ceph-3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := k.Unseal(ctx, addrs[n])
+			if err == nil && st.Sealed {
+				err = fmt.Errorf("%s still sealed", n)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.inits != 1 {
+		t.Errorf("vault initialised %d times, want once", f.inits)
+	}
+	fi, err := os.Stat(filepath.Join(k.Dir, InitFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %o, want 0600", InitFile, fi.Mode().Perm())
+	}
+	if d, _ := os.Stat(k.Dir); d.Mode().Perm() != 0o700 {
+		t.Errorf("%s has mode %o, want 0700", k.Dir, d.Mode().Perm())
+	}
+	tok, err := k.RootToken()
+	if err != nil || tok != "hvs.root" {
+		t.Errorf("RootToken = %q, %v", tok, err)
+	}
+
+	// A reboot seals ceph-2 again: the gate unseals it, no init.
+	f.sealed["ceph-2"] = true
+	st, err := k.Unseal(ctx, addrs["ceph-2"])
+	if err != nil || st.Sealed {
+		t.Fatalf("after reboot: %+v, %v", st, err)
+	}
+	if f.inits != 1 {
+		t.Errorf("vault initialised again after a reboot")
+	}
+
+	// Each node writes its secret through its own Vault and reads every
+	// node's back.
+	var read []string
+	for _, n := range []string{"ceph-1", "ceph-2", "ceph-3"} {
+		if read, err = k.Selftest(ctx, addrs[n], n); err != nil {
+			t.Fatalf("Selftest through %s: %v", n, err)
+		}
+	}
+	if diff := cmp.Diff([]string{"ceph-1", "ceph-2", "ceph-3"}, read); diff != "" {
+		t.Errorf("read through ceph-3 (-want +got):\n%s", diff)
+	}
+}
+
+// TestInitialisedElsewhere: a Vault initialised without the gate's keys is
+// refused with the sentinel, never re-initialised.
+func TestInitialisedElsewhere(t *testing.T) {
+	f := &fakeVault{sealed: map[string]bool{}, initialized: true, key: "other"}
+	addrs, client := startNodes(t, f, "ceph-1")
+	k := newKeeper(t, client)
+	_, err := k.Unseal(context.Background(), addrs["ceph-1"])
+	if !errors.Is(err, ErrInitialisedElsewhere) {
+		t.Fatalf("Unseal = %v, want ErrInitialisedElsewhere", err)
+	}
+	if _, err := k.RootToken(); !errors.Is(err, ErrNotInitialised) {
+		t.Errorf("RootToken = %v, want ErrNotInitialised", err)
+	}
+}
+
+// TestDamagedKeys: a torn or emptied init file is refused, not replaced.
+func TestDamagedKeys(t *testing.T) {
+	f := &fakeVault{sealed: map[string]bool{}, initialized: true, key: "k"}
+	addrs, client := startNodes(t, f, "ceph-1")
+	k := newKeeper(t, client)
+	os.MkdirAll(k.Dir, 0o700)
+	os.WriteFile(filepath.Join(k.Dir, InitFile), []byte(`{"keys_base64":[`), 0o600)
+	_, err := k.Unseal(context.Background(), addrs["ceph-1"])
+	if err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("Unseal = %v, want a damaged-file error", err)
+	}
+	if f.inits != 0 {
+		t.Errorf("a damaged key file led to a second init")
+	}
+}
+
+// TestKeysRedacted: neither fmt nor slog shows a key.
+func TestKeysRedacted(t *testing.T) {
+	keys := Keys{Unseal: []string{"c2VjcmV0"}, RootToken: "hvs.secret"}
+	var b strings.Builder
+	log := slog.New(slog.NewTextHandler(&b, nil))
+	log.Info("x", "keys", keys)
+	for _, s := range []string{fmt.Sprint(keys), fmt.Sprintf("%+v %#v %s %q", keys, keys, keys, keys), b.String()} {
+		if strings.Contains(s, "c2VjcmV0") || strings.Contains(s, "hvs.secret") {
+			t.Errorf("secret in output: %s", s)
+		}
+	}
+	if diff := cmp.Diff("vault.Keys[secret]", fmt.Sprint(keys)); diff != "" {
+		t.Error(diff)
+	}
+}
