@@ -9,20 +9,29 @@ KILN      := $(OUT)/bin/kiln
 GOFLAGS   ?=
 export GOFLAGS
 
+# Real Consul and Vault for the rehearsals, built unpatched from the Go
+# module proxy (qemu-tests/upstream: the newest MPL-2.0 releases), and the
+# demo's own lab directory (secrets and artifact record), apart from the
+# user's ~/.local/state/kiln.
+UPSTREAM  ?= $(OUT)/upstream
+DEMO_LAB  ?= $(OUT)/demo-lab
+# qemu-tests/upstream.ConsulVersion: the unit tests run `consul validate`.
+CONSUL_BIN = $(abspath $(UPSTREAM))/consul-1.14.8
+
 # Debian packages kiln's build, its checks and its rehearsal use on the host.
 APT_PACKAGES := \
 	debian-archive-keyring gpgv gpg gpg-agent ca-certificates \
 	qemu-system-x86 qemu-system-arm qemu-utils ovmf ipxe \
 	mmdebstrap apt-utils squashfs-tools fdisk gdisk dosfstools mtools \
 	syslinux syslinux-common systemd-boot-efi e2fsprogs kmod \
-	dnsmasq-base tcpdump iproute2 xz-utils zstd iputils-ping \
+	dnsmasq-base tcpdump iproute2 xz-utils zstd iputils-ping curl \
 	chromium chrony ntpsec-ntpdate qemu-user-static binfmt-support
 
 # Installed without their recommends: wireguard-tools recommends a whole
 # kernel (wireguard-modules), which a test host does not want.
 APT_BARE_PACKAGES := wireguard-tools wireguard-go
 
-.PHONY: all deps apt-deps go-deps build demo test e2e unit bench clean
+.PHONY: all deps apt-deps go-deps build upstream demo test e2e unit bench clean
 
 all: build
 
@@ -46,22 +55,30 @@ go-deps:
 build: go-deps
 	CGO_ENABLED=0 $(GO) build -o $(KILN) ./cmd/kiln
 
-demo: deps build
-	$(KILN) build -o $(OUT)
+# Consul and Vault built here (a few minutes each, once).
+upstream: go-deps
+	$(GO) run ./qemu-tests/upstream/cmd build -out $(UPSTREAM)
+
+# The lab gets them as a user would: kiln artifacts import, and k3s's
+# labelled stand-in through kiln artifacts fetch from a local server.
+demo: deps build upstream
+	$(GO) run ./qemu-tests/upstream/cmd prepare -kiln $(KILN) -bin $(UPSTREAM) -lab-dir $(DEMO_LAB)
+	$(KILN) build --secrets $(DEMO_LAB) -o $(OUT)
 	$(KILN) rehearse --bundle $(OUT) --output $(OUT)/rehearse
 
 # The QEMU tests run verbose: their log shows the accelerator chosen
 # (KILN_ACCEL=auto|kvm|tcg, auto when unset) and each VM's timings.
-test: deps
+test: deps upstream
 	$(GO) vet ./...
-	$(GO) test -timeout 25m $$($(GO) list ./... | grep -v /qemu-tests)
-	$(GO) test -v -timeout 60m ./qemu-tests/...
+	KILN_CONSUL_BIN=$(CONSUL_BIN) KILN_KUBECTL=$$(qemu-tests/tools/kubectl.sh) \
+		$(GO) test -timeout 25m $$($(GO) list ./... | grep -v /qemu-tests)
+	KILN_UPSTREAM=$(abspath $(UPSTREAM)) $(GO) test -v -timeout 60m ./qemu-tests/...
 
 # The end-to-end tier CI does not run (it takes long): the three-node Ceph
 # lab (qemu-tests TestCephThreeNodes, testdata/ceph3.yaml): HEALTH_OK, one
 # node powered off and back, one node reinstalled keeping its OSDs.
-e2e: deps
-	KILN_E2E=1 $(GO) test -v -timeout 160m -run 'TestCephThreeNodes' ./qemu-tests/
+e2e: deps upstream
+	KILN_E2E=1 KILN_UPSTREAM=$(abspath $(UPSTREAM)) $(GO) test -v -timeout 160m -run 'TestCephThreeNodes' ./qemu-tests/
 
 # The gate's boot-to-serving time and idle memory beside a Debian arm64
 # systemd boot of the same kernel in the same QEMU VM (qemu-tests/bench).

@@ -52,32 +52,40 @@ func TestCephOneNode(t *testing.T) {
 	m := machine(t, p, "node-s")
 	cfg := lab.ConfigFor(p.Lab, m)
 	r, vm := l.InstallUp(ctx, m, cfg)
-	health := ""
+	health, rebooted := "", ""
 	if r.Err == nil {
 		// Its periodic health report reaches the gate with its own
-		// certificate and says the cluster is well.
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := l.WaitHealth(hctx, []string{m.Name}, time.Time{}, rehearse.CephHealthy(1, 2), func(_ string, h *httpd.HealthStatus) {
+		// certificate and says Ceph, Consul and Vault are well: Consul
+		// a leader and its one voter, anonymous requests refused, Vault
+		// initialised by the gate and unsealed.
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		err := l.WaitHealth(hctx, []string{m.Name}, time.Time{}, rehearse.ServicesHealthy(p, m), func(_ string, h *httpd.HealthStatus) {
 			health = rehearse.Describe(h)
+			rehearse.Table(tlog{t}, rehearse.Rows(m, h, h.At.Sub(r.Started)))
 		})
 		cancel()
 		if err != nil {
 			t.Errorf("%s's health report: %v", m.Name, err)
 		}
 		t.Logf("%s's health report on the gate: %s", m.Name, health)
-		r = l.PowerCycle(ctx, r, cfg, vm)
+		// After a reboot Vault starts sealed: the node asks the gate,
+		// which unseals it with the key it kept; no one else acts.
+		r, rebooted = rebootServices(t, ctx, l, p, r, cfg, vm)
 	}
 	t.Logf("%s: install %s, role OS (Ceph up) %s, power-cycled to disk in %s, %d boots: %s",
 		m.Name, r.Install, r.Booted, r.Reboot, r.Boots, r.Detail)
 	serial, _ := os.ReadFile(filepath.Join(l.Net.OutDir(), cfg.Name+".serial.log"))
 	var kept []string
 	for _, line := range strings.Split(string(serial), "\n") {
-		if strings.Contains(line, "KILN-CEPH") || strings.Contains(line, "KILN-NET-BOND") || strings.Contains(line, "KILN-HEALTH") {
+		if strings.Contains(line, "KILN-CEPH") || strings.Contains(line, "KILN-NET-BOND") || strings.Contains(line, "KILN-HEALTH") || strings.Contains(line, "KILN-VAULT") {
 			kept = append(kept, strings.TrimSpace(line))
 		}
 	}
 	if health != "" {
 		kept = append(kept, "health report on the gate: "+health)
+	}
+	if rebooted != "" {
+		kept = append(kept, "health report after a reboot: "+rebooted)
 	}
 	if err := os.WriteFile(filepath.Join(l.Net.OutDir(), "ceph-status.txt"), []byte(strings.Join(kept, "\n")+"\n"), 0o644); err != nil {
 		t.Error(err)
@@ -116,13 +124,54 @@ func TestCephOneNode(t *testing.T) {
 			continue
 		}
 		b, _ := json.Marshal(ms.Phases)
-		for _, ph := range []string{"time", "ceph"} {
+		for _, ph := range []string{"time", "ceph", "consul", "vault"} {
 			if !strings.Contains(string(b), `"name":"`+ph+`","status":"done"`) {
 				t.Errorf("gate status: phase %s of %s not done: %s", ph, m.Name, b)
 			}
 		}
 	}
 	checkSecretsOnDisk(t, filepath.Join(l.Net.OutDir(), cfg.Name+"-"+m.Disks[0].Name+".img"), m.Disks[0])
+}
+
+// rebootServices powers off m's VM (up from InstallUp) and on again from
+// its disks, and waits until its services report healthy again: Vault
+// unsealed by the gate with no one acting. It returns m's result with the
+// reboot and the report.
+func rebootServices(t *testing.T, ctx context.Context, l *rehearse.Lab, p *plan.Plan, r rehearse.Result, cfg lab.VMConfig, vm *lab.VM) (rehearse.Result, string) {
+	t.Helper()
+	m := machine(t, p, r.Machine)
+	vm.Stop()
+	r.Boots = vm.Boots()
+	cfg.Name += "-again"
+	start := time.Now()
+	again, err := l.PowerOn(ctx, cfg, vm.DiskPaths())
+	if err != nil {
+		r.Err = fmt.Errorf("power on again: %w", err)
+		return r, ""
+	}
+	defer again.Stop()
+	r.Reboot, r.Boots, r.State = time.Since(start), r.Boots+again.Boots(), "installed, booted"
+	report := ""
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	err = l.WaitHealth(hctx, []string{m.Name}, start, rehearse.ServicesHealthy(p, m), func(_ string, h *httpd.HealthStatus) {
+		report = rehearse.Describe(h)
+		t.Logf("%s healthy again %s after the power-on (Vault unsealed by the gate): %s", m.Name, h.At.Sub(start).Round(time.Second), report)
+	})
+	if err != nil {
+		t.Errorf("%s after a reboot: %v", m.Name, err)
+	}
+	return r, report
+}
+
+// tlog writes a table into the test log, one t.Log per line.
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.t.Log(line)
+	}
+	return len(b), nil
 }
 
 // checkBond checks the KILN-NET-BOND line of m's first boot: bond0 in
@@ -154,11 +203,17 @@ func checkBond(t *testing.T, serial string, m plan.Machine) {
 //  1. Each node's first boot ends with the cluster's state as it saw it;
 //     the fullest sees 3 monitors in quorum and 6 OSDs up and in;
 //     a node reads back an object another node wrote; every node's
-//     periodic health report on the gate says HEALTH_OK.
+//     periodic health report on the gate says HEALTH_OK, Consul a leader
+//     and 3 voters, 3 members alive, anonymous requests refused, and
+//     Vault unsealed (the gate initialised it once and unsealed each),
+//     one active and two standby; the gate's self-test read back through
+//     one node's Vault the secrets written through the others'.
 //  2. ceph-3 is powered off (QEMU killed): the others report HEALTH_WARN
-//     and still read back every object, ceph-3's included.
-//  3. ceph-3 is powered on again: every node reports HEALTH_OK, with no
-//     one doing anything.
+//     and still read back every object, ceph-3's included; Consul keeps a
+//     leader (2 of 3 servers alive); Vault still answers on both.
+//  3. ceph-3 is powered on again: every service of every node reports
+//     healthy, ceph-3's Vault unsealed by the gate, with no one doing
+//     anything.
 //  4. ceph-3 is reinstalled (kiln gate reinstall, as after a broken OS):
 //     its OSD partition and OSD disk are byte for byte what they were;
 //     its first boot runs again and its OSDs rejoin with their data: 6
@@ -204,20 +259,37 @@ func TestCephThreeNodes(t *testing.T) {
 		t.FailNow()
 	}
 	start := time.Now()
-	waitHealth(t, ctx, l, log, "1. all three up", names, start, rehearse.CephHealthy(3, 6))
+	// Every service of every node: Ceph HEALTH_OK, Consul a leader and 3
+	// voters and 3 members alive and anonymous requests refused, Vault
+	// unsealed by the gate.
+	reports := map[string]*httpd.HealthStatus{}
+	waitHealthOf(t, ctx, l, log, "1. all three up", p, ms, start, reports)
+	checkVaultCluster(t, reports, names)
+	var rows []rehearse.Row
+	for i, m := range ms {
+		rows = append(rows, rehearse.Rows(m, reports[m.Name], reports[m.Name].At.Sub(results[i].Started))...)
+	}
+	rehearse.Table(tlog{t}, rows)
 
-	// 2. A storage node lost.
+	// 2. A storage node lost: Ceph degraded but serving every object,
+	// Consul still has a leader (2 of 3 servers), Vault answers through
+	// the survivors (a standby took over if ceph-3 was active).
 	const lost = 2 // ceph-3
 	vms[lost].Stop()
 	down := time.Now()
 	t.Logf("ceph-3 powered off")
 	waitHealth(t, ctx, l, log, "2. ceph-3 down", names[:2], down, func(h *httpd.HealthStatus) string {
 		ceph, data := rehearse.Service(h, "ceph"), rehearse.Service(h, "ceph-data")
+		consul, vault := rehearse.Service(h, "consul"), rehearse.Service(h, "vault")
 		switch {
 		case ceph.Status != "warn" || !strings.HasPrefix(ceph.Detail, "HEALTH_WARN:"):
 			return "ceph " + ceph.Status + " (" + ceph.Detail + "), want HEALTH_WARN"
 		case data.Status != "ok" || !strings.Contains(data.Detail, "kiln-selftest-ceph-3"):
 			return "ceph-data " + data.Status + " (" + data.Detail + "), want every object read back, ceph-3's too"
+		case consul.Status != "warn" || !strings.Contains(consul.Detail, "2 of 3 servers alive") || !strings.Contains(consul.Detail, "leader ceph-"):
+			return "consul " + consul.Status + " (" + consul.Detail + "), want a leader with 2 of 3 servers alive"
+		case vault.Status != "ok":
+			return "vault " + vault.Status + " (" + vault.Detail + "), want it unsealed and answering"
 		}
 		return ""
 	})
@@ -232,7 +304,10 @@ func TestCephThreeNodes(t *testing.T) {
 	}
 	vms[lost] = vm
 	t.Logf("ceph-3 powered on again after %s down", time.Since(down).Round(time.Second))
-	waitHealth(t, ctx, l, log, "3. ceph-3 back", names, time.Now(), rehearse.CephHealthy(3, 6))
+	// Every row healthy again, ceph-3's Vault unsealed by the gate.
+	back := time.Now()
+	waitHealthOf(t, ctx, l, log, "3. ceph-3 back", p, ms, back, reports)
+	checkVaultCluster(t, reports, names)
 
 	// 4. Reinstalled: its data kept byte for byte, its OSDs rejoin.
 	vms[lost].Stop()
@@ -312,6 +387,53 @@ func checkFirstBoots(t *testing.T, l *rehearse.Lab, ms []plan.Machine, results [
 	}
 	if !crossRead {
 		t.Errorf("no node read back an object another node wrote: %q", tests)
+	}
+}
+
+// waitHealthOf waits until each of ms reports, after since, every service
+// the plan gives it healthy; reports receives each accepted report.
+func waitHealthOf(t *testing.T, ctx context.Context, l *rehearse.Lab, log *statusLog, step string, p *plan.Plan, ms []plan.Machine, since time.Time, reports map[string]*httpd.HealthStatus) {
+	t.Helper()
+	for _, m := range ms {
+		accept := rehearse.ServicesHealthy(p, m)
+		waitHealth(t, ctx, l, log, step, []string{m.Name}, since, func(h *httpd.HealthStatus) string {
+			why := accept(h)
+			if why == "" {
+				reports[m.Name] = h
+			}
+			return why
+		})
+	}
+}
+
+// checkVaultCluster wants one active Vault and the others standby, and a
+// node whose gate self-test read back, through its own Vault, secrets
+// written through the others' (one storage, one cluster).
+func checkVaultCluster(t *testing.T, reports map[string]*httpd.HealthStatus, names []string) {
+	t.Helper()
+	active, standby, cross := 0, 0, ""
+	for _, n := range names {
+		v := rehearse.Service(reports[n], "vault")
+		switch {
+		case strings.Contains(v.Detail, "unsealed, active"):
+			active++
+		case strings.Contains(v.Detail, "unsealed, standby"):
+			standby++
+		}
+		if i := strings.Index(v.Detail, "read back "); i >= 0 {
+			read := strings.Split(strings.Fields(v.Detail[i+len("read back "):])[0], ",")
+			if len(read) == len(names) {
+				cross = n + ": " + v.Detail
+			}
+		}
+	}
+	if active != 1 || standby != len(names)-1 {
+		t.Errorf("vault: %d active and %d standby, want 1 and %d", active, standby, len(names)-1)
+	}
+	if cross == "" {
+		t.Errorf("no node's Vault read back every node's secret (written through the others)")
+	} else {
+		t.Logf("vault: a secret written through one node read through another: %s", cross)
 	}
 }
 

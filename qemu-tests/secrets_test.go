@@ -91,7 +91,8 @@ func TestServedFilesHoldNoSecrets(t *testing.T) {
 
 // secretNeedles collects, from the lab's secrets directory, a piece of
 // every secret: the base64 body of each PEM private key, each cephx key,
-// and WireGuard's private and preshared keys.
+// WireGuard's private and preshared keys, Consul's gossip key and token
+// secrets, and the k3s token.
 func secretNeedles(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -119,13 +120,9 @@ func secretNeedles(t *testing.T, dir string) map[string]string {
 				}
 			}
 		case strings.HasSuffix(path, ".json"):
-			var v map[string]any
+			var v any
 			if json.Unmarshal(b, &v) == nil {
-				for k, val := range v {
-					if s, ok := val.(string); ok && strings.Contains(k, "key") && !strings.Contains(k, "public") {
-						out[s] = name + " " + k
-					}
-				}
+				jsonSecrets(v, name, out)
 			}
 		case strings.HasSuffix(path, ".key"):
 			out[strings.TrimSpace(string(b))] = name
@@ -136,6 +133,28 @@ func secretNeedles(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// jsonSecrets adds every string of v under a key that names a secret (a
+// key, a secret ID, a token; not a public key or an accessor ID), at any
+// depth: Consul's tokens are objects in consul.json.
+func jsonSecrets(v any, where string, out map[string]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, val := range v {
+			s, ok := val.(string)
+			secret := (strings.Contains(k, "key") || strings.Contains(k, "secret") || strings.Contains(k, "token")) &&
+				!strings.Contains(k, "public") && !strings.Contains(k, "accessor")
+			if ok && secret && s != "" {
+				out[s] = where + " " + k
+			}
+			jsonSecrets(val, where+" "+k, out)
+		}
+	case []any:
+		for _, val := range v {
+			jsonSecrets(val, where, out)
+		}
+	}
 }
 
 // scanAll looks for the needles in b, and in what b unpacks to (gzip,

@@ -11,7 +11,7 @@ import (
 )
 
 // command is one kiln subcommand. Commands with subcommands of their own
-// (gate) dispatch again with the same table shape.
+// (gate, artifacts) dispatch again with the same table shape.
 type command struct {
 	usage   string // one line: "validate [PROFILE]"
 	summary string
@@ -44,13 +44,15 @@ func exitCode(err error) int {
 
 func commands() map[string]command {
 	return map[string]command{
-		"validate": {"validate [PROFILE]", "check a profile; exits non-zero on any problem", runValidate},
-		"plan":     {"plan [--json] [PROFILE]", "show what kiln will do to each machine and disk", runPlan},
-		"lock":     {"lock [--lock FILE]", "re-pin every Debian input (needs the network)", runLock},
-		"build":    {"build [-o DIR] [PROFILE]", "build the netboot bundle, role images and the gate's SD image", runBuild},
-		"gate":     {"gate run|serve|machines|reinstall|wireguard-peer", "the gate: appliance, netboot service, states, tunnel", runGate},
-		"flash":    {"flash [--force] IMAGE DEVICE", "write the gate's SD card image to a card, then read it back", runFlash},
-		"rehearse": {"rehearse [--bundle DIR] [PROFILE]", "the lab in QEMU: the gate from its image, the servers netbooted and installed", runRehearse},
+		"validate":  {"validate [PROFILE]", "check a profile; exits non-zero on any problem", runValidate},
+		"plan":      {"plan [--json] [PROFILE]", "show what kiln will do to each machine and disk", runPlan},
+		"lock":      {"lock [--lock FILE]", "re-pin every Debian input (needs the network)", runLock},
+		"build":     {"build [-o DIR] [PROFILE]", "build the netboot bundle, role images and the gate's SD image", runBuild},
+		"gate":      {"gate run|serve|machines|reinstall|wireguard-peer", "the gate: appliance, netboot service, states, tunnel", runGate},
+		"flash":     {"flash [--force] IMAGE DEVICE", "write the gate's SD card image to a card, then read it back", runFlash},
+		"rehearse":  {"rehearse [--bundle DIR] [PROFILE]", "the lab in QEMU: the gate from its image, the servers netbooted and installed", runRehearse},
+		"artifacts": {"artifacts list|fetch|import", "upstream release files (Consul, Vault, k3s): pins, fetch + verify, import", runArtifacts},
+		"vault":     {"vault status|unseal|root-token", "the lab's Vault as the gate keeps it: seal status, unseal, root token", runVault},
 	}
 }
 
@@ -71,6 +73,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// dispatch runs the subcommand args[0] of a command with subcommands of
+// its own (prog is "kiln artifacts"), or prints their usage.
+func dispatch(ctx context.Context, env *cli, prog string, cmds map[string]command, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		printUsage(env.stdout, prog, cmds)
+		return nil
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		printUsage(env.stderr, prog, cmds)
+		return usagef("unknown %s command %q", strings.TrimPrefix(prog, "kiln "), args[0])
+	}
+	return c.run(ctx, env, args[1:])
 }
 
 func printUsage(w io.Writer, prog string, cmds map[string]command) {

@@ -29,7 +29,7 @@ func TestRun(t *testing.T) {
 		{name: "validate bad profile", args: []string{"validate", "../../profiles/testdata/bad-unknown-key.yaml"},
 			wantErr: "bad-unknown-key.yaml:5:3: network.vlan: unknown field", wantCode: 1},
 		{name: "validate with warnings", args: []string{"validate", "../../profiles/testdata/warn-two-nodes.yaml"},
-			stdout: "warn-two-nodes.yaml: ok (3 machines, 2 warnings)"},
+			stdout: "warn-two-nodes.yaml: ok (3 machines, 3 warnings)"},
 		{name: "validate missing file", args: []string{"validate", "no/such.yaml"}, wantErr: "no/such.yaml", wantCode: 1},
 		{name: "validate two profiles", args: []string{"validate", "a.yaml", "b.yaml"}, wantErr: "at most one PROFILE", wantCode: 2},
 		{name: "plan table", args: []string{"plan"}, stdout: "serial WD-KILN-CEPH1-A"},

@@ -29,7 +29,9 @@ import (
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/pxe"
+	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/httpd"
+	"github.com/kilnlab/kiln/pxe/state"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
 )
 
@@ -224,6 +226,7 @@ func booted(m plan.Machine) *regexp.Regexp {
 type Result struct {
 	Machine  string
 	Firmware string
+	Started  time.Time     // the first power-on
 	State    string        // installed-and-booted, refused, failed, ...
 	Install  time.Duration // VM start to KILN-INSTALL-OK
 	Booted   time.Duration // VM start to KILN-BOOTED in the role OS
@@ -259,6 +262,7 @@ func (l *Lab) InstallUp(ctx context.Context, m plan.Machine, cfg lab.VMConfig) (
 		return r.fail("gate status", err), nil
 	}
 	start := time.Now()
+	r.Started = start
 	cfg.FailOn = append(cfg.FailOn, refusals...)
 	vm, err := l.Net.NewVM(ctx, cfg)
 	if err == nil {
@@ -513,6 +517,42 @@ func (l *Lab) Health(machine string) (*httpd.HealthStatus, error) {
 		}
 	}
 	return nil, fmt.Errorf("gate status has no machine %s", machine)
+}
+
+// Phases is each machine's current first-boot phase as the gate reports
+// it: the one running, else one failed, else the last done. A machine
+// that has none since it was last installed is absent: until its install
+// begins, the gate keeps the phases of the one before.
+func (l *Lab) Phases() (map[string]httpd.PhaseStatus, error) {
+	st, err := l.status()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]httpd.PhaseStatus{}
+	for _, m := range st.Machines {
+		if m.State != state.Installed {
+			continue
+		}
+		if p, ok := currentPhase(m.Phases); ok {
+			out[m.Name] = p
+		}
+	}
+	return out, nil
+}
+
+// currentPhase is the phase of phases (in plan order) a machine is at.
+func currentPhase(phases []httpd.PhaseStatus) (httpd.PhaseStatus, bool) {
+	for _, want := range []string{api.PhaseRunning, api.PhaseFailed} {
+		if i := slices.IndexFunc(phases, func(p httpd.PhaseStatus) bool { return p.Status == want }); i >= 0 {
+			return phases[i], true
+		}
+	}
+	for _, p := range slices.Backward(phases) {
+		if p.Status == api.PhaseDone {
+			return p, true
+		}
+	}
+	return httpd.PhaseStatus{}, false
 }
 
 // status is the gate's status.json, read across the lab LAN.
