@@ -289,7 +289,11 @@ func TestConsulValidate(t *testing.T) {
 		{"../profiles/testdata/warn-consul-four.yaml", "ceph-4"},
 		{"one", "ceph-1"},
 	} {
-		t.Run(tc.profile+"/"+tc.machine, func(t *testing.T) {
+		name := "homelab"
+		if tc.profile != "" {
+			name = filepath.Base(tc.profile)
+		}
+		t.Run(name+"/"+tc.machine, func(t *testing.T) {
 			p := validateProfile(t, tc.profile)
 			m := machineNamed(t, p, tc.machine)
 			dir := t.TempDir()

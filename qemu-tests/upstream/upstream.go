@@ -56,6 +56,11 @@ func Binary(out, name, version string) string {
 // stripped) unless already there; src is kiln's source tree. Each takes a
 // few minutes and about 1.5 GB of memory the first time.
 func Build(ctx context.Context, src, out string, log io.Writer) error {
+	// go build runs in the module's directory: a relative -o would land there.
+	out, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
