@@ -15,9 +15,13 @@
 //	                     management token and Vault's storage token (Consul)
 //	consul-agent/HOST.json
 //	                     one agent token per Consul server (Consul)
+//	k3s.json             the k3s cluster's join token (k3s)
 //	ca.pem               the lab CA: certificate + ECDSA P-256 key (LabCA)
 //	tls/HOST.pem         one certificate + key per machine, signed by the
 //	                     lab CA, for mutual TLS and Consul/Vault (MachineCerts)
+//
+// Beside them, image/artifacts keeps the lab's record of its upstream
+// programs (artifacts.lock.json): not secret, but the lab's own.
 //
 // Each of these files is created whole or not at all, and never rewritten:
 // adding a machine adds its files, removing one leaves every file where it

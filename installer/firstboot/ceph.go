@@ -307,10 +307,18 @@ func (s *node) mons() ([]roles.CephMon, error) {
 	return c.Mons, nil
 }
 
-// systemctlStart enables a unit and starts it; both are no-ops when done.
+// systemctlStart enables a unit for every later boot and starts it now;
+// both are no-ops when done. When the unit fails, its last journal lines
+// go with the error, so that the gate's page says why.
 func (s *node) systemctlStart(unit string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		_, err := s.run(ctx, "systemctl", "enable", "--now", unit)
+		if err == nil {
+			return nil
+		}
+		if journal, jerr := s.run(ctx, "journalctl", "--unit", unit, "--lines", "12", "--no-pager", "--output", "cat"); jerr == nil && len(journal) > 0 {
+			return fmt.Errorf("%w\n%s's journal:\n%s", err, unit, strings.TrimSpace(string(journal)))
+		}
 		return err
 	}
 }

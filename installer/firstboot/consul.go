@@ -156,18 +156,10 @@ func (s *node) consulTasks() []Task {
 		return nil
 	}
 	return []Task{
-		{Name: "start", Run: s.systemctlEnableNow(roles.ConsulUnit)},
+		{Name: "start", Run: s.systemctlStart(roles.ConsulUnit)},
 		{Name: "leader", Run: s.waitConsulLeader},
 		{Name: "acl", Run: s.consulACL},
 		{Name: "member", Run: s.waitConsulMember},
-	}
-}
-
-// systemctlEnableNow enables unit for every later boot and starts it now.
-func (s *node) systemctlEnableNow(unit string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		_, err := s.run(ctx, "systemctl", "enable", "--now", unit)
-		return err
 	}
 }
 

@@ -26,7 +26,7 @@ func (s *node) k3sTasks() []Task {
 	}
 	return []Task{
 		{Name: "manifests", Run: s.k3sManifests},
-		{Name: "start", Run: s.systemctlEnableNow(k.Unit)},
+		{Name: "start", Run: s.systemctlStart(k.Unit)},
 		{Name: "ready", Run: s.waitK3sReady},
 	}
 }

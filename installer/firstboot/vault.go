@@ -35,7 +35,7 @@ func (s *node) vaultTasks() []Task {
 		return nil
 	}
 	return []Task{
-		{Name: "start", Run: s.systemctlEnableNow(roles.VaultUnit)},
+		{Name: "start", Run: s.systemctlStart(roles.VaultUnit)},
 		// At every boot: a Vault always starts sealed.
 		{Name: "unseal", Run: s.unsealVault, EveryBoot: true},
 	}

@@ -80,11 +80,35 @@ func Build(ctx context.Context, src, out string, log io.Writer) error {
 			os.Remove(tmp)
 			return fmt.Errorf("build %s %s: %w", p.name, p.version, err)
 		}
+		if err := checkVersion(ctx, tmp, p.version, log); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("built %s %s: %w", p.name, p.version, err)
+		}
 		if err := os.Rename(tmp, bin); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// checkVersion runs the program just built, so that one that dies before
+// main (as Vault 1.13 did in an init of a dependency, see vault/go.mod)
+// is never kept, and checks it says its version.
+func checkVersion(ctx context.Context, bin, version string, log io.Writer) error {
+	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s version: %w: %s", bin, err, firstLines(out, 5))
+	}
+	if !strings.Contains(string(out), "v"+version) {
+		return fmt.Errorf("%s version says %q, want v%s", bin, firstLines(out, 1), version)
+	}
+	fmt.Fprintf(log, "upstream: %s\n", firstLines(out, 1))
+	return nil
+}
+
+func firstLines(b []byte, n int) string {
+	lines := strings.SplitN(strings.TrimSpace(string(b)), "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
 
 // Needs says which upstream programs a lab runs.

@@ -2,6 +2,13 @@ module github.com/kilnlab/kiln/qemu-tests/upstream/vault
 
 go 1.26.8
 
+// Vault 1.13.2 links gosnowflake v1.6.3, whose init parses CA certificates
+// with a negative serial number, which Go has refused since 1.23: without
+// this setting the binary panics before main ("failed to parse CA
+// certificate"). It is a build setting of this module, not a patch:
+// HashiCorp's release builds used the Go of their day.
+godebug x509negativeserial=1
+
 require github.com/hashicorp/vault v1.13.2
 
 require (
