@@ -293,6 +293,38 @@ func Addr(address string) string {
 	return "https://" + net.JoinHostPort(address, strconv.Itoa(Port))
 }
 
+// LeaderWait bounds how long the self-test waits for an unsealed Vault to
+// know its cluster's active node: just unsealed, a Vault is neither
+// active nor a standby until it has tried Consul's lock, and answers
+// "active cluster node not found" meanwhile. It is short, as the machine
+// that asked waits for the answer (and asks again when it failed).
+const LeaderWait = 15 * time.Second
+
+// waitLeader waits until the Vault at addr is active or knows which node
+// is (sys/leader, which needs no token).
+func (k *Keeper) waitLeader(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, LeaderWait)
+	defer cancel()
+	for {
+		var l struct {
+			IsSelf        bool   `json:"is_self"`
+			LeaderAddress string `json:"leader_address"`
+		}
+		err := k.call(ctx, http.MethodGet, addr+"/v1/sys/leader", nil, &l)
+		if err == nil && (l.IsSelf || l.LeaderAddress != "") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("no active node")
+			}
+			return fmt.Errorf("no active Vault after %s: %w", LeaderWait, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // SelftestMount is the KV (version 1) secrets engine the gate's self-test
 // writes to: the lab's own, used by nothing else, so an operator may
 // disable it.
@@ -309,6 +341,9 @@ func (k *Keeper) Selftest(ctx context.Context, addr, name string) ([]string, err
 	keys, err := k.load()
 	if err != nil {
 		return nil, err
+	}
+	if err := k.waitLeader(ctx, addr); err != nil {
+		return nil, fmt.Errorf("vault self-test: %w", err)
 	}
 	c := authed{k, keys.RootToken}
 	mount := map[string]any{"type": "kv", "options": map[string]string{"version": "1"}, "description": "kiln's self-test: one secret per storage node"}

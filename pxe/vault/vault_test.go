@@ -28,6 +28,10 @@ type fakeVault struct {
 	sealed      map[string]bool // by node
 	inits       int
 	mounted     bool
+	// electing is how many more times sys/leader answers with no
+	// active node, as a Vault just unsealed does; meanwhile requests
+	// that need the active node fail as Vault's do.
+	electing int
 	kv          map[string]string // kiln-selftest/<key>: written_through
 }
 
@@ -64,12 +68,26 @@ func (f *fakeVault) node(name string) http.Handler {
 		}
 		json.NewEncoder(w).Encode(f.statusOf(name))
 	})
+	mux.HandleFunc("GET /v1/sys/leader", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		leader := "https://" + name + ":8200"
+		if f.electing > 0 {
+			f.electing--
+			leader = ""
+		}
+		json.NewEncoder(w).Encode(map[string]any{"ha_enabled": true, "is_self": false, "leader_address": leader})
+	})
 	authed := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if r.Header.Get("X-Vault-Token") != "hvs.root" || f.sealed[name] {
 				http.Error(w, `{"errors":["permission denied"]}`, http.StatusForbidden)
+				return
+			}
+			if f.electing > 0 {
+				http.Error(w, `{"errors":["local node not active but active cluster node not found"]}`, http.StatusInternalServerError)
 				return
 			}
 			h(w, r)
@@ -181,7 +199,9 @@ func TestUnsealInitialisesOnce(t *testing.T) {
 	}
 
 	// Each node writes its secret through its own Vault and reads every
-	// node's back.
+	// node's back; the first waits while the cluster has no active node
+	// yet, as just after the first unseal.
+	f.electing = 2
 	var read []string
 	for _, n := range []string{"ceph-1", "ceph-2", "ceph-3"} {
 		if read, err = k.Selftest(ctx, addrs[n], n); err != nil {

@@ -1,6 +1,7 @@
 package rehearse
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -85,7 +86,10 @@ func cephRow(h *httpd.HealthStatus) httpd.ServiceStatus {
 
 // Table writes the whole-lab table for people.
 func Table(w io.Writer, rows []Row) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	// Whole lines to w, in one write: tabwriter writes cell by cell.
+	var b bytes.Buffer
+	defer func() { w.Write(b.Bytes()) }()
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MACHINE\tSERVICE\tVERDICT\tPOWER-ON TO HEALTHY\tDETAIL")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Machine, r.Service, r.Verdict, secs(r.Healthy), clipLine(r.Detail, 140))
