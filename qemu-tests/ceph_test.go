@@ -118,6 +118,11 @@ func TestCephOneNode(t *testing.T) {
 	if !strings.Contains(","+st[3]+",", ",kiln-selftest-"+m.Name+",") {
 		t.Errorf("the node did not read back the object it wrote: %s", st[0])
 	}
+	// The gate initialised Vault, unsealed it and read back through it
+	// the secret it wrote.
+	if !regexp.MustCompile(`KILN-VAULT host=` + m.Name + ` unsealed selftest="wrote kiln-selftest/` + m.Name + `.*read back ` + m.Name).MatchString(string(serial)) {
+		t.Errorf("no KILN-VAULT line with the gate's self-test passed on %s's console", m.Name)
+	}
 	checkGateStatus(t, l, m.Name, "installed")
 	for _, ms := range gateStatus(t, l).Machines {
 		if ms.Name != m.Name {
