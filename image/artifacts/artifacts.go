@@ -74,6 +74,10 @@ var (
 	// ErrUnpinned: an import of a version the lock does not pin, without
 	// the caller naming that version.
 	ErrUnpinned = errors.New("version not pinned by the lock")
+	// ErrUnverified: an import of the pinned version when neither the
+	// lock nor the lab's record holds its sha256, without the caller
+	// naming that version: nothing could check the file.
+	ErrUnverified = errors.New("nothing to check it against")
 	// ErrMissing: Resolve found a file neither recorded for the lab nor in
 	// the cache.
 	ErrMissing = errors.New("not fetched or imported for this lab")

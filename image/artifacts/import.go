@@ -39,6 +39,13 @@ func (s *Store) Import(name, path, version, arch, role string) (Entry, error) {
 	if exp.sha != "" && f.sha != exp.sha {
 		return Entry{}, s.importMismatch(r, arch, role, path, f, exp)
 	}
+	if exp.sha == "" && version == "" {
+		// Taken silently, any program would be recorded as the pin.
+		return Entry{}, fmt.Errorf("import %s as %s: %w: neither the lock's pin nor %s holds its sha256; "+
+			"run `kiln artifacts fetch %s` once where the release is reachable (it verifies the upstream's checksum list and records the sha256), "+
+			"or pass --version %s to take this file unverified, recorded as imported",
+			path, what(r, arch, role), ErrUnverified, recordPath(s.LabDir), r.name, r.version)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return Entry{}, fmt.Errorf("artifacts: %w", err)

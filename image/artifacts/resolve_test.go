@@ -99,7 +99,7 @@ func TestResolvePrecedence(t *testing.T) {
 
 func TestResolveK3s(t *testing.T) {
 	f := newFixture(t)
-	if _, err := f.store.Import("k3s", writeFile(t, "k3s", f.k3s["amd64"][RoleBinary]), "", "", RoleBinary); err != nil {
+	if _, err := f.store.Import("k3s", writeFile(t, "k3s", f.k3s["amd64"][RoleBinary]), k3sVersion, "", RoleBinary); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.store.Resolve("k3s", "amd64", "")
