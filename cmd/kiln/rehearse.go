@@ -72,7 +72,7 @@ func parseRehearse(env *cli, args []string) (rehearseFlags, []string, error) {
 	fs.StringVar(&f.out, "output", "out/rehearse", "serial logs, bridge.pcap, gate log, state and "+rehearseLogFile)
 	fs.StringVar(&f.only, "machines", "", "comma-separated machines to rehearse (default: every amd64 server)")
 	fs.StringVar(&f.mode, "mode", "", "gate DHCP mode: proxy or full (default: the profile's)")
-	fs.DurationVar(&f.timeout, "timeout", 45*time.Minute, "deadline for each machine but the storage nodes, which wait for one another")
+	fs.DurationVar(&f.timeout, "timeout", 45*time.Minute, "deadline for each machine, and for the storage nodes together (they wait for one another)")
 	fs.StringVar(&f.accel, "accel", lab.AccelAuto, "accelerator of the amd64 VMs: auto (KVM if it boots firmware, else TCG), kvm or tcg; default $"+lab.AccelEnv+" when set")
 	fs.BoolVar(&f.verbose, "v", false, "the structured log on stderr, not in the --output folder's "+rehearseLogFile+" (the progress then as plain lines)")
 	if err := parseFlags(fs, args); err != nil {
@@ -248,7 +248,7 @@ type rehearsal struct {
 	pl      *plan.Plan
 	b       *board
 	log     *slog.Logger
-	timeout time.Duration // for each machine but the storage nodes
+	timeout time.Duration // for each machine, and for the storage nodes together
 }
 
 // all rehearses the storage nodes together, then the others one by one;
@@ -270,6 +270,11 @@ func (r *rehearsal) all(ctx context.Context, storage, others []plan.Machine) ([]
 // last is up (its monitor needs the others'), until every one's services
 // are healthy, then each is power-cycled to show it boots from its disk.
 func (r *rehearsal) storage(ctx context.Context, ms []plan.Machine) ([]rehearse.Result, []rehearse.Row, error) {
+	// One deadline for the group: without one, each console wait has
+	// lab.DefaultWaitTimeout, shorter than three storage nodes' first
+	// boots (Ceph, Consul, Vault) take under TCG.
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	results := make([]rehearse.Result, len(ms))
 	vms := make([]*lab.VM, len(ms))
 	var wg sync.WaitGroup
