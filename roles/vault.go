@@ -147,6 +147,10 @@ ConditionFileNotEmpty=%s
 Type=notify
 EnvironmentFile=%s
 ExecStart=%s server -config=%s
+# Vault says ready (sd_notify) only once its storage answers; on a loaded
+# machine (three TCG VMs on two cores: more than 90 s) systemd's default
+# start timeout killed it.
+TimeoutStartSec=10min
 ExecReload=/bin/kill --signal HUP $MAINPID
 KillSignal=SIGINT
 Restart=on-failure
