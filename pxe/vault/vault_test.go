@@ -32,7 +32,7 @@ type fakeVault struct {
 	// active node, as a Vault just unsealed does; meanwhile requests
 	// that need the active node fail as Vault's do.
 	electing int
-	kv          map[string]string // kiln-selftest/<key>: written_through
+	kv       map[string]string // kiln-selftest/<key>: written_through
 }
 
 func (f *fakeVault) node(name string) http.Handler {
