@@ -35,7 +35,7 @@ var firstRun = []string{
 	"ceph-volume lvm create --bluestore --data /dev/vda4",
 	"ceph-volume lvm list --format json",
 	"ceph-volume lvm create --bluestore --data /dev/vdb",
-	"ceph --connect-timeout 10 -s --format json",
+	"ceph --connect-timeout 30 -s --format json",
 	"ceph --connect-timeout 30 osd pool create kiln 8",
 	"ceph --connect-timeout 30 osd pool application enable kiln rados",
 	"rados -p kiln put kiln-selftest-ceph-1 /var/lib/kiln/ceph-selftest/kiln-selftest-ceph-1",
@@ -178,7 +178,7 @@ func TestCephRerunUnrecorded(t *testing.T) {
 		"systemctl is-active --quiet ceph-osd@0",
 		"ceph-volume lvm list --format json",
 		"systemctl is-active --quiet ceph-osd@1",
-		"ceph --connect-timeout 10 -s --format json",
+		"ceph --connect-timeout 30 -s --format json",
 	}
 	want = append(want, selftestRun("kiln-selftest-ceph-1")...)
 	if d := cmp.Diff(want, f.ran); d != "" {

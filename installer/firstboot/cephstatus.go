@@ -65,6 +65,12 @@ func ParseCephStatus(data []byte) (CephHealth, error) {
 	return h, nil
 }
 
+// CephStatusTimeout bounds one `ceph -s`. The ceph CLI is a Python
+// program: on a loaded machine (three emulated storage nodes starting
+// Consul and Vault on two cores) it took over 30 s just to answer, and a
+// slow answer is not a failed cluster.
+const CephStatusTimeout = 2 * time.Minute
+
 // CephStatus asks the cluster for its state as client.admin (the keyring
 // the ceph phase put in /etc/ceph). run runs a program and returns its
 // standard output (Storage.Command's form); nil runs it with os/exec.
@@ -75,9 +81,12 @@ func CephStatus(ctx context.Context, run func(ctx context.Context, name string, 
 			return exec.CommandContext(ctx, name, args...).Output()
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, CephStatusTimeout)
 	defer cancel()
-	out, err := run(ctx, "ceph", "--connect-timeout", "10", "-s", "--format", "json")
+	out, err := run(cctx, "ceph", "--connect-timeout", "30", "-s", "--format", "json")
+	if err != nil && ctx.Err() == nil && cctx.Err() != nil {
+		return CephHealth{}, fmt.Errorf("ceph -s: no answer in %s (are the monitors in quorum?): %w", CephStatusTimeout, err)
+	}
 	if err != nil {
 		return CephHealth{}, err
 	}

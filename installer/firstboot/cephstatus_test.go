@@ -65,7 +65,7 @@ func TestCephStatusCommand(t *testing.T) {
 	if err != nil || h.Status != "HEALTH_OK" {
 		t.Fatalf("CephStatus = %+v, %v", h, err)
 	}
-	if d := cmp.Diff([]string{"ceph", "--connect-timeout", "10", "-s", "--format", "json"}, ran); d != "" {
+	if d := cmp.Diff([]string{"ceph", "--connect-timeout", "30", "-s", "--format", "json"}, ran); d != "" {
 		t.Errorf("command (-want +got):\n%s", d)
 	}
 }

@@ -46,6 +46,7 @@ type fakeNode struct {
 	timeSynced bool            // timedatectl's answer
 	gateAhead  time.Duration   // how far the gate's clock is ahead (NTPOffset)
 	ntpErr     error           // the gate's NTP service does not answer
+	ntpRTT     time.Duration   // the round trip of each NTP measurement
 	steps      []time.Duration // the clock steps made
 	peersUp    bool            // the other monitors answer
 	enabled    map[string]bool // systemd units enabled, hence running after a boot
@@ -142,7 +143,9 @@ func newFakeNode(t *testing.T) (*fakeNode, *Env, *bytes.Buffer) {
 		},
 		Addrs: addrs("127.0.0.1/8", "192.168.1.11/24"), Hostname: host("ceph-1"),
 		Storage: &Storage{Root: f.root, Command: f.command, Poll: time.Millisecond,
-			NTPOffset:       func(context.Context, string) (time.Duration, error) { return f.gateAhead, f.ntpErr },
+			NTPOffset: func(context.Context, string) (time.Duration, time.Duration, error) {
+				return f.gateAhead, f.ntpRTT, f.ntpErr
+			},
 			StepClock:       func(d time.Duration) error { f.steps = append(f.steps, d); f.gateAhead -= d; return nil },
 			TimeSyncTimeout: 20 * time.Millisecond, QuorumTimeout: 50 * time.Millisecond, SettleTimeout: 20 * time.Millisecond,
 			SelftestTimeout: 5 * time.Second},

@@ -75,7 +75,7 @@ func TestHealth(t *testing.T) {
 				}
 			}
 			for _, c := range f.ran[ran:] {
-				if !strings.HasPrefix(c, "ceph --connect-timeout 10 -s") && !strings.HasPrefix(c, "rados -p kiln ls") && !strings.HasPrefix(c, "rados -p kiln get ") {
+				if !strings.HasPrefix(c, "ceph --connect-timeout 30 -s") && !strings.HasPrefix(c, "rados -p kiln ls") && !strings.HasPrefix(c, "rados -p kiln get ") {
 					t.Errorf("the health check ran %q: it must only read", c)
 				}
 			}

@@ -37,9 +37,10 @@ type Storage struct {
 	Poll time.Duration
 	// TimeSyncTimeout bounds the wait for the clock; 0 means 3 min.
 	TimeSyncTimeout time.Duration
-	// NTPOffset measures how far the gate's clock is ahead of this one;
-	// nil asks the gate's NTP service (pxe/ntp.Query).
-	NTPOffset func(ctx context.Context, gate string) (time.Duration, error)
+	// NTPOffset measures how far the gate's clock is ahead of this one,
+	// and the round trip of that measurement; nil asks the gate's NTP
+	// service (pxe/ntp.Query, the best of NTPSamples exchanges).
+	NTPOffset func(ctx context.Context, gate string) (offset, rtt time.Duration, err error)
 	// StepClock moves the clock by d; nil sets CLOCK_REALTIME.
 	StepClock func(d time.Duration) error
 	// QuorumTimeout bounds the wait for a monitor quorum, which needs a

@@ -84,26 +84,30 @@ func TestStepClock(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		ahead   time.Duration // the gate's clock ahead of the node's
+		rtt     time.Duration // each measurement's round trip
 		stuck   bool          // stepping does not move the clock
 		ntpErr  error
 		steps   []time.Duration
 		console string
 		err     string
 	}{
-		{"agrees", 4 * time.Millisecond, false, nil, nil, "", ""},
-		{"behind by an RTC's fraction of a second", 312 * time.Millisecond, false, nil, []time.Duration{312 * time.Millisecond},
+		{"agrees", 4 * time.Millisecond, 0, false, nil, nil, "", ""},
+		// 30 ms is above StepThreshold, but a 100 ms round trip cannot
+		// measure it better than ±50 ms: no step on noise.
+		{"within a slow measurement's precision", 30 * time.Millisecond, 100 * time.Millisecond, false, nil, nil, "", ""},
+		{"behind by an RTC's fraction of a second", 312 * time.Millisecond, 0, false, nil, []time.Duration{312 * time.Millisecond},
 			"kiln: time: the clock is +0.3120s off the gate's; stepping it\nkiln: time: the clock now agrees with the gate's (offset +0.0000s)\n", ""},
-		{"ahead", -2 * time.Second, false, nil, []time.Duration{-2 * time.Second},
+		{"ahead", -2 * time.Second, 0, false, nil, []time.Duration{-2 * time.Second},
 			"kiln: time: the clock is -2.0000s off the gate's; stepping it\nkiln: time: the clock now agrees with the gate's (offset +0.0000s)\n", ""},
-		{"no answer", 0, false, errors.New("ntp 192.168.1.10: i/o timeout"), nil,
+		{"no answer", 0, 0, false, errors.New("ntp 192.168.1.10: i/o timeout"), nil,
 			"kiln: time: cannot measure the clock against the gate (192.168.1.10): ntp 192.168.1.10: i/o timeout; going on\n", ""},
-		{"will not move", time.Second, true, nil, []time.Duration{time.Second, time.Second, time.Second},
+		{"will not move", time.Second, 2 * time.Millisecond, true, nil, []time.Duration{time.Second, time.Second, time.Second},
 			strings.Repeat("kiln: time: the clock is +1.0000s off the gate's; stepping it\n", 3),
-			"the clock is still +1.0000s off the gate's (192.168.1.10) after stepping it 3 times"},
+			"the clock is still +1.0000s off the gate's (192.168.1.10, round trip 2ms) after stepping it 3 times"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, env, console := newFakeNode(t)
-			f.gateAhead, f.ntpErr = tc.ahead, tc.ntpErr
+			f.gateAhead, f.ntpRTT, f.ntpErr = tc.ahead, tc.rtt, tc.ntpErr
 			if tc.stuck {
 				env.Storage.StepClock = func(d time.Duration) error { f.steps = append(f.steps, d); return nil }
 			}

@@ -56,7 +56,7 @@ After=network-online.target
 [Service]
 Type=oneshot
 ExecStart=` + BinaryPath + ` health
-TimeoutStartSec=3min
+TimeoutStartSec=15min
 StandardOutput=journal+console
 StandardError=journal
 `
