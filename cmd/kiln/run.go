@@ -105,7 +105,7 @@ func printUsage(w io.Writer, prog string, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, cmds[n].usage, cmds[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for a command's flags.\n", prog)
+	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for a command's flags; they may come before or after its\narguments, and -- ends them.\n", prog)
 }
 
 // newFlags returns a FlagSet that reports errors instead of exiting and
@@ -129,15 +129,32 @@ func hasFlags(fs *flag.FlagSet) bool {
 	return n > 0
 }
 
-// parseFlags parses args; a usage error carries the flag package's message.
+// parseFlags parses args, flags before or after the positional arguments
+// (`kiln build PROFILE -o DIR`, as most CLIs allow); "--" ends the flags.
+// fs.Args() is then the positional arguments, in order. A usage error
+// carries the flag package's message.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err.Error()}
 		}
-		return usageError{err.Error()}
+		rest := fs.Args()
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...) // everything after "--" is positional
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	return nil
+	// Parse stops at "--" without touching the flags already set: this
+	// leaves fs.Args() holding the positional arguments.
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 // flagSet reports whether the flag name was given on the command line.

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/pxe/ntp"
@@ -33,6 +37,10 @@ func TestRun(t *testing.T) {
 		{name: "validate missing file", args: []string{"validate", "no/such.yaml"}, wantErr: "no/such.yaml", wantCode: 1},
 		{name: "validate two profiles", args: []string{"validate", "a.yaml", "b.yaml"}, wantErr: "at most one PROFILE", wantCode: 2},
 		{name: "plan table", args: []string{"plan"}, stdout: "serial WD-KILN-CEPH1-A"},
+		{name: "flags after the profile", args: []string{"plan", "../../profiles/homelab.yaml", "--json"}, stdout: `"lab": "homelab"`},
+		{name: "flags after the profile, bad one", args: []string{"validate", "../../profiles/homelab.yaml", "--jsn"}, wantErr: "flag provided but not defined", wantCode: 2},
+		{name: "-- ends the flags", args: []string{"validate", "--", "--json"}, wantErr: "--json", wantCode: 1},
+		{name: "positional after flags after positional", args: []string{"gate", "reinstall", "ceph-9", "--state", t.TempDir()}, wantErr: `"ceph-9": no such machine`, wantCode: 2},
 		{name: "bad flag", args: []string{"plan", "--jsn"}, wantErr: "flag provided but not defined", wantCode: 2},
 		{name: "gate serve without bundle", args: []string{"gate", "serve"}, wantErr: "needs --bundle and --listen", wantCode: 2},
 		{name: "gate machines", args: []string{"gate", "machines", "--state", t.TempDir()}, stdout: "FIRST BOOT  SERVICES"},
@@ -107,3 +115,44 @@ func TestServeNTP(t *testing.T) {
 		t.Errorf("reply: stratum %d, offset %s; want stratum %d and this host's time", r.Stratum, r.Offset, ntp.LocalStratum)
 	}
 }
+
+// TestParseFlags: flags before, between and after positional arguments;
+// "--" ends them; a repeatable flag is counted once per use.
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		out   string
+		json  bool
+		bases []string
+		pos   []string
+	}{
+		{args: []string{"-o", "d", "p.yaml"}, out: "d", pos: []string{"p.yaml"}},
+		{args: []string{"p.yaml", "-o", "d"}, out: "d", pos: []string{"p.yaml"}},
+		{args: []string{"p.yaml", "--json", "q.yaml"}, json: true, pos: []string{"p.yaml", "q.yaml"}},
+		{args: []string{"a", "--base", "x=1", "b", "--base=y=2"}, bases: []string{"x=1", "y=2"}, pos: []string{"a", "b"}},
+		{args: []string{"a", "--", "-o", "b"}, pos: []string{"a", "-o", "b"}},
+		{args: []string{"-", "--json"}, json: true, pos: []string{"-"}},
+		{args: nil},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		out := fs.String("o", "", "")
+		js := fs.Bool("json", false, "")
+		var bases listFlag // appends: parsing twice would show
+		fs.Var(&bases, "base", "")
+		if err := parseFlags(fs, tc.args); err != nil {
+			t.Errorf("parseFlags(%q): %v", tc.args, err)
+			continue
+		}
+		got := []any{*out, *js, []string(bases), fs.Args()}
+		want := []any{tc.out, tc.json, tc.bases, tc.pos}
+		if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
+			t.Errorf("parseFlags(%q) (-want +got):\n%s", tc.args, d)
+		}
+	}
+}
+
+// listFlag collects each use of a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }

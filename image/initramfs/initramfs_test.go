@@ -43,7 +43,54 @@ func fakeModules(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(rel, "modules.dep"), []byte(dep), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	builtin := "kernel/net/packet/af_packet.ko\nkernel/drivers/mmc/core/mmc_block.ko\n"
+	if err := os.WriteFile(filepath.Join(rel, "modules.builtin"), []byte(builtin), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return dir
+}
+
+// A module the kernel has built in is said at debug level only (nothing
+// is wrong); one in neither list at info, naming it; a want list of
+// built-in modules only stages none (not every module).
+func TestStageModulesBuiltin(t *testing.T) {
+	for _, tc := range []struct {
+		want []string
+		logs string // the log's lines, level and message, at debug level
+		dep  string
+	}{
+		{[]string{"af_packet", "squashfs"},
+			"level=DEBUG msg=\"module built into the kernel: nothing to stage\" module=af_packet\n",
+			"kernel/fs/squashfs/squashfs.ko:\n"},
+		{[]string{"mmc-block", "af_packet"},
+			"level=DEBUG msg=\"module built into the kernel: nothing to stage\" module=mmc-block\n" +
+				"level=DEBUG msg=\"module built into the kernel: nothing to stage\" module=af_packet\n", ""},
+		{[]string{"no_such"},
+			"level=INFO msg=\"modules not in this kernel (neither loadable nor built in), skipped\" err=\"no_such: module not in modules.dep\"\n", ""},
+	} {
+		var logs bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			}}))
+		dst := t.TempDir()
+		if err := StageModules(fakeModules(t), dst, tc.want, log); err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(tc.logs, logs.String()); d != "" {
+			t.Errorf("%q: logs (-want +got):\n%s", tc.want, d)
+		}
+		got, err := os.ReadFile(filepath.Join(dst, "6.1.0-99-amd64", "modules.dep"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(tc.dep, string(got)); d != "" {
+			t.Errorf("%q: modules.dep (-want +got):\n%s", tc.want, d)
+		}
+	}
 }
 
 func TestStageModules(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kilnlab/kiln/image/initramfs/moddep"
 )
@@ -52,13 +53,20 @@ func StageModules(modulesDir, dst string, want []string, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	mods, err := moddep.Order(all, want)
+	loadable := want
+	if want != nil {
+		loadable = notBuiltin(srcRel, want, log)
+	}
+	mods, err := moddep.Order(all, loadable)
 	if err != nil {
-		// Built-in or absent on this arch: the kernel has it or the
-		// machine does not need it.
-		log.Info("modules not in modules.dep, skipped", "err", err)
+		// In neither list: this arch's kernel lacks it, and so do the
+		// machines that boot it (a driver for hardware it cannot have).
+		log.Info("modules not in this kernel (neither loadable nor built in), skipped", "err", err)
 	}
 	dstRel := filepath.Join(dst, rel)
+	if err := os.MkdirAll(dstRel, 0o755); err != nil { // also with no module to stage
+		return err
+	}
 	for _, m := range mods {
 		if err := copyFile(filepath.Join(srcRel, m.Path), filepath.Join(dstRel, m.Path)); err != nil {
 			return err
@@ -72,6 +80,30 @@ func StageModules(modulesDir, dst string, want []string, log *slog.Logger) error
 		return err
 	}
 	return stageOptions(dstRel, mods)
+}
+
+// notBuiltin is want without the modules the kernel has built in (its
+// modules.builtin; Debian's arm64 kernel builds in some that amd64's
+// loads), which need no staging: nothing is wrong, so it says so at
+// debug level only.
+func notBuiltin(srcRel string, want []string, log *slog.Logger) []string {
+	b, err := os.ReadFile(filepath.Join(srcRel, "modules.builtin"))
+	if err != nil {
+		return want
+	}
+	builtin := map[string]bool{}
+	for _, l := range strings.Fields(string(b)) {
+		builtin[moddep.Name(l)] = true
+	}
+	out := make([]string, 0, len(want)) // not nil: Order takes nil as all
+	for _, w := range want {
+		if builtin[strings.ReplaceAll(w, "-", "_")] {
+			log.Debug("module built into the kernel: nothing to stage", "module", w)
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // stageOptions writes the ModuleParams of mods, if any, next to their
