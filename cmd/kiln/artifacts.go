@@ -27,7 +27,6 @@ func runArtifacts(ctx context.Context, env *cli, args []string) error {
 // artifactFlags are the flags every artifacts command shares.
 type artifactFlags struct {
 	labDir, cacheDir, lockPath, profile string
-	verbose                             bool
 }
 
 // register adds the shared flags; withProfile adds --profile, for the
@@ -36,7 +35,6 @@ func (a *artifactFlags) register(fs *flag.FlagSet, withProfile bool) {
 	fs.StringVar(&a.labDir, "lab-dir", "", "the lab's state directory, holding its record artifacts.lock.json (default: the profile's lab's, $XDG_STATE_HOME/kiln/LAB or ~/.local/state/kiln/LAB, where its secrets are)")
 	fs.StringVar(&a.cacheDir, "cache", "", "download cache (default $XDG_CACHE_HOME/kiln or ~/.cache/kiln)")
 	fs.StringVar(&a.lockPath, "lock", "", "lockfile (default: the one built into kiln)")
-	fs.BoolVar(&a.verbose, "v", false, "log debug detail")
 	if withProfile {
 		fs.StringVar(&a.profile, "profile", "", "lab profile whose lab's state directory is the default --lab-dir (default: the embedded reference lab)")
 	}
@@ -61,11 +59,11 @@ func (a *artifactFlags) store(env *cli, profileArgs []string) (*artifacts.Store,
 	if err != nil {
 		return nil, err
 	}
-	c, err := openCache(env, a.cacheDir, a.verbose)
+	c, err := openCache(env, a.cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	return &artifacts.Store{Pins: lk.Artifacts, Cache: c, LabDir: a.labDir, Progress: env.stderr, Log: c.Log}, nil
+	return &artifacts.Store{Pins: lk.Artifacts, Cache: c, LabDir: a.labDir, Progress: env.stdout, Log: c.Log}, nil
 }
 
 func runArtifactsList(ctx context.Context, env *cli, args []string) error {

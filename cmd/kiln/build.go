@@ -27,7 +27,6 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 	src := fs.String("src", "", "kiln source tree (default: found from the current directory)")
 	secretsDir := fs.String("secrets", "", "the lab's secrets directory, 0700 (default $XDG_STATE_HOME/kiln/LAB or ~/.local/state/kiln/LAB); the gate image carries the gate's share")
 	only := fs.String("machines", "", "comma-separated machine names to build images for (default: all)")
-	verbose := fs.Bool("v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -35,12 +34,12 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	printWarnings(env.stderr, p)
+	printWarnings(env, p)
 	lk, err := loadLock(*lockPath)
 	if err != nil {
 		return err
 	}
-	c, err := openCache(env, *cacheDir, *verbose)
+	c, err := openCache(env, *cacheDir)
 	if err != nil {
 		return err
 	}
@@ -69,7 +68,7 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 	err = build.Build(ctx, build.Options{
 		Profile: p, Plan: pl, Lock: lk, Cache: c, Out: *out, Machines: machines,
 		ProfileYAML: yml, BuildTime: stamp, SecretsDir: *secretsDir,
-		SourceDir: srcDir, Progress: env.stderr, Log: c.Log,
+		SourceDir: srcDir, Progress: env.stdout, Log: c.Log,
 	})
 	if err != nil {
 		return err

@@ -44,7 +44,7 @@ written, so the gate keeps its machine states and leases; kiln flash says
 so. --wipe-perm writes the image's empty /perm too.
 
 The write goes in 4 MiB blocks (O_SYNC; all-zero blocks are written too, as
-a card holds old data), with progress on stderr (bytes, percent, MiB/s, ETA:
+a card holds old data), with progress on stdout (bytes, percent, MiB/s, ETA:
 one line redrawn on a terminal, else a line per 10%). Then fsync, BLKFLSBUF
 (drop the device's cached blocks), and everything written is read back and
 its sha256 compared with the image's; a difference is an error naming the
@@ -64,7 +64,7 @@ func runFlash(ctx context.Context, env *cli, args []string) error {
 	}
 	res, err := flash.Flash(ctx, flash.Options{
 		Image: fs.Arg(0), Device: fs.Arg(1), Force: *force, WipePerm: *wipe,
-		Out: env.stderr, Terminal: isTerminal(env.stderr),
+		Out: env.stdout, Terminal: isTerminal(env.stdout),
 	})
 	if err != nil {
 		return err

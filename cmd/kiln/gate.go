@@ -77,7 +77,7 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	uefi := fs.String("uefi-boot-file", "snponly.efi", "TFTP file for UEFI x64 PXE: snponly.efi (drives the NIC through the firmware, and hands it back cleanly when iPXE exits to the disk) or ipxe.efi (its own drivers)")
 	gateSecrets := fs.String("gate-secrets", "", "the gate's share of the lab's secrets: machines' secret configs, the gate's TLS identity (default: kiln build's DIR/"+build.OutGateSecrets+" beside the bundle)")
 	serveTime := fs.Bool("ntp", false, "also serve NTP (UDP 123) on the gate's address from this host's clock, as the gate appliance does (a local clock at stratum 10); off by default: a host usually runs its own NTP daemon there")
-	verbose := fs.Bool("v", false, "log debug detail (every packet)")
+	fs.Lookup("v").Usage = "log debug detail (every packet)"
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func runGateServe(ctx context.Context, env *cli, args []string) error {
 	cfg := pxe.Config{
 		Interface: *iface, Plan: pl, BundleDir: dir, StateDir: g.state, SecretsDir: *gateSecrets,
 		HTTPPort: *port, Mode: *mode, UEFIBootFile: *uefi,
-		Logger: newLogger(env, *verbose),
+		Logger: env.logger(),
 	}
 	if *addr != "" {
 		a, err := netip.ParseAddr(*addr)
@@ -170,14 +170,6 @@ func checkBundlePlan(dir string, pl *plan.Plan) error {
 		return fmt.Errorf("bundle %s was built from another profile or kiln version than lab %q: rebuild it with kiln build", dir, pl.Lab)
 	}
 	return nil
-}
-
-func newLogger(env *cli, verbose bool) *slog.Logger {
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 }
 
 func runGateMachines(ctx context.Context, env *cli, args []string) error {

@@ -33,7 +33,7 @@ func runGateRun(ctx context.Context, env *cli, args []string) error {
 			"and the network: it refuses to run where PID 1 did not start it, unless --force.")
 	root := fs.String("root", "/", "the gate's root directory: every path is below it (debugging; the clock, network and mounts are still the running kernel's)")
 	force := fs.Bool("force", false, "run although not started by PID 1 (not the gate's init)")
-	verbose := fs.Bool("v", false, "log everything on stderr (default: warnings; /perm/logs/gate.log gets info)")
+	fs.Lookup("v").Usage = "log everything on stderr (default: warnings; /perm/logs/gate.log gets info)"
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,13 +43,9 @@ func runGateRun(ctx context.Context, env *cli, args []string) error {
 	if !*force && os.Getpid() != 1 && os.Getppid() != 1 {
 		return usagef("gate run is the gate's init (started by PID 1); use --force to run it here anyway")
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelDebug
-	}
 	a, err := appliance.New(appliance.Config{
 		Root:      *root,
-		Log:       slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level})),
+		Log:       env.loggerTo(env.stderr, slog.LevelWarn),
 		Stdout:    env.stdout,
 		Time:      &gateTime{clock: ntp.NewClock(nil)},
 		WireGuard: gateWireGuard,

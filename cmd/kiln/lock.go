@@ -13,14 +13,13 @@ func runLock(ctx context.Context, env *cli, args []string) error {
 		"Re-pin every Debian input (kernels, boot loaders, each role's root filesystem\nclosure) from the signed archive index, and rewrite the lockfile. Needs the\nnetwork; builds afterwards use exactly these files.")
 	path := fs.String("lock", lock.DefaultPath, "lockfile to rewrite (run from the kiln source tree)")
 	cacheDir := fs.String("cache", "", "download cache (default $XDG_CACHE_HOME/kiln or ~/.cache/kiln)")
-	verbose := fs.Bool("v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return usagef("lock takes no arguments")
 	}
-	c, err := openCache(env, *cacheDir, *verbose)
+	c, err := openCache(env, *cacheDir)
 	if err != nil {
 		return err
 	}
@@ -44,7 +43,7 @@ func rolePackages() map[string][]string {
 
 // openCache opens the download cache; progress goes to stderr, apart from
 // the log.
-func openCache(env *cli, dir string, verbose bool) (*cache.Cache, error) {
+func openCache(env *cli, dir string) (*cache.Cache, error) {
 	if dir == "" {
 		d, err := cache.DefaultDir()
 		if err != nil {
@@ -52,5 +51,5 @@ func openCache(env *cli, dir string, verbose bool) (*cache.Cache, error) {
 		}
 		dir = d
 	}
-	return &cache.Cache{Dir: dir, Progress: env.stderr, Log: newLogger(env, verbose)}, nil
+	return &cache.Cache{Dir: dir, Progress: env.stdout, Log: env.logger()}, nil
 }

@@ -26,7 +26,7 @@ func runPlan(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	printWarnings(env.stderr, p)
+	printWarnings(env, p)
 	if *asJSON {
 		return plan.WriteJSON(env.stdout, pl)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
@@ -32,12 +31,4 @@ func loadPlan(args []string) (*profiles.Profile, *plan.Plan, error) {
 		return nil, nil, fmt.Errorf("plan %s: %w", p.Source, err)
 	}
 	return p, pl, nil
-}
-
-// printWarnings prints what validation found questionable but valid, one
-// located line each, as compilers print warnings.
-func printWarnings(w io.Writer, p *profiles.Profile) {
-	for _, pr := range p.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", pr)
-	}
 }

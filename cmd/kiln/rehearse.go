@@ -59,7 +59,6 @@ const rehearseLogFile = "rehearse.log"
 type rehearseFlags struct {
 	bundle, gate, out, only, mode, accel string
 	timeout                              time.Duration
-	verbose                              bool
 }
 
 // parseRehearse parses kiln rehearse's command line; it returns the
@@ -74,7 +73,7 @@ func parseRehearse(env *cli, args []string) (rehearseFlags, []string, error) {
 	fs.StringVar(&f.mode, "mode", "", "gate DHCP mode: proxy or full (default: the profile's)")
 	fs.DurationVar(&f.timeout, "timeout", 45*time.Minute, "deadline for each machine, and for the storage nodes together (they wait for one another)")
 	fs.StringVar(&f.accel, "accel", lab.AccelAuto, "accelerator of the amd64 VMs: auto (KVM if it boots firmware, else TCG), kvm or tcg; default $"+lab.AccelEnv+" when set")
-	fs.BoolVar(&f.verbose, "v", false, "the structured log on stderr, not in the --output folder's "+rehearseLogFile+" (the progress then as plain lines)")
+	fs.Lookup("v").Usage = "the structured log on stderr, not in the --output folder's " + rehearseLogFile + ", with debug detail (the progress then as plain lines)"
 	if err := parseFlags(fs, args); err != nil {
 		return f, nil, err
 	}
@@ -112,11 +111,11 @@ func runRehearse(ctx context.Context, env *cli, args []string) error {
 		return err
 	}
 	storage, others := byStart(machines)
-	scr := screenOf(env.stderr)
+	scr := screenOf(env.stdout)
 	// With -v the log's lines come between the board's: no redraw.
-	scr.tty = scr.tty && !f.verbose
+	scr.tty = scr.tty && !env.verbose
 	b := newBoard(scr, time.Now, machineNames(append(slices.Clone(storage), others...)))
-	log, closeLog, err := rehearseLog(env, b, f.verbose, opts.Out)
+	log, closeLog, err := rehearseLog(env, b, opts.Out)
 	if err != nil {
 		return err
 	}
@@ -191,9 +190,9 @@ func rehearseOptions(f rehearseFlags, rest []string, pl *plan.Plan) (rehearse.Op
 
 // rehearseLog is the structured log: on stderr with -v, else in the
 // output folder's rehearse.log, which the board notes.
-func rehearseLog(env *cli, b *board, verbose bool, out string) (*slog.Logger, func() error, error) {
-	if verbose {
-		return newLogger(env, false), func() error { return nil }, nil
+func rehearseLog(env *cli, b *board, out string) (*slog.Logger, func() error, error) {
+	if env.verbose {
+		return env.logger(), func() error { return nil }, nil
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, nil, err
@@ -204,7 +203,7 @@ func rehearseLog(env *cli, b *board, verbose bool, out string) (*slog.Logger, fu
 		return nil, nil, err
 	}
 	b.note("log: %s (-v: on stderr)", path)
-	return slog.New(slog.NewTextHandler(f, nil)), f.Close, nil
+	return env.loggerTo(f, slog.LevelInfo), f.Close, nil
 }
 
 // byStart splits machines into the storage nodes, which come up

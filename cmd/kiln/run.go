@@ -22,6 +22,8 @@ type command struct {
 // package-level state.
 type cli struct {
 	stdout, stderr io.Writer
+	verbose        bool   // -v
+	logFormat      string // --log-format: logText or logJSON
 }
 
 // usageError marks errors of the command line itself: exit code 2, and the
@@ -56,23 +58,43 @@ func commands() map[string]command {
 	}
 }
 
+// run runs the kiln command line args; an error it returns it has
+// already said on stderr (main only exits with its code).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	env := &cli{stdout: stdout, stderr: stderr}
+	env := &cli{stdout: stdout, stderr: stderr, logFormat: logText}
+	err := runCommand(ctx, env, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		reportError(env, err)
+	}
+	return err
+}
+
+func runCommand(ctx context.Context, env *cli, args []string) error {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(stdout, "kiln", cmds)
+	global := flag.NewFlagSet("kiln", flag.ContinueOnError)
+	global.SetOutput(env.stderr)
+	global.Usage = func() { printUsage(env.stdout, "kiln", cmds) }
+	addLogFlags(env, global)
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	args = global.Args()
+	if len(args) == 0 || args[0] == "help" {
+		printUsage(env.stdout, "kiln", cmds)
 		return nil
 	}
 	c, ok := cmds[args[0]]
 	if !ok {
-		printUsage(stderr, "kiln", cmds)
+		printUsage(env.stderr, "kiln", cmds)
 		return usagef("unknown command %q", args[0])
 	}
-	err := c.run(ctx, env, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	return err
+	return c.run(ctx, env, args[1:])
 }
 
 // dispatch runs the subcommand args[0] of a command with subcommands of
@@ -105,7 +127,7 @@ func printUsage(w io.Writer, prog string, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, cmds[n].usage, cmds[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for a command's flags; they may come before or after its\narguments, and -- ends them.\n", prog)
+	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for a command's flags; they may come before or after its\narguments, and -- ends them. Every command also takes -v (log debug detail)\nand --log-format text|json (the structured log on stderr; progress and\nresults go to stdout).\n", prog)
 }
 
 // newFlags returns a FlagSet that reports errors instead of exiting and
@@ -113,6 +135,7 @@ func printUsage(w io.Writer, prog string, cmds map[string]command) {
 func newFlags(env *cli, usage, summary string) *flag.FlagSet {
 	fs := flag.NewFlagSet(strings.Fields(usage)[0], flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
+	addLogFlags(env, fs)
 	fs.Usage = func() {
 		fmt.Fprintf(env.stderr, "usage: kiln %s\n\n%s\n", usage, summary)
 		if hasFlags(fs) {

@@ -156,3 +156,50 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// TestLogFormat: with --log-format json (before or after the command)
+// everything on stderr is a JSON record, warnings with their place and
+// the error that ends the run included; stdout keeps the results.
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		err    bool
+		levels []string // of the records on stderr, in order
+	}{
+		{"warnings, global flag", []string{"--log-format", "json", "plan", "--json", "../../profiles/testdata/warn-one-node.yaml"}, false, []string{"WARN", "WARN"}},
+		{"an error, the command's flag", []string{"validate", "../../profiles/testdata/bad-unknown-key.yaml", "--log-format=json"}, true, []string{"ERROR"}},
+		{"usage error", []string{"--log-format", "json", "validate", "a.yaml", "b.yaml"}, true, []string{"ERROR"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tc.args, &stdout, &stderr)
+			if (err != nil) != tc.err {
+				t.Fatalf("run(%q) = %v", tc.args, err)
+			}
+			var levels []string
+			for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				var rec struct {
+					Level, Msg string
+					File       string
+					Line       int
+				}
+				if err := json.Unmarshal([]byte(l), &rec); err != nil {
+					t.Fatalf("stderr line %q is not a JSON record: %v", l, err)
+				}
+				if rec.Level == "WARN" && (rec.File == "" || rec.Line == 0) {
+					t.Errorf("warning %q has no place", l)
+				}
+				levels = append(levels, rec.Level)
+			}
+			if d := cmp.Diff(tc.levels, levels); d != "" {
+				t.Errorf("levels (-want +got):\n%s", d)
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"validate", "--log-format", "xml"}, &bytes.Buffer{}, &stderr)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(stderr.String(), `want text or json, got "xml"`) {
+		t.Errorf("--log-format xml: %v, stderr %q", err, stderr.String())
+	}
+}

@@ -14,7 +14,7 @@ func runValidate(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	printWarnings(env.stderr, p)
+	printWarnings(env, p)
 	warned := ""
 	switch n := len(p.Warnings); n {
 	case 0:

@@ -64,7 +64,7 @@ func (v *vaultFlags) keeper(env *cli) (*vault.Keeper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--gate-secrets: %w", err)
 	}
-	return &vault.Keeper{Dir: filepath.Join(v.state, "vault"), HTTP: vault.NewClient(pool), Log: newLogger(env, false)}, nil
+	return &vault.Keeper{Dir: filepath.Join(v.state, "vault"), HTTP: vault.NewClient(pool), Log: env.logger()}, nil
 }
 
 // vaultNodes are the lab's Vaults: name and API address.
