@@ -8,10 +8,10 @@ package profiles
 type Profile struct {
 	// Name identifies the lab; it seeds every derived identifier (GPT GUIDs,
 	// filesystem UUIDs), so renaming a lab changes them all.
-	Name     string    `yaml:"name"`
+	Name     string    `yaml:"name" jsonschema:"required"`
 	Debian   Debian    `yaml:"debian"`
-	Network  Network   `yaml:"network"`
-	Machines []Machine `yaml:"machines"`
+	Network  Network   `yaml:"network" jsonschema:"required"`
+	Machines []Machine `yaml:"machines" jsonschema:"required"`
 	// Services are what the lab runs beyond Ceph (Consul, Vault, k3s);
 	// nil for none. See services.go.
 	Services *Services `yaml:"services" json:",omitempty"`
@@ -37,8 +37,8 @@ type Debian struct {
 // Network is the lab's LAN, the one L2 segment every machine netboots on,
 // and optionally a second, non-routed cluster network.
 type Network struct {
-	CIDR    string   `yaml:"cidr"`    // e.g. 192.168.1.0/24
-	Gateway string   `yaml:"gateway"` // the ISP box / router
+	CIDR    string   `yaml:"cidr" jsonschema:"required"`    // e.g. 192.168.1.0/24
+	Gateway string   `yaml:"gateway" jsonschema:"required"` // the ISP box / router
 	DNS     []string `yaml:"dns"`
 	NTP     []string `yaml:"ntp"`
 	DHCP    DHCP     `yaml:"dhcp"`
@@ -54,7 +54,7 @@ type Network struct {
 // it: an OSD host missing from Ceph's cluster_network cannot replicate, and
 // Ceph only finds that out under load.
 type Cluster struct {
-	CIDR string `yaml:"cidr"` // e.g. 10.10.0.0/24
+	CIDR string `yaml:"cidr" jsonschema:"required"` // e.g. 10.10.0.0/24
 }
 
 // DHCP modes of the gate's netboot service.
@@ -65,8 +65,8 @@ const (
 
 // DHCP configures how the gate answers DHCP.
 type DHCP struct {
-	Mode  string `yaml:"mode"`  // DHCPProxy (default) or DHCPFull
-	Range string `yaml:"range"` // "first-last" pool for DHCPFull
+	Mode  string `yaml:"mode"`  // proxy (the default: beside the ISP box's DHCP) or full
+	Range string `yaml:"range"` // mode full's pool, "first-last", e.g. 192.168.1.100-192.168.1.199
 }
 
 // Roles a machine can have; see package roles for what each one runs.
@@ -87,14 +87,14 @@ const (
 
 // Machine is one physical machine of the lab.
 type Machine struct {
-	Name     string `yaml:"name"`
-	Role     string `yaml:"role"`
-	Hardware string `yaml:"hardware"` // free text, for people
-	Board    string `yaml:"board"`
-	Arch     string `yaml:"arch"`     // amd64 or arm64
-	Firmware string `yaml:"firmware"` // bios or uefi (board pc)
-	MAC      string `yaml:"mac"`      // the NIC that netboots, aa:bb:cc:dd:ee:ff
-	Address  string `yaml:"address"`  // static IPv4 inside Network.CIDR
+	Name     string `yaml:"name" jsonschema:"required"`    // its host name (RFC 1123 label)
+	Role     string `yaml:"role" jsonschema:"required"`    // what it runs: storage, compute or gate
+	Hardware string `yaml:"hardware"`                      // free text, for people
+	Board    string `yaml:"board" jsonschema:"required"`   // pc (amd64 server) or rpi4 (the gate)
+	Arch     string `yaml:"arch" jsonschema:"required"`    // amd64 or arm64
+	Firmware string `yaml:"firmware"`                      // bios or uefi (board pc)
+	MAC      string `yaml:"mac" jsonschema:"required"`     // the NIC that netboots, aa:bb:cc:dd:ee:ff
+	Address  string `yaml:"address" jsonschema:"required"` // static IPv4 inside network.cidr
 	// Memory is the machine's RAM (e.g. 16GiB), zero when not given. A
 	// storage node's OSDs are sized by it (osd_memory_target, see
 	// OSDMemoryTarget); without it they keep Ceph's default.
@@ -176,32 +176,32 @@ const (
 type NIC struct {
 	// Name labels the NIC for members and links; bondN and vlanN are
 	// kept for bonds and VLANs.
-	Name string `yaml:"name"`
-	MAC  string `yaml:"mac"`
-	MTU  int    `yaml:"mtu"` // 0: DefaultMTU
+	Name string `yaml:"name" jsonschema:"required"`
+	MAC  string `yaml:"mac" jsonschema:"required"`
+	MTU  int    `yaml:"mtu"` // 1280 to 9216; 0 or none: Ethernet's 1500
 }
 
 // Bond aggregates NICs into one link.
 type Bond struct {
-	Name string `yaml:"name"` // bond0, bond1, ...
-	Mode string `yaml:"mode"` // Bond8023ad or BondActiveBackup
+	Name string `yaml:"name" jsonschema:"required"` // bond0, bond1, ...
+	Mode string `yaml:"mode" jsonschema:"required"` // 802.3ad (LACP) or active-backup
 	// Members name NICs of the machine; in active-backup the first is
 	// the primary.
-	Members []string `yaml:"members"`
-	MTU     int      `yaml:"mtu"` // 0: DefaultMTU
+	Members []string `yaml:"members" jsonschema:"required"`
+	MTU     int      `yaml:"mtu"` // 1280 to 9216; 0 or none: Ethernet's 1500
 }
 
 // VLAN is an 802.1Q VLAN on a NIC or bond; its interface is vlan<ID>.
 type VLAN struct {
-	ID   int    `yaml:"id"`   // 1 to 4094
-	Link string `yaml:"link"` // the NIC or bond it is on
-	MTU  int    `yaml:"mtu"`  // 0: its link's
+	ID   int    `yaml:"id" jsonschema:"required,minimum=1,maximum=4094"` // 1 to 4094
+	Link string `yaml:"link" jsonschema:"required"`                      // the NIC or bond it is on
+	MTU  int    `yaml:"mtu"`                                             // 0: its link's
 }
 
 // ClusterLink is the machine's place on the cluster network.
 type ClusterLink struct {
-	Link    string `yaml:"link"`    // a NIC (not a bond member), bond or vlanN
-	Address string `yaml:"address"` // inside network.cluster.cidr, no prefix
+	Link    string `yaml:"link" jsonschema:"required"`    // a NIC (not a bond member), bond or vlanN
+	Address string `yaml:"address" jsonschema:"required"` // inside network.cluster.cidr, no prefix
 }
 
 // WireGuard is the gate's end of its tunnel; the keys are not here but in
@@ -209,11 +209,11 @@ type ClusterLink struct {
 type WireGuard struct {
 	// Address is the gate's tunnel address with the tunnel's prefix
 	// length, e.g. 10.99.0.2/24; the tunnel must not overlap the lab.
-	Address string `yaml:"address"`
+	Address string `yaml:"address" jsonschema:"required"`
 	// ListenPort is the gate's UDP port; 0 lets the kernel choose (the
 	// gate dials out, so nothing needs to reach it).
 	ListenPort int           `yaml:"listen_port"`
-	Peer       WireGuardPeer `yaml:"peer"`
+	Peer       WireGuardPeer `yaml:"peer" jsonschema:"required"`
 }
 
 // DefaultKeepalive is the keepalive, in seconds, of a peer that names none:
@@ -223,10 +223,10 @@ const DefaultKeepalive = 25
 
 // WireGuardPeer is the VPS at the other end.
 type WireGuardPeer struct {
-	Endpoint string `yaml:"endpoint"` // host:port of the VPS
+	Endpoint string `yaml:"endpoint" jsonschema:"required"` // host:port of the VPS
 	// Address is the VPS's tunnel address, inside the gate's tunnel
 	// prefix (written into the VPS's config by kiln gate wireguard-peer).
-	Address string `yaml:"address"`
+	Address string `yaml:"address" jsonschema:"required"`
 	// AllowedIPs are routed to the VPS through the tunnel; empty means
 	// the tunnel's own network.
 	AllowedIPs []string `yaml:"allowed_ips"`
@@ -245,11 +245,11 @@ const (
 // Disk is one physical disk, found by a stable identifier, never by its
 // /dev name (which is not stable across boots).
 type Disk struct {
-	Name   string `yaml:"name"`   // unique within the machine, e.g. "system"
-	Serial string `yaml:"serial"` // as the disk reports it (udev ID_SERIAL_SHORT)
-	WWN    string `yaml:"wwn"`    // e.g. 0x50014ee2b5f0c1a2
-	Size   Size   `yaml:"size"`   // capacity; also the rehearsal disk size
-	Use    string `yaml:"use"`    // UseSystem or UseData
+	Name   string `yaml:"name" jsonschema:"required"` // unique within the machine, e.g. "system"
+	Serial string `yaml:"serial"`                     // as the disk reports it (udev ID_SERIAL_SHORT)
+	WWN    string `yaml:"wwn"`                        // e.g. 0x50014ee2b5f0c1a2
+	Size   Size   `yaml:"size" jsonschema:"required"` // capacity; also the rehearsal disk size
+	Use    string `yaml:"use" jsonschema:"required"`  // system (ESP, root, state, then the role's data) or data (whole, for the role)
 	// SystemSize bounds the OS slice on a system disk; zero means the
 	// whole disk. The space after it is the role's data partition.
 	SystemSize Size `yaml:"system_size"`

@@ -34,7 +34,7 @@ type Consul struct {
 	// Datacenter is Consul's datacenter name; empty means the lab's name.
 	Datacenter string `yaml:"datacenter"`
 	// Domain is Consul's DNS domain (server certificates name
-	// server.<datacenter>.<domain>); empty means DefaultConsulDomain.
+	// server.<datacenter>.<domain>); empty means "consul".
 	Domain string `yaml:"domain"`
 	// Version pins the Consul release; empty means the lock's pin (or the
 	// version `kiln artifacts import --version` chose for this lab).
@@ -53,16 +53,17 @@ const (
 // Vault is the lab's Vault: one per storage machine, on Consul's storage
 // through the local Consul agent, one active and the others standby.
 type Vault struct {
-	// Unseal is UnsealGate (the default) or UnsealManual.
+	// Unseal is gate (the default: the gate unseals a Vault that comes up
+	// sealed) or manual (it stays sealed until `kiln vault unseal`).
 	Unseal  string `yaml:"unseal"`
-	Version string `yaml:"version"` // as Consul.Version
+	Version string `yaml:"version"` // as consul's version
 }
 
 // K3s is the compute machines' Kubernetes.
 type K3s struct {
-	Version string `yaml:"version"` // as Consul.Version
+	Version string `yaml:"version"` // as consul's version
 	// Disable lists k3s's packaged components not to deploy (k3s's
-	// --disable), from K3sComponents.
+	// --disable).
 	Disable []string `yaml:"disable"`
 	// TLSSAN are extra names or addresses the API server's certificate
 	// carries (k3s's --tls-san), beside the machine's name and address.
@@ -75,7 +76,7 @@ type K3s struct {
 // GitOps is where the lab's applications are declared.
 type GitOps struct {
 	// Repo is the git repository's URL (https://, ssh:// or git@host:path).
-	Repo string `yaml:"repo"`
+	Repo string `yaml:"repo" jsonschema:"required"`
 	// Path is the directory in the repository the root Application
 	// deploys; empty means the repository's top.
 	Path string `yaml:"path"`

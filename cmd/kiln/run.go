@@ -54,6 +54,7 @@ func commands() map[string]command {
 		"flash":     {"flash [--force] IMAGE DEVICE", "write the gate's SD card image to a card, then read it back", runFlash},
 		"rehearse":  {"rehearse [--bundle DIR] [PROFILE]", "the lab in QEMU: the gate from its image, the servers netbooted and installed", runRehearse},
 		"artifacts": {"artifacts list|fetch|import", "upstream release files (Consul, Vault, k3s): pins, fetch + verify, import", runArtifacts},
+		"schema":    {"schema", "print the profile's JSON Schema (for editors: completion and checks)", runSchema},
 		"vault":     {"vault status|unseal|root-token", "the lab's Vault as the gate keeps it: seal status, unseal, root token", runVault},
 	}
 }
