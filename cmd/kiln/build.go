@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnlab/kiln/image/build"
+	"github.com/kilnlab/kiln/image/gateimg"
 	"github.com/kilnlab/kiln/image/lock"
 	"github.com/kilnlab/kiln/profiles"
 )
@@ -20,15 +21,21 @@ const modulePath = "github.com/kilnlab/kiln"
 
 func runBuild(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "build [-o DIR] [PROFILE]",
-		"Build everything the lab boots from, into DIR:\n  DIR/bundle/       the netboot bundle for the amd64 servers: the pinned Debian\n                    kernel, the installer initramfs, iPXE, one role image per\n                    role and each machine's ESP and state image\n  DIR/<gate>.img    the Raspberry Pi gate's SD image (boot, /perm, payload with\n                    the bundle), DIR/<gate>.img.xz and DIR/SHA256SUMS\nInputs come from the lockfile, fetched once into the cache and verified; a\nsecond build needs no network. SOURCE_DATE_EPOCH, when set, stamps the images\n(two builds of the same inputs are then byte-identical). Needs root\n(mmdebstrap), the Go toolchain and the kiln source tree (the initramfs is\ncompiled from it).")
+		"Build everything the lab boots from, into DIR:\n  DIR/bundle/       the netboot bundle for the amd64 servers: the pinned Debian\n                    kernel, the installer initramfs, iPXE, one role image per\n                    role and each machine's ESP and state image\n  DIR/<gate>.img    the Raspberry Pi gate's SD image (boot, /perm, payload with\n                    the bundle), DIR/<gate>.img.xz and DIR/SHA256SUMS,\n                    and DIR/rpi-imager.json: Raspberry Pi Imager's repository\n                    file for it (rpi-imager --repo DIR/rpi-imager.json)\nInputs come from the lockfile, fetched once into the cache and verified; a\nsecond build needs no network. SOURCE_DATE_EPOCH, when set, stamps the images\n(two builds of the same inputs are then byte-identical). Needs root\n(mmdebstrap), the Go toolchain and the kiln source tree (the initramfs is\ncompiled from it).")
 	out := fs.String("o", "out", "output directory")
 	lockPath := fs.String("lock", "", "lockfile (default: the one built into kiln)")
 	cacheDir := fs.String("cache", "", "download cache (default $XDG_CACHE_HOME/kiln or ~/.cache/kiln)")
 	src := fs.String("src", "", "kiln source tree (default: found from the current directory)")
 	secretsDir := fs.String("secrets", "", "the lab's secrets directory, 0700 (default $XDG_STATE_HOME/kiln/LAB or ~/.local/state/kiln/LAB); the gate image carries the gate's share")
 	only := fs.String("machines", "", "comma-separated machine names to build images for (default: all)")
+	imageURL := fs.String("image-url", "", "where DIR/<gate>.img.xz will be published (http:// or https://), for Raspberry Pi Imager's DIR/rpi-imager.json (default: the file itself, file://)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *imageURL != "" {
+		if err := gateimg.CheckBaseURL(*imageURL); err != nil {
+			return usagef("--image-url: %v", err)
+		}
 	}
 	p, pl, err := loadPlan(fs.Args())
 	if err != nil {
@@ -68,7 +75,7 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 	err = build.Build(ctx, build.Options{
 		Profile: p, Plan: pl, Lock: lk, Cache: c, Out: *out, Machines: machines,
 		ProfileYAML: yml, BuildTime: stamp, SecretsDir: *secretsDir,
-		SourceDir: srcDir, Progress: env.stdout, Log: c.Log,
+		SourceDir: srcDir, ImageBaseURL: *imageURL, Progress: env.stdout, Log: c.Log,
 	})
 	if err != nil {
 		return err

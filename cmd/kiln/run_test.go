@@ -37,6 +37,7 @@ func TestRun(t *testing.T) {
 		{name: "validate missing file", args: []string{"validate", "no/such.yaml"}, wantErr: "no/such.yaml", wantCode: 1},
 		{name: "validate two profiles", args: []string{"validate", "a.yaml", "b.yaml"}, wantErr: "at most one PROFILE", wantCode: 2},
 		{name: "plan table", args: []string{"plan"}, stdout: "serial WD-KILN-CEPH1-A"},
+		{name: "build with a bad image URL", args: []string{"build", "--image-url", "ftp://mirror/lab"}, wantErr: "want an http:// or https:// URL", wantCode: 2},
 		{name: "schema", args: []string{"schema"}, stdout: `"$schema": "https://json-schema.org/draft/2020-12/schema"`},
 		{name: "flags after the profile", args: []string{"plan", "../../profiles/homelab.yaml", "--json"}, stdout: `"lab": "homelab"`},
 		{name: "flags after the profile, bad one", args: []string{"validate", "../../profiles/homelab.yaml", "--jsn"}, wantErr: "flag provided but not defined", wantCode: 2},

@@ -10,6 +10,8 @@
 //	bundle/          the netboot bundle (`kiln gate serve --bundle`)
 //	<gate>.img       the gate's SD image, and <gate>.img.xz
 //	SHA256SUMS       of the two images, for `sha256sum -c`
+//	rpi-imager.json  Raspberry Pi Imager's repository file for the gate
+//	                 image (`rpi-imager --repo out/rpi-imager.json`)
 //	gate-secrets/    the gate's share of the lab's secrets (0700), as its
 //	                 image carries them, for `kiln gate serve`
 //	logs/            the long tools' logs (mmdebstrap, ...)
@@ -52,6 +54,9 @@ type Options struct {
 	Machines []string
 	// SourceDir is the kiln source tree (mkuimage and go build run there).
 	SourceDir string
+	// ImageBaseURL is where the gate's .img.xz will be published, for
+	// Raspberry Pi Imager's repository file; "" means the file itself.
+	ImageBaseURL string
 	// Progress receives human progress lines; Log the structured log.
 	Progress io.Writer
 	Log      *slog.Logger

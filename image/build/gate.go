@@ -163,7 +163,12 @@ func (b *builder) gateImage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return gateimg.WriteSHA256SUMS(b.Out, img, xz)
+	if err := gateimg.WriteSHA256SUMS(b.Out, img, xz); err != nil {
+		return err
+	}
+	return gateimg.WriteImagerList(b.Out, gateimg.ImagerOptions{
+		Lab: b.Plan.Lab, Gate: g.Name, Img: img, XZ: xz, BaseURL: b.ImageBaseURL, Release: b.BuildTime,
+	})
 }
 
 // gateCardSize is the gate's system disk size from the profile (its SD

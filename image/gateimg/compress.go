@@ -73,7 +73,7 @@ func WriteSHA256SUMS(dir string, files ...string) error {
 		}
 		sum, err := fileSHA256(p)
 		if err != nil {
-			return err
+			return fmt.Errorf("SHA256SUMS: %w", err)
 		}
 		fmt.Fprintf(&b, "%s  %s\n", sum, filepath.ToSlash(name))
 	}
@@ -90,12 +90,12 @@ func WriteSHA256SUMS(dir string, files ...string) error {
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("SHA256SUMS: %w", err)
+		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("SHA256SUMS: %s: %w", path, err)
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -131,6 +133,65 @@ func TestBuildReadBack(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "gate-1.img.xz: OK") {
 		t.Errorf("sha256sum -c: %v\n%s", err, out)
 	}
+	checkImagerList(t, dir, o.Out, xzPath)
+}
+
+// checkImagerList writes Raspberry Pi Imager's repository file for the
+// image and checks every size and hash in it with other tools: xz -dc
+// piped to sha256sum and wc -c for the image Imager writes, sha256sum and
+// stat for the file it downloads.
+func checkImagerList(t *testing.T, dir, img, xzPath string) {
+	release := time.Unix(testEpoch, 0)
+	for _, base := range []string{"", "https://example.net/lab/"} {
+		err := WriteImagerList(dir, ImagerOptions{Lab: "homelab", Gate: "gate-1", Img: img, XZ: xzPath, BaseURL: base, Release: release})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ImagerListFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l ImagerList
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&l); err != nil || len(l.OSList) != 1 {
+			t.Fatalf("%s: %v, %d entries", ImagerListFile, err, len(l.OSList))
+		}
+		got := l.OSList[0]
+		xzInfo, err := os.Stat(xzPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		field := func(s string) string { return strings.Fields(s)[0] }
+		wantURL := "file://" + xzPath
+		if base != "" {
+			wantURL = base + "gate-1.img.xz"
+		}
+		want := ImagerOS{
+			Name: "kiln gate gate-1 (lab homelab)", Description: got.Description, URL: wantURL, Website: got.Website,
+			ExtractSize:         atoi(t, field(run(t, "sh", "-c", "xz -dc "+xzPath+" | wc -c"))),
+			ExtractSHA256:       field(run(t, "sh", "-c", "xz -dc "+xzPath+" | sha256sum")),
+			ImageDownloadSize:   xzInfo.Size(),
+			ImageDownloadSHA256: field(run(t, "sha256sum", xzPath)),
+			ReleaseDate:         release.UTC().Format("2006-01-02"),
+			Devices:             []string{"pi4-64bit"},
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", ImagerListFile, d)
+		}
+	}
+	if err := WriteImagerList(dir, ImagerOptions{Img: img, XZ: xzPath, BaseURL: "ftp://x/"}); err == nil {
+		t.Error("an ftp:// base URL was taken")
+	}
+}
+
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // checkTable reads the partition table back with sfdisk.
