@@ -1,31 +1,27 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kilnlab/kiln/image/build"
 	"github.com/kilnlab/kiln/image/gateimg"
+	"github.com/kilnlab/kiln/image/kilnsrc"
 	"github.com/kilnlab/kiln/image/lock"
 	"github.com/kilnlab/kiln/profiles"
 )
 
-const modulePath = "github.com/kilnlab/kiln"
-
 func runBuild(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "build [-o DIR] [PROFILE]",
-		"Build everything the lab boots from, into DIR:\n  DIR/bundle/       the netboot bundle for the amd64 servers: the pinned Debian\n                    kernel, the installer initramfs, iPXE, one role image per\n                    role and each machine's ESP and state image\n  DIR/<gate>.img    the Raspberry Pi gate's SD image (boot, /perm, payload with\n                    the bundle), DIR/<gate>.img.xz and DIR/SHA256SUMS,\n                    and DIR/rpi-imager.json: Raspberry Pi Imager's repository\n                    file for it (rpi-imager --repo DIR/rpi-imager.json)\nInputs come from the lockfile, fetched once into the cache and verified; a\nsecond build needs no network. SOURCE_DATE_EPOCH, when set, stamps the images\n(two builds of the same inputs are then byte-identical). Needs root\n(mmdebstrap), the Go toolchain and the kiln source tree (the initramfs is\ncompiled from it).")
+		"Build everything the lab boots from, into DIR:\n  DIR/bundle/       the netboot bundle for the amd64 servers: the pinned Debian\n                    kernel, the installer initramfs, iPXE, one role image per\n                    role and each machine's ESP and state image\n  DIR/<gate>.img    the Raspberry Pi gate's SD image (boot, /perm, payload with\n                    the bundle), DIR/<gate>.img.xz and DIR/SHA256SUMS,\n                    and DIR/rpi-imager.json: Raspberry Pi Imager's repository\n                    file for it (rpi-imager --repo DIR/rpi-imager.json)\nInputs come from the lockfile, fetched once into the cache and verified; a\nsecond build needs no network. SOURCE_DATE_EPOCH, when set, stamps the images\n(two builds of the same inputs are then byte-identical). Needs root\n(mmdebstrap) and the Go toolchain: kiln's own programs (the installer and the\ngate's initramfs, kiln-firstboot) are compiled from the kiln checkout around the\ncurrent directory, or, outside one, from the kiln module at this kiln's version\n(go mod download, through GOPROXY), as gok does.")
 	out := fs.String("o", "out", "output directory")
 	lockPath := fs.String("lock", "", "lockfile (default: the one built into kiln)")
 	cacheDir := fs.String("cache", "", "download cache (default $XDG_CACHE_HOME/kiln or ~/.cache/kiln)")
-	src := fs.String("src", "", "kiln source tree (default: found from the current directory)")
+	srcFlag := fs.String("src", "", "kiln source tree to compile kiln's programs from (default: the checkout around the current directory, else the kiln module at this kiln's own version, fetched with go mod download)")
 	secretsDir := fs.String("secrets", "", "the lab's secrets directory, 0700 (default $XDG_STATE_HOME/kiln/LAB or ~/.local/state/kiln/LAB); the gate image carries the gate's share")
 	only := fs.String("machines", "", "comma-separated machine names to build images for (default: all)")
 	imageURL := fs.String("image-url", "", "where DIR/<gate>.img.xz will be published (http:// or https://), for Raspberry Pi Imager's DIR/rpi-imager.json (default: the file itself, file://)")
@@ -50,10 +46,11 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	srcDir, err := sourceDir(*src)
+	src, err := kilnSource(ctx, env, *srcFlag)
 	if err != nil {
 		return err
 	}
+	defer src.Remove()
 	var machines []string
 	if *only != "" {
 		machines = strings.Split(*only, ",")
@@ -75,7 +72,7 @@ func runBuild(ctx context.Context, env *cli, args []string) error {
 	err = build.Build(ctx, build.Options{
 		Profile: p, Plan: pl, Lock: lk, Cache: c, Out: *out, Machines: machines,
 		ProfileYAML: yml, BuildTime: stamp, SecretsDir: *secretsDir,
-		SourceDir: srcDir, ImageBaseURL: *imageURL, Progress: env.stdout, Log: c.Log,
+		SourceDir: src.Dir, ImageBaseURL: *imageURL, Progress: env.stdout, Log: c.Log,
 	})
 	if err != nil {
 		return err
@@ -112,40 +109,19 @@ func loadLock(path string) (*lock.File, error) {
 	return lock.Read(path)
 }
 
-// sourceDir finds the kiln source tree: the given directory, or the nearest
-// parent of the working directory whose go.mod declares kiln's module.
-func sourceDir(dir string) (string, error) {
-	if dir != "" {
-		if !isKilnModule(dir) {
-			return "", fmt.Errorf("--src %s: no go.mod for %s there", dir, modulePath)
-		}
-		return filepath.Abs(dir)
-	}
+// kilnSource is the kiln source the build compiles kiln's programs from
+// (package kilnsrc), said on the progress output when it is fetched.
+func kilnSource(ctx context.Context, env *cli, dir string) (kilnsrc.Source, error) {
 	wd, err := os.Getwd()
 	if err != nil {
-		return "", err
+		return kilnsrc.Source{}, err
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if isKilnModule(d) {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", errors.New("not inside the kiln source tree: run from it or pass --src (the initramfs is compiled from source)")
-		}
-	}
-}
-
-func isKilnModule(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, "go.mod"))
+	src, err := kilnsrc.Find(ctx, dir, wd, kilnsrc.BinaryVersion())
 	if err != nil {
-		return false
+		return src, err
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if fields := strings.Fields(s.Text()); len(fields) == 2 && fields[0] == "module" {
-			return fields[1] == modulePath
-		}
+	if src.Version != "" {
+		fmt.Fprintf(env.stdout, "compiling kiln's programs from %s@%s (fetched into %s)\n", kilnsrc.ModulePath, src.Version, src.Dir)
 	}
-	return false
+	return src, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/kilnlab/kiln/image/esp"
 	"github.com/kilnlab/kiln/image/initramfs"
 	"github.com/kilnlab/kiln/image/kernel"
+	"github.com/kilnlab/kiln/image/kilnsrc"
 	"github.com/kilnlab/kiln/image/lock"
 	"github.com/kilnlab/kiln/image/rootfs"
 	"github.com/kilnlab/kiln/image/stateimg"
@@ -321,13 +322,7 @@ func (b *builder) toolLog(name string) (string, *os.File, error) {
 
 // goBuild compiles a static kiln command from the source tree.
 func (b *builder) goBuild(ctx context.Context, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, pkg)
-	cmd.Dir = b.SourceDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
-	}
-	return nil
+	return kilnsrc.GoBuild(ctx, b.SourceDir, out, pkg, "amd64")
 }
 
 func run(ctx context.Context, name string, args ...string) error {
