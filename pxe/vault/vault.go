@@ -46,6 +46,17 @@ var (
 	ErrNotInitialised = errors.New("vault has not been initialised yet")
 )
 
+// CallTimeout bounds one request to a Vault, but for sys/init.
+const CallTimeout = 30 * time.Second
+
+// InitTimeout bounds sys/init. Vault answers it once, with the only copy
+// of the unseal key and the root token: the request is never abandoned
+// because whoever asked went away, or the lab's Vault could never be
+// unsealed again. (Seen in a rehearsal: three storage nodes under TCG,
+// Vault took more than the asking node's 30 s to initialise, the node's
+// request was cancelled, and the gate's sys/init with it.)
+const InitTimeout = 10 * time.Minute
+
 // Keys are what the one initialisation returned. One share, threshold
 // one: every share would sit on this gate anyway, so splitting the key
 // would protect nothing; an operator who wants shares held by people
@@ -92,7 +103,9 @@ type Keeper struct {
 // before anything else), then hands it the unseal key. An unsealed Vault
 // is left alone.
 func (k *Keeper) Unseal(ctx context.Context, addr string) (SealStatus, error) {
-	k.mu.Lock()
+	if err := k.lock(ctx); err != nil {
+		return SealStatus{}, fmt.Errorf("vault: waiting for the unseal under way: %w", err)
+	}
 	defer k.mu.Unlock()
 	st, err := k.status(ctx, addr)
 	if err != nil {
@@ -104,6 +117,11 @@ func (k *Keeper) Unseal(ctx context.Context, addr string) (SealStatus, error) {
 	keys, err := k.load()
 	switch {
 	case errors.Is(err, ErrNotInitialised) && !st.Initialized:
+		// From here on, whether the asker waits or not (InitTimeout):
+		// the keys, then this first unseal.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), InitTimeout)
+		defer cancel()
 		if keys, err = k.initialise(ctx, addr); err != nil {
 			return SealStatus{}, err
 		}
@@ -125,6 +143,19 @@ func (k *Keeper) Unseal(ctx context.Context, addr string) (SealStatus, error) {
 	}
 	k.Log.Info("vault: unsealed", "vault", addr)
 	return st, nil
+}
+
+// lock takes k.mu, or gives up when ctx ends: an asker that goes away
+// while another node's Vault is being initialised does not queue.
+func (k *Keeper) lock(ctx context.Context) error {
+	for !k.mu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Status asks the Vault at addr whether it is initialised and sealed
@@ -167,7 +198,7 @@ func (k *Keeper) initialise(ctx context.Context, addr string) (Keys, error) {
 	}
 	var keys Keys
 	req := map[string]int{"secret_shares": 1, "secret_threshold": 1}
-	if err := k.call(ctx, http.MethodPut, addr+"/v1/sys/init", req, &keys); err != nil {
+	if err := k.send(ctx, 0, "", http.MethodPut, addr+"/v1/sys/init", req, &keys); err != nil {
 		return Keys{}, fmt.Errorf("vault init %s: %w", addr, err)
 	}
 	if len(keys.Unseal) == 0 || keys.RootToken == "" {
@@ -232,18 +263,24 @@ type authed struct {
 }
 
 func (a authed) call(ctx context.Context, method, url string, in, out any) error {
-	return a.k.send(ctx, a.token, method, url, in, out)
+	return a.k.send(ctx, CallTimeout, a.token, method, url, in, out)
 }
 
-// call sends one JSON request without a token.
+// call sends one JSON request without a token, within CallTimeout.
 func (k *Keeper) call(ctx context.Context, method, url string, in, out any) error {
-	return k.send(ctx, "", method, url, in, out)
+	return k.send(ctx, CallTimeout, "", method, url, in, out)
 }
 
 // send sends one JSON request, with token as X-Vault-Token when not "",
-// and decodes the answer into out. Vault answers errors as {"errors":
-// [...]}, which go into the error.
-func (k *Keeper) send(ctx context.Context, token, method, url string, in, out any) error {
+// within timeout (0: ctx's own deadline only), and decodes the answer
+// into out. Vault answers errors as {"errors": [...]}, which go into the
+// error.
+func (k *Keeper) send(ctx context.Context, timeout time.Duration, token, method, url string, in, out any) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -282,8 +319,9 @@ func (k *Keeper) send(ctx context.Context, token, method, url string, in, out an
 // NewClient returns an HTTP client that trusts only the lab CA, as the
 // Vaults' listeners present certificates it signed.
 func NewClient(labCA *x509.CertPool) *http.Client {
+	// No client-wide timeout: each request is bounded by its context
+	// (CallTimeout, InitTimeout).
 	return &http.Client{
-		Timeout:   30 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: labCA, MinVersion: tls.VersionTLS12}},
 	}
 }

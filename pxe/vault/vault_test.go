@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -33,6 +34,9 @@ type fakeVault struct {
 	// that need the active node fail as Vault's do.
 	electing int
 	kv       map[string]string // kiln-selftest/<key>: written_through
+	// initDelay is how long sys/init takes (Vault on Consul under TCG:
+	// minutes).
+	initDelay time.Duration
 }
 
 func (f *fakeVault) node(name string) http.Handler {
@@ -43,6 +47,7 @@ func (f *fakeVault) node(name string) http.Handler {
 		json.NewEncoder(w).Encode(f.statusOf(name))
 	})
 	mux.HandleFunc("PUT /v1/sys/init", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(f.initDelay) // Vault goes on whether the client waits or not
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.initialized {
@@ -257,5 +262,41 @@ func TestKeysRedacted(t *testing.T) {
 	}
 	if diff := cmp.Diff("vault.Keys[secret]", fmt.Sprint(keys)); diff != "" {
 		t.Error(diff)
+	}
+}
+
+// TestInitOutlivesTheAsker: the node that made the gate initialise Vault
+// goes away before Vault answers (its request timed out). The gate still
+// takes the answer, keeps the keys and unseals that Vault; a second node
+// asking meanwhile is told to come back, not queued.
+func TestInitOutlivesTheAsker(t *testing.T) {
+	f := &fakeVault{sealed: map[string]bool{}, initDelay: 300 * time.Millisecond}
+	addrs, client := startNodes(t, f, "ceph-1", "ceph-2")
+	k := newKeeper(t, client)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := k.Unseal(ctx, addrs["ceph-1"])
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // ceph-1's asker has gone
+	other, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if _, err := k.Unseal(other, addrs["ceph-2"]); err == nil || !strings.Contains(err.Error(), "waiting for the unseal under way") {
+		t.Errorf("ceph-2 during the init: %v, want to be told to come back", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("ceph-1's unseal, its asker gone: %v", err)
+	}
+	tok, err := k.RootToken()
+	if err != nil || tok != "hvs.root" {
+		t.Errorf("root token after the init = %q, %v: the keys were lost", tok, err)
+	}
+	if f.inits != 1 || f.statusOf("ceph-1").Sealed {
+		t.Errorf("inits %d, ceph-1 %+v; want one init and ceph-1 unsealed", f.inits, f.statusOf("ceph-1"))
+	}
+	if st, err := k.Unseal(context.Background(), addrs["ceph-2"]); err != nil || st.Sealed {
+		t.Errorf("ceph-2 asking again: %+v, %v", st, err)
 	}
 }
