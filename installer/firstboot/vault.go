@@ -75,8 +75,12 @@ func (s *node) vaultSealStatus(ctx context.Context) (vaultSeal, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// unsealVault waits until the local Vault is unsealed, asking the gate
-// each time it finds it sealed.
+// unsealVault waits until the local Vault is unsealed and the gate has
+// said so, with its self-test: it asks the gate until an answer comes.
+// The gate's unseal of an unsealed Vault is a no-op plus the self-test,
+// so asking again is safe, and needed: under load an answer can be lost
+// (the request timed out while the gate initialised or unsealed), and a
+// Vault found unsealed then has no self-test to report.
 func (s *node) unsealVault(ctx context.Context) error {
 	if s.env.HTTP == nil {
 		return fmt.Errorf("cannot ask the gate to unseal Vault: %w", s.env.HTTPErr)
@@ -90,19 +94,18 @@ func (s *node) unsealVault(ctx context.Context) error {
 		if err != nil {
 			return false, fmt.Errorf("vault does not answer: %w", err)
 		}
-		// Unsealed by someone else (kiln vault unseal), or by the
-		// gate with its self-test through: done. A self-test that
-		// failed (a Vault just unsealed may not know its cluster's
-		// active node yet) is asked again, a few times: the gate's
-		// unseal of an unsealed Vault is a no-op.
-		if !st.Sealed && (asked == 0 || ans.SelftestError == "" || asked >= vaultSelftestTries) {
+		// Unsealed, and the gate answered with its self-test through:
+		// done. A self-test that failed (a Vault just unsealed may not
+		// know its cluster's active node yet) is asked again, a few
+		// times, then reported.
+		if !st.Sealed && asked > 0 && (ans.SelftestError == "" || asked >= vaultSelftestTries) {
 			return true, nil
 		}
-		ans, err = s.env.HTTP.VaultUnseal(ctx)
-		asked++
+		a, err := s.env.HTTP.VaultUnseal(ctx)
 		if err != nil {
 			return false, err
 		}
+		ans, asked = a, asked+1
 		if ans.Sealed && manual {
 			waiting = true
 			return true, nil

@@ -25,14 +25,16 @@ func TestVaultUnseal(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		sealed    bool
-		failFirst int // self-test answers that fail before one passes
+		failFirst int  // self-test answers that fail before one passes
+		loseFirst bool // the gate unseals, but its first answer never comes
 		wantAsks  int
 		wantLine  string
 	}{
-		{"passes at once", true, 0, 1, `selftest="wrote kiln-selftest/ceph-1`},
-		{"passes on the third ask", true, 2, 3, `selftest="wrote kiln-selftest/ceph-1`},
-		{"never passes", true, 99, vaultSelftestTries, `selftest="failed: local node not active`},
-		{"unsealed already", false, 0, 0, `KILN-VAULT host=ceph-1 unsealed selftest=""`},
+		{"passes at once", true, 0, false, 1, `selftest="wrote kiln-selftest/ceph-1`},
+		{"passes on the third ask", true, 2, false, 3, `selftest="wrote kiln-selftest/ceph-1`},
+		{"never passes", true, 99, false, vaultSelftestTries, `selftest="failed: local node not active`},
+		{"unsealed already: the gate's self-test still", false, 0, false, 1, `selftest="wrote kiln-selftest/ceph-1`},
+		{"the gate's answer lost", true, 0, true, 2, `selftest="wrote kiln-selftest/ceph-1`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _, _ := consulNode(t)
@@ -59,6 +61,9 @@ func TestVaultUnseal(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				sealed, asks = false, asks+1
+				if tc.loseFirst && asks == 1 {
+					panic(http.ErrAbortHandler) // unsealed, the connection cut
+				}
 				ans := api.VaultUnseal{Selftest: "wrote kiln-selftest/ceph-1 through this Vault, read back ceph-1"}
 				if asks <= tc.failFirst {
 					ans = api.VaultUnseal{SelftestError: "local node not active but active cluster node not found"}
