@@ -444,7 +444,7 @@ func checkVaultCluster(t *testing.T, reports map[string]*httpd.HealthStatus, nam
 
 // healthWait bounds each wait for the nodes' health reports: Ceph's own
 // detection of a lost node takes about half a minute, its recovery a few
-// minutes under TCG, and a node reports every minute.
+// minutes under TCG, and a node reports every two minutes or so.
 const healthWait = 20 * time.Minute
 
 // waitHealth waits until each of the machines has sent the gate a health

@@ -66,10 +66,11 @@ func ParseCephStatus(data []byte) (CephHealth, error) {
 }
 
 // CephStatusTimeout bounds one `ceph -s`. The ceph CLI is a Python
-// program: on a loaded machine (three emulated storage nodes starting
-// Consul and Vault on two cores) it took over 30 s just to answer, and a
-// slow answer is not a failed cluster.
-const CephStatusTimeout = 2 * time.Minute
+// program: on a loaded machine (three emulated storage nodes running
+// Ceph, Consul and Vault on two cores) it took over 30 s, then over 2
+// minutes, to answer while rados read every object at once; a slow
+// answer is not a failed cluster.
+const CephStatusTimeout = 5 * time.Minute
 
 // CephStatus asks the cluster for its state as client.admin (the keyring
 // the ceph phase put in /etc/ceph). run runs a program and returns its
