@@ -86,6 +86,7 @@ func TestFetchBuildsTheSame(t *testing.T) {
 	t.Setenv("GONOSUMDB", ModulePath) // a local module: no checksum database entry
 	t.Setenv("GOFLAGS", "-mod=mod")
 
+	installedKilnFetches(t, version)
 	fetched, err := Find(ctx, "", t.TempDir(), version)
 	if err != nil {
 		t.Fatal(err)
@@ -208,4 +209,25 @@ func sha256File(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// installedKilnFetches installs kiln at version from the proxy (go install
+// ...@version, as a user would) and runs its `kiln build` in an empty
+// directory: the binary knows its version and fetches its own source.
+// (The build then stops at --machines, before the long work.)
+func installedKilnFetches(t *testing.T, version string) {
+	bin := t.TempDir()
+	cmd := exec.Command("go", "install", ModulePath+"/cmd/kiln@"+version)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "GOBIN="+bin, "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go install kiln@%s: %v\n%s", version, err, out)
+	}
+	cmd = exec.Command(filepath.Join(bin, "kiln"), "build", "--machines", "no-such-machine")
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	want := "compiling kiln's programs from " + ModulePath + "@" + version
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), `no machine "no-such-machine"`) {
+		t.Errorf("kiln build outside a checkout: %v\n%s\nwant %q, then the --machines error", err, out, want)
+	}
 }
