@@ -285,7 +285,9 @@ func TestInstallBIOSProxy(t *testing.T) {
 // and a verdict of STAND-IN, never VERIFIED.
 func checkK3sStandin(t *testing.T, ctx context.Context, l *rehearse.Lab, p *plan.Plan, m plan.Machine, r rehearse.Result) {
 	t.Helper()
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	// Reports come every two minutes or so (HealthInterval after the
+	// last one ends): a few chances even on a slow machine.
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	var rows []rehearse.Row
 	err := l.WaitHealth(hctx, []string{m.Name}, time.Time{}, rehearse.ServicesHealthy(p, m), func(_ string, h *httpd.HealthStatus) {
