@@ -80,10 +80,7 @@ func runCommand(ctx context.Context, env *cli, args []string) error {
 	global.Usage = func() { printUsage(env.stdout, "kiln", cmds) }
 	addLogFlags(env, global)
 	if err := global.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+		return flagError(err)
 	}
 	args = global.Args()
 	if len(args) == 0 || args[0] == "help" {
@@ -161,10 +158,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	var pos []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err.Error()}
+			return flagError(err)
 		}
 		rest := fs.Args()
 		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
@@ -179,6 +173,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	// Parse stops at "--" without touching the flags already set: this
 	// leaves fs.Args() holding the positional arguments.
 	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// flagError is a flag package error as kiln returns it: ErrHelp as is,
+// anything else a usage error carrying the flag package's message.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err.Error()}
 }
 
 // flagSet reports whether the flag name was given on the command line.
