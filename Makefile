@@ -31,7 +31,7 @@ APT_PACKAGES := \
 # kernel (wireguard-modules), which a test host does not want.
 APT_BARE_PACKAGES := wireguard-tools wireguard-go
 
-.PHONY: all deps apt-deps go-deps build upstream demo test e2e unit bench clean
+.PHONY: all deps apt-deps go-deps build upstream demo test e2e unit bench fuzz clean
 
 all: build
 
@@ -79,6 +79,20 @@ test: deps upstream
 # node powered off and back, one node reinstalled keeping its OSDs.
 e2e: deps upstream
 	KILN_E2E=1 KILN_UPSTREAM=$(abspath $(UPSTREAM)) $(GO) test -v -timeout 160m -run 'TestCephThreeNodes' ./qemu-tests/
+
+# Every fuzz test (parsers of network input, the gate's DHCP, TFTP, iPXE
+# and API handlers) for FUZZTIME each, one after the other. A crash stops
+# here; go test has saved its input under the package's testdata/fuzz,
+# where it stays as a regression case once fixed. (The top qemu-tests
+# package is skipped: listing its tests runs its TestMain.)
+FUZZTIME ?= 30s
+fuzz: go-deps
+	@for pkg in $$($(GO) list ./... | grep -v '/qemu-tests$$'); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "kiln: fuzz $$f in $$pkg for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 # The gate's boot-to-serving time and idle memory beside a Debian arm64
 # systemd boot of the same kernel in the same QEMU VM (qemu-tests/bench).

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,7 +148,7 @@ func rebootServices(t *testing.T, ctx context.Context, l *rehearse.Lab, p *plan.
 	r.Boots = vm.Boots()
 	cfg.Name += "-again"
 	start := time.Now()
-	again, err := l.PowerOn(ctx, cfg, vm.DiskPaths())
+	again, err := l.PowerOn(ctx, cfg, vm.Hardware())
 	if err != nil {
 		r.Err = fmt.Errorf("power on again: %w", err)
 		return r, ""
@@ -301,9 +300,9 @@ func TestCephThreeNodes(t *testing.T) {
 
 	// 3. It comes back: HEALTH_OK without a human.
 	cfg := lab.ConfigFor(p.Lab, ms[lost])
-	disks := vms[lost].DiskPaths()
+	hw := vms[lost].Hardware()
 	cfg.Name = "ceph-3-poweron"
-	vm, err := l.PowerOn(ctx, cfg, disks)
+	vm, err := l.PowerOn(ctx, cfg, hw)
 	if err != nil {
 		t.Fatalf("ceph-3 power on: %v", err)
 	}
@@ -316,13 +315,13 @@ func TestCephThreeNodes(t *testing.T) {
 
 	// 4. Reinstalled: its data kept byte for byte, its OSDs rejoin.
 	vms[lost].Stop()
-	kept := osdRegions(t, ms[lost], disks)
+	kept := osdRegions(t, ms[lost], hw.Disks)
 	before := hashRegions(t, kept)
 	if err := l.Reinstall(ctx, "ceph-3"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Name = "ceph-3-reinstall"
-	if err := installOnly(ctx, l, cfg, disks); err != nil {
+	if err := installOnly(ctx, l, cfg, hw); err != nil {
 		t.Fatalf("ceph-3 reinstall: %v", err)
 	}
 	after := hashRegions(t, kept)
@@ -335,7 +334,7 @@ func TestCephThreeNodes(t *testing.T) {
 	}
 	cfg.Name = "ceph-3-reinstalled"
 	mark := time.Now()
-	if vms[lost], err = l.PowerOn(ctx, cfg, disks); err != nil {
+	if vms[lost], err = l.PowerOn(ctx, cfg, hw); err != nil {
 		t.Fatalf("ceph-3 after its reinstall: %v", err)
 	}
 	line, err := vms[lost].WaitFor(ctx, regexp.MustCompile(`KILN-CEPH-OK host=ceph-3 .*`))
@@ -528,11 +527,8 @@ func hashRegions(t *testing.T, rs []region) []string {
 // installOnly netboots a re-armed machine on its disks until its installer
 // says KILN-INSTALL-OK, and powers it off there, before its role OS can
 // touch a disk.
-func installOnly(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, disks []string) error {
-	cfg.Disks = slices.Clone(cfg.Disks)
-	for i := range cfg.Disks {
-		cfg.Disks[i].Path = disks[i]
-	}
+func installOnly(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, hw lab.Hardware) error {
+	cfg = cfg.On(hw)
 	cfg.FailOn = append(cfg.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
 	vm, err := l.Net.NewVM(ctx, cfg)
 	if err == nil {

@@ -94,8 +94,9 @@ func DefaultModules(arch string) []string {
 		// OSDs, ceph-volume lvm), bonding and 8021q for the bonds and
 		// VLANs systemd-networkd makes from a profile's interfaces (amd64
 		// servers only: the gate has one NIC). bonding is loaded with
-		// ModuleParams' max_bonds=0.
-		return append([]string{"ahci", "ata_piix", "e1000"}, append(common, "dm_mod", "bonding", "8021q")...)
+		// ModuleParams' max_bonds=0. efivarfs: the installer sets a UEFI
+		// machine's boot order (installer/efiboot).
+		return append([]string{"ahci", "ata_piix", "e1000"}, append(common, "dm_mod", "bonding", "8021q", "efivarfs")...)
 	}
 	return append([]string{"mmc_block", "sdhci_iproc", "genet"}, common...)
 }

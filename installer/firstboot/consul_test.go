@@ -38,6 +38,7 @@ type fakeConsul struct {
 	tokenPols  map[string][]string
 	creates    int
 	anonRefuse bool
+	wiped      []string // KV prefixes deleted (recurse)
 }
 
 func (f *fakeConsul) handler() http.Handler {
@@ -99,6 +100,12 @@ func (f *fakeConsul) handler() http.Handler {
 	}))
 	mux.HandleFunc("GET /v1/agent/members", mgmt(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `[{"Name":"ceph-1","Addr":"192.168.1.11","Status":1}]`)
+	}))
+	mux.HandleFunc("DELETE /v1/kv/{key...}", mgmt(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("recurse") == "true" {
+			f.wiped = append(f.wiped, r.PathValue("key"))
+		}
+		fmt.Fprint(w, "true")
 	}))
 	mux.HandleFunc("GET /v1/kv/{key...}", func(w http.ResponseWriter, r *http.Request) {
 		if f.anonRefuse && r.Header.Get("X-Consul-Token") == "" {

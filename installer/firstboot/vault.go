@@ -105,6 +105,9 @@ func (s *node) unsealVault(ctx context.Context) error {
 		if err != nil {
 			return false, err
 		}
+		if a.Action != "" {
+			return false, s.resetVault(ctx, a)
+		}
 		ans, asked = a, asked+1
 		if ans.Sealed && manual {
 			waiting = true
@@ -128,6 +131,36 @@ func (s *node) unsealVault(ctx context.Context) error {
 		if selftest != "" {
 			return s.writeFile(vaultSelftestFile, []byte(selftest), 0o644)
 		}
+	}
+	return nil
+}
+
+// resetVault does what the gate asks after the lab's first Vault init
+// failed once Vault had initialised its storage (pxe/vault.AttemptFile):
+// the node whose Vault was asked wipes Vault's storage prefix in Consul
+// (what the failed init wrote, which no one can ever unseal) and every
+// node restarts its Vault, which caches that its storage is initialised.
+// Each is safe to repeat; the gate asks for the wipe only while it holds
+// no keys, so a Vault it initialised is never wiped.
+func (s *node) resetVault(ctx context.Context, ans api.VaultUnseal) error {
+	host := s.env.Machine.Name
+	if ans.Action == api.VaultResetStorage {
+		if _, err := s.run(ctx, "systemctl", "stop", roles.VaultUnit); err != nil {
+			return fmt.Errorf("vault reset: %w", err)
+		}
+		c, err := s.consul(false)
+		if err != nil {
+			return fmt.Errorf("vault reset: %w", err)
+		}
+		if err := c.do(ctx, http.MethodDelete, "/v1/kv/"+roles.VaultConsulPath+"?recurse=true", nil, nil); err != nil && !errors.Is(err, errConsulNotFound) {
+			return fmt.Errorf("vault reset: wiping Vault's storage: %w", err)
+		}
+		fmt.Fprintf(s.env.Console, "KILN-VAULT host=%s reset: %s; wiped Vault's storage (Consul KV %s), restarting Vault\n", host, ans.Message, roles.VaultConsulPath)
+	} else {
+		fmt.Fprintf(s.env.Console, "KILN-VAULT host=%s restart: %s\n", host, ans.Message)
+	}
+	if _, err := s.run(ctx, "systemctl", "restart", roles.VaultUnit); err != nil {
+		return fmt.Errorf("vault reset: %w", err)
 	}
 	return nil
 }

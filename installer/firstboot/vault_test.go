@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/roles"
@@ -40,19 +42,11 @@ func TestVaultUnseal(t *testing.T) {
 			s, _, _ := consulNode(t)
 			var mu sync.Mutex
 			sealed, asks := tc.sealed, 0
-			vault := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			localVault(t, s, func() vaultSeal {
 				mu.Lock()
 				defer mu.Unlock()
-				json.NewEncoder(w).Encode(vaultSeal{Initialized: true, Sealed: sealed, Version: "1.13.2"})
-			}))
-			cert, err := tls.LoadX509KeyPair(s.path(roles.MachineCertPath), s.path(roles.MachineKeyPath))
-			if err != nil {
-				t.Fatal(err)
-			}
-			vault.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-			vault.StartTLS()
-			t.Cleanup(vault.Close)
-			s.env.Machine.Vault.APIAddress = vault.URL
+				return vaultSeal{Initialized: true, Sealed: sealed, Version: "1.13.2"}
+			})
 			gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, api.PathVaultUnseal) {
 					http.NotFound(w, r)
@@ -83,4 +77,76 @@ func TestVaultUnseal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVaultReset: after the lab's first Vault init failed, the gate has
+// the node it asked wipe Vault's storage prefix (as the management token,
+// through the local agent) and restart its Vault, and another node only
+// restart its Vault; both ask again and end unsealed.
+func TestVaultReset(t *testing.T) {
+	for _, tc := range []struct {
+		action   string
+		wantWipe []string
+		wantRan  []string
+		wantLine string
+	}{
+		{api.VaultResetStorage, []string{roles.VaultConsulPath}, []string{"systemctl stop vault.service", "systemctl restart vault.service"}, "KILN-VAULT host=ceph-1 reset: init failed; wiped Vault's storage (Consul KV vault/)"},
+		{api.VaultRestart, nil, []string{"systemctl restart vault.service"}, "KILN-VAULT host=ceph-1 restart: init failed"},
+	} {
+		t.Run(tc.action, func(t *testing.T) {
+			s, fc, ran := consulNode(t)
+			var mu sync.Mutex
+			sealed, asks := true, 0
+			localVault(t, s, func() vaultSeal {
+				mu.Lock()
+				defer mu.Unlock()
+				return vaultSeal{Initialized: true, Sealed: sealed}
+			})
+			gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				asks++
+				ans := api.VaultUnseal{Sealed: true, Message: "init failed", Action: tc.action}
+				if asks > 1 {
+					sealed, ans = false, api.VaultUnseal{Selftest: "wrote kiln-selftest/ceph-1 through this Vault, read back ceph-1"}
+				}
+				json.NewEncoder(w).Encode(ans)
+			}))
+			t.Cleanup(gate.Close)
+			s.env.HTTP = &gateclient.Client{Base: gate.URL, MAC: "52:54:00:00:00:11"}
+			if err := s.unsealVault(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if asks != 2 {
+				t.Errorf("asked the gate %d times, want 2", asks)
+			}
+			if diff := cmp.Diff(tc.wantWipe, fc.wiped); diff != "" {
+				t.Errorf("wiped (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantRan, *ran); diff != "" {
+				t.Errorf("commands (-want +got):\n%s", diff)
+			}
+			console := s.env.Console.(*bytes.Buffer).String()
+			if !strings.Contains(console, tc.wantLine) || !strings.Contains(console, "KILN-VAULT host=ceph-1 unsealed") {
+				t.Errorf("console %q, want %q and the unseal", console, tc.wantLine)
+			}
+		})
+	}
+}
+
+// localVault serves the node's Vault seal status, as status says, over
+// TLS with the machine's certificate, and points the node at it.
+func localVault(t *testing.T, s *node, status func() vaultSeal) {
+	t.Helper()
+	vault := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(status())
+	}))
+	cert, err := tls.LoadX509KeyPair(s.path(roles.MachineCertPath), s.path(roles.MachineKeyPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vault.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	vault.StartTLS()
+	t.Cleanup(vault.Close)
+	s.env.Machine.Vault.APIAddress = vault.URL
 }

@@ -27,10 +27,13 @@ import (
 	"os"
 
 	"github.com/coreos/ignition/v2/config/v3_5/types"
+	"github.com/u-root/u-root/pkg/efivarfs"
 
 	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/image/disklayout"
+	"github.com/kilnlab/kiln/image/esp"
 	"github.com/kilnlab/kiln/installer/disks"
+	"github.com/kilnlab/kiln/installer/efiboot"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/pxe/api"
@@ -54,6 +57,10 @@ type Installer struct {
 	// Secrets writes the machine's secrets (fetched once, before the
 	// first write) into its state partition (MountApply). Required.
 	Secrets SecretsApplier
+	// EFIVars is the UEFI firmware's variable store, nil under BIOS.
+	// When set, the installed disk's bootloader gets a boot entry right
+	// after the netboot entry (see efiboot).
+	EFIVars efivarfs.EFIVar
 }
 
 // contentFile maps a partition's content to its manifest file.
@@ -215,8 +222,51 @@ func (in *Installer) write(ctx context.Context, w *work) error {
 	if err := in.applySecrets(ctx, w); err != nil {
 		return err
 	}
+	in.placeBootEntry(ctx, w)
 	in.progress(ctx, api.Progress{Phase: "done", Message: "installed"})
 	return nil
+}
+
+// placeBootEntry gives the installed ESP a firmware boot entry second in
+// the boot order, after the netboot. The disk is installed and verified
+// either way: a firmware that refuses the variables only boots it later
+// (after its other network entries time out), so this warns and goes on.
+func (in *Installer) placeBootEntry(ctx context.Context, w *work) {
+	if in.EFIVars == nil {
+		return
+	}
+	e, ok := bootEntry(w)
+	if !ok {
+		return
+	}
+	r, err := efiboot.Place(in.EFIVars, e)
+	if err != nil {
+		fmt.Fprintf(in.Console, "kiln: warning: the firmware's boot order is unchanged (%v): after the gate sends this machine to its disk, the firmware tries its other boot entries first\n", err)
+		in.Log.Warn("firmware boot entry", "err", err)
+		return
+	}
+	fmt.Fprintf(in.Console, "kiln: firmware boot order %s (was %s): netboot, then Boot%04X %q\n", efiboot.Names(r.After), efiboot.Names(r.Before), r.Number, e.Description)
+	in.progress(ctx, api.Progress{Phase: "boot-order", Message: efiboot.Names(r.After)})
+}
+
+// bootEntry is the entry for the ESP of the disk written this install.
+func bootEntry(w *work) (efiboot.Entry, bool) {
+	for _, t := range w.targets {
+		if t.Plan.Action != plan.ActionPartition || t.Plan.Layout == nil {
+			continue
+		}
+		for _, p := range t.Plan.Layout.Partitions {
+			if p.Content == plan.ContentESP {
+				return efiboot.Entry{
+					Description: "kiln " + w.manifest.Machine.Name,
+					ESP:         p,
+					SectorSize:  t.Plan.Layout.SectorSize,
+					Loader:      esp.BootloaderEFI,
+				}, true
+			}
+		}
+	}
+	return efiboot.Entry{}, false
 }
 
 func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (err error) {

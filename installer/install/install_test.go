@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/installer/disks"
 	"github.com/kilnlab/kiln/installer/disks/diskstest"
+	"github.com/kilnlab/kiln/installer/efiboot/efiboottest"
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/installer/gateclient/gatetest"
 	"github.com/kilnlab/kiln/plan"
@@ -192,6 +194,44 @@ func TestInstall(t *testing.T) {
 	}
 	if !bytes.Equal(data[:4], make([]byte, 4)) {
 		t.Error("data disk still has its squashfs signature")
+	}
+}
+
+// TestInstallPlacesBootEntry: on a UEFI machine the written ESP gets a
+// boot entry right after the netboot entry the install came from.
+func TestInstallPlacesBootEntry(t *testing.T) {
+	fx := newFixture(t, wipeAll(machine()))
+	vars := efiboottest.OVMF()
+	fx.in.EFIVars = vars
+	if err := fx.in.Run(context.Background()); err != nil {
+		t.Fatalf("Run(): %v\nconsole:\n%s", err, fx.console)
+	}
+	if got, want := vars.Order(), []uint16{2, 6, 0, 1, 3, 4, 5}; !slices.Equal(got, want) {
+		t.Errorf("BootOrder %v, want %v", got, want)
+	}
+	_, opt, err := vars.Get(efiboottest.Desc("Boot0006"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ESP's unique GUID in EFI byte order, and the description.
+	if !bytes.Contains(opt, []byte{0x52, 0x1c, 0x0c, 0x5e, 0x1b, 0x1d, 0x5a, 0x5f}) || !bytes.Contains(opt, []byte("k\x00i\x00l\x00n\x00 \x00c\x00e\x00p\x00h\x00-\x001\x00")) {
+		t.Errorf("Boot0006 = %x", opt)
+	}
+	if !strings.Contains(fx.console.String(), `kiln: firmware boot order 0002,0006,0000,0001,0003,0004,0005 (was 0000,0001,0002,0003,0004,0005): netboot, then Boot0006 "kiln ceph-1"`) {
+		t.Errorf("console:\n%s", fx.console)
+	}
+
+	// A firmware without BootCurrent: installed all the same, with a
+	// warning that says what it costs.
+	fx = newFixture(t, wipeAll(machine()))
+	vars = efiboottest.OVMF()
+	delete(vars, efiboottest.Desc("BootCurrent"))
+	fx.in.EFIVars = vars
+	if err := fx.in.Run(context.Background()); err != nil {
+		t.Fatalf("Run(): %v\nconsole:\n%s", err, fx.console)
+	}
+	if out := fx.console.String(); !strings.Contains(out, "warning: the firmware's boot order is unchanged") || !strings.HasSuffix(out, "KILN-INSTALL-OK ceph-1\n") {
+		t.Errorf("console:\n%s", out)
 	}
 }
 

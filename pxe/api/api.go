@@ -126,7 +126,21 @@ type VaultUnseal struct {
 	// self-test engine); SelftestError why that failed.
 	Selftest      string `json:"selftest,omitempty"`
 	SelftestError string `json:"selftest_error,omitempty"`
+	// Action, when set, is what the node must do before it asks again
+	// (VaultResetStorage, VaultRestart).
+	Action string `json:"action,omitempty"`
 }
+
+// VaultUnseal actions, after a failed first init of the lab's Vault (see
+// pxe/vault.AttemptFile).
+const (
+	// VaultResetStorage: stop Vault, delete its storage prefix in
+	// Consul (everything the failed init wrote), start Vault, ask again.
+	VaultResetStorage = "reset-storage"
+	// VaultRestart: restart Vault, which then reads its storage afresh
+	// (a Vault caches that its storage is initialised), and ask again.
+	VaultRestart = "restart"
+)
 
 // Bounds of the reports of installed machines: the gate refuses a report
 // beyond them (400), so a client clips its free text to MaxText first.

@@ -46,7 +46,7 @@ func testPlan() *plan.Plan {
 
 // fakeBundle writes a tiny bundle with an escaping symlink beside it.
 // ceph-2 has no machine images, to exercise an incomplete bundle.
-func fakeBundle(t *testing.T) string {
+func fakeBundle(t testing.TB) string {
 	t.Helper()
 	top := t.TempDir()
 	dir := filepath.Join(top, "bundle")
@@ -78,19 +78,20 @@ func (c *clock) add(d time.Duration) {
 }
 
 type fixture struct {
-	srv    *httptest.Server
-	states *state.Store
-	clock  *clock
-	logs   *bytes.Buffer
+	srv     *httptest.Server
+	handler http.Handler
+	states  *state.Store
+	clock   *clock
+	logs    *bytes.Buffer
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	return newFixtureWith(t, nil)
 }
 
 // newFixtureWith lets a test change the Config (its plan, its /proc).
-func newFixtureWith(t *testing.T, edit func(*Config)) *fixture {
+func newFixtureWith(t testing.TB, edit func(*Config)) *fixture {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	states, err := state.Open(t.TempDir(), c.now)
@@ -110,9 +111,10 @@ func newFixtureWith(t *testing.T, edit func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	srv := httptest.NewServer(s.Handler())
+	h := s.Handler()
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, states: states, clock: c, logs: logs}
+	return &fixture{srv: srv, handler: h, states: states, clock: c, logs: logs}
 }
 
 func (f *fixture) do(t *testing.T, method, path, body string) (int, string) {

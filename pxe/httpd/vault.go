@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -47,6 +48,11 @@ func (s *Server) vaultUnseal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.cfg.Vault.Unseal(r.Context(), addr)
+	if action := resetAction(err); action != "" {
+		log.Warn("api: vault: the lab's first init failed; the node resets", "vault", addr, "action", action, "err", err)
+		writeJSON(w, api.VaultUnseal{Sealed: true, Message: err.Error(), Action: action})
+		return
+	}
 	if err != nil {
 		log.Error("api: vault unseal", "vault", addr, "err", err)
 		w.WriteHeader(http.StatusBadGateway)
@@ -65,6 +71,17 @@ func (s *Server) vaultUnseal(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("api: vault unsealed", "vault", addr, "selftest", ans.Selftest, "selftest_error", ans.SelftestError)
 	writeJSON(w, ans)
+}
+
+// resetAction is what the node does about a failed first init, or "".
+func resetAction(err error) string {
+	switch {
+	case errors.Is(err, vault.ErrResetStorage):
+		return api.VaultResetStorage
+	case errors.Is(err, vault.ErrResetPending):
+		return api.VaultRestart
+	}
+	return ""
 }
 
 // machineVault is the API address of m's Vault.

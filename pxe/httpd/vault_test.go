@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -92,6 +93,17 @@ func TestVaultUnseal(t *testing.T) {
 	u.err = errors.New("vault is initialised, but the gate holds no unseal key for it")
 	if code, got := f.askUnseal(t, macC2, &c2); code != 502 || !got.Sealed || !strings.Contains(got.Message, "no unseal key") {
 		t.Errorf("failed unseal = %d %+v, want 502 sealed with the reason", code, got)
+	}
+
+	// After a failed first init: the node asked wipes, the others restart.
+	for err, action := range map[error]string{
+		fmt.Errorf("https://192.168.1.12:8200: %w", vault.ErrResetStorage): api.VaultResetStorage,
+		fmt.Errorf("https://192.168.1.12:8200: %w", vault.ErrResetPending): api.VaultRestart,
+	} {
+		u.err = err
+		if code, got := f.askUnseal(t, macC2, &c2); code != 200 || !got.Sealed || got.Action != action || got.Message != err.Error() {
+			t.Errorf("%v = %d %+v, want 200 sealed with action %s", err, code, got, action)
+		}
 	}
 
 	f.srv.cfg.VaultUnseal = profiles.UnsealManual

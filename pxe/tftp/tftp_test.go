@@ -89,7 +89,7 @@ func (l *logBuf) String() string {
 
 // serve starts a server on loopback over a tree with a payload, a symlink
 // inside the tree and one escaping it.
-func serve(t *testing.T) (addr string, payload []byte, logs *logBuf) {
+func serve(t testing.TB) (addr string, payload []byte, logs *logBuf) {
 	t.Helper()
 	top := t.TempDir()
 	root := filepath.Join(top, "tftp")
@@ -130,7 +130,7 @@ func serve(t *testing.T) (addr string, payload []byte, logs *logBuf) {
 	return conn.LocalAddr().String(), payload, logs
 }
 
-func client(t *testing.T, addr string) *tftp.Client {
+func client(t testing.TB, addr string) *tftp.Client {
 	t.Helper()
 	c, err := tftp.NewClient(addr)
 	if err != nil {
@@ -269,4 +269,63 @@ func itoa(n int) string {
 			return string(b[i:])
 		}
 	}
+}
+
+// FuzzServePacket sends any datagram to the running server, as a PXE
+// client or anything else on the lab's network may: a reply never
+// carries the secret beside the served tree, and the server still serves
+// a real download afterwards.
+func FuzzServePacket(f *testing.F) {
+	rrq := func(name string, opts ...string) []byte {
+		b := append([]byte{0, 1}, name...)
+		b = append(b, 0)
+		b = append(b, "octet\x00"...)
+		for _, o := range opts {
+			b = append(append(b, o...), 0)
+		}
+		return b
+	}
+	for _, seed := range [][]byte{
+		rrq("undionly.kpxe"),
+		rrq("undionly.kpxe", "blksize", "1468", "tsize", "0"),
+		rrq("escape"),
+		rrq("../secret", "blksize", "65464"),
+		rrq("undionly.kpxe", "blksize", "0"),
+		rrq("undionly.kpxe", "blksize"),
+		{0, 2, 'x', 0, 'o', 'c', 't', 'e', 't', 0}, // WRQ
+		{0, 4, 0, 1},                               // a stray ACK
+		{0, 5, 0, 1, 'e', 0},
+		{0, 1},
+		{},
+	} {
+		f.Add(seed)
+	}
+	addr, payload, _ := serve(f)
+	server, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, packet []byte) {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.WriteToUDP(packet, server); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		reply := make([]byte, 65536)
+		if n, _, err := conn.ReadFromUDP(reply); err == nil && bytes.Contains(reply[:n], []byte("lab secret")) {
+			t.Fatalf("reply to %x carries the secret: %q", packet, reply[:n])
+		}
+		wt, err := client(t, addr).Receive("undionly.kpxe", "octet")
+		if err != nil {
+			t.Fatalf("after %x: %v", packet, err)
+		}
+		var buf bytes.Buffer
+		if _, err := wt.WriteTo(&buf); err != nil || !bytes.Equal(buf.Bytes(), payload) {
+			t.Fatalf("after %x: got %d bytes, %v", packet, buf.Len(), err)
+		}
+	})
 }

@@ -35,6 +35,17 @@ const Port = 8200
 // Keeper.Dir.
 const InitFile = "init.json"
 
+// AttemptFile, in Keeper.Dir, records a sys/init the gate sent and has
+// no keys from yet: written durably before the request, removed once the
+// keys are. Found beside no InitFile, it says the lab's Vault storage
+// holds only that failed attempt, which no one can ever unseal (Vault
+// initialises its storage first and answers last: seen in a rehearsal,
+// Consul lost its leader during Vault's post-unseal setup, and sys/init
+// failed with Vault initialised). That storage may then be wiped, by
+// the node whose Vault was asked (ErrResetStorage), and the lab's Vault
+// initialised again.
+const AttemptFile = "init-attempt.json"
+
 // Errors the caller decides on.
 var (
 	// ErrInitialisedElsewhere: Vault says it is initialised, but the
@@ -44,6 +55,14 @@ var (
 	// ErrNotInitialised: the operation needs the lab's keys and Vault
 	// has not been initialised yet.
 	ErrNotInitialised = errors.New("vault has not been initialised yet")
+	// ErrResetStorage: the gate's own sys/init on this Vault failed
+	// after Vault had initialised its storage (AttemptFile); the node
+	// must wipe Vault's storage, restart its Vault and ask again.
+	ErrResetStorage = errors.New("the lab's Vault init failed after Vault initialised its storage: it holds nothing anyone can unseal")
+	// ErrResetPending: another node's Vault storage reset
+	// (ErrResetStorage) is under way; this node restarts its Vault, so
+	// that it reads the storage afresh, and asks again.
+	ErrResetPending = errors.New("the lab's Vault storage is being reset through another node after a failed init")
 )
 
 // CallTimeout bounds one request to a Vault, but for sys/init.
@@ -126,7 +145,7 @@ func (k *Keeper) Unseal(ctx context.Context, addr string) (SealStatus, error) {
 			return SealStatus{}, err
 		}
 	case errors.Is(err, ErrNotInitialised):
-		return st, fmt.Errorf("%s: %w", addr, ErrInitialisedElsewhere)
+		return st, k.initialisedWithoutKeys(addr)
 	case err != nil:
 		return st, err
 	}
@@ -188,13 +207,45 @@ func (k *Keeper) Initialised() bool {
 	return err == nil
 }
 
+// attempt is AttemptFile's content.
+type attempt struct {
+	Vault string    `json:"vault"`
+	At    time.Time `json:"at"`
+}
+
+// initialisedWithoutKeys is the error for a Vault at addr that is
+// initialised while the gate holds no keys: a reset when the gate's own
+// attempt failed (on this Vault, or on another), else someone else's.
+func (k *Keeper) initialisedWithoutKeys(addr string) error {
+	b, err := os.ReadFile(filepath.Join(k.Dir, AttemptFile))
+	if err != nil {
+		return fmt.Errorf("%s: %w", addr, ErrInitialisedElsewhere)
+	}
+	var a attempt
+	if err := json.Unmarshal(b, &a); err != nil || a.Vault == "" {
+		return fmt.Errorf("%s: %w", addr, ErrInitialisedElsewhere)
+	}
+	if a.Vault == addr {
+		return fmt.Errorf("%s (sys/init sent %s): %w", addr, a.At.UTC().Format(time.RFC3339), ErrResetStorage)
+	}
+	return fmt.Errorf("%s, through %s: %w", addr, a.Vault, ErrResetPending)
+}
+
 // initialise runs sys/init on addr and writes the keys durably before
 // returning them: a gate that loses power after Vault answered but before
 // the keys are on its disk would leave a Vault no one can unseal, so the
-// window is one write and one fsync.
+// window is one write and one fsync. AttemptFile is on disk before the
+// request goes, and goes once the keys are.
 func (k *Keeper) initialise(ctx context.Context, addr string) (Keys, error) {
 	if err := os.MkdirAll(k.Dir, 0o700); err != nil {
 		return Keys{}, fmt.Errorf("vault: %w", err)
+	}
+	a, err := json.Marshal(attempt{Vault: addr, At: time.Now().UTC()})
+	if err != nil {
+		return Keys{}, err
+	}
+	if err := k.writeFile(AttemptFile, a); err != nil {
+		return Keys{}, err
 	}
 	var keys Keys
 	req := map[string]int{"secret_shares": 1, "secret_threshold": 1}
@@ -206,6 +257,10 @@ func (k *Keeper) initialise(ctx context.Context, addr string) (Keys, error) {
 	}
 	if err := k.save(keys); err != nil {
 		return Keys{}, err
+	}
+	if err := os.Remove(filepath.Join(k.Dir, AttemptFile)); err != nil {
+		// The keys are safe; a stale attempt beside them is never read.
+		k.Log.Warn("vault: removing the init attempt record", "err", err)
 	}
 	k.Log.Info("vault: initialised the lab's Vault; the unseal key and root token are in the gate's state", "vault", addr)
 	return keys, nil
@@ -226,13 +281,18 @@ func (k *Keeper) load() (Keys, error) {
 	return keys, nil
 }
 
-// save writes the keys whole or not at all: temporary file, fsync,
-// rename, fsync of the directory.
+// save writes the keys whole or not at all.
 func (k *Keeper) save(keys Keys) error {
 	data, err := json.Marshal(keys)
 	if err != nil {
 		return err
 	}
+	return k.writeFile(InitFile, data)
+}
+
+// writeFile replaces name in k.Dir whole or not at all: temporary file,
+// fsync, rename, fsync of the directory.
+func (k *Keeper) writeFile(name string, data []byte) error {
 	tmp, err := os.CreateTemp(k.Dir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("vault: %w", err)
@@ -244,7 +304,7 @@ func (k *Keeper) save(keys Keys) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("vault: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(k.Dir, InitFile)); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(k.Dir, name)); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("vault: %w", err)
 	}

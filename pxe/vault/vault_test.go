@@ -37,6 +37,10 @@ type fakeVault struct {
 	// initDelay is how long sys/init takes (Vault on Consul under TCG:
 	// minutes).
 	initDelay time.Duration
+	// failInits is how many more sys/init fail after initialising the
+	// storage, as Vault's did when Consul lost its leader during its
+	// post-unseal setup.
+	failInits int
 }
 
 func (f *fakeVault) node(name string) http.Handler {
@@ -56,6 +60,12 @@ func (f *fakeVault) node(name string) http.Handler {
 		}
 		var req struct{ SecretShares, SecretThreshold int }
 		json.NewDecoder(r.Body).Decode(&req)
+		if f.failInits > 0 {
+			f.failInits--
+			f.initialized, f.inits = true, f.inits+1
+			http.Error(w, `{"errors":["list failed at path \"\": Unexpected response code: 500 (Raft leader not found in server lookup mapping)"]}`, http.StatusInternalServerError)
+			return
+		}
 		f.initialized, f.key, f.inits = true, "dW5zZWFs", f.inits+1
 		fmt.Fprintf(w, `{"keys":["75"],"keys_base64":[%q],"root_token":"hvs.root"}`, f.key)
 	})
@@ -298,5 +308,53 @@ func TestInitOutlivesTheAsker(t *testing.T) {
 	}
 	if st, err := k.Unseal(context.Background(), addrs["ceph-2"]); err != nil || st.Sealed {
 		t.Errorf("ceph-2 asking again: %+v, %v", st, err)
+	}
+}
+
+// TestFailedInitResets: sys/init fails after Vault initialised its
+// storage. The gate, which recorded its attempt before sending it, has
+// the node it asked wipe the storage and the others restart their Vault;
+// once the storage is blank it initialises again, keeps the keys, and
+// from then on unseals every node and never asks for a reset again.
+func TestFailedInitResets(t *testing.T) {
+	f := &fakeVault{sealed: map[string]bool{}, failInits: 1}
+	addrs, client := startNodes(t, f, "ceph-1", "ceph-2")
+	k := newKeeper(t, client)
+	ctx := context.Background()
+
+	if _, err := k.Unseal(ctx, addrs["ceph-1"]); err == nil || !strings.Contains(err.Error(), "Raft leader not found") {
+		t.Fatalf("first unseal: %v, want the failed init", err)
+	}
+	if _, err := os.Stat(filepath.Join(k.Dir, AttemptFile)); err != nil {
+		t.Fatalf("no record of the attempt: %v", err)
+	}
+	if _, err := k.Unseal(ctx, addrs["ceph-2"]); !errors.Is(err, ErrResetPending) {
+		t.Errorf("another node: %v, want ErrResetPending", err)
+	}
+	if _, err := k.Unseal(ctx, addrs["ceph-1"]); !errors.Is(err, ErrResetStorage) {
+		t.Fatalf("the node asked: %v, want ErrResetStorage", err)
+	}
+	// The node wipes Vault's storage prefix and restarts its Vault.
+	f.mu.Lock()
+	f.initialized = false
+	f.mu.Unlock()
+	if st, err := k.Unseal(ctx, addrs["ceph-1"]); err != nil || st.Sealed {
+		t.Fatalf("after the reset: %+v, %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(k.Dir, AttemptFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the attempt record outlives the keys: %v", err)
+	}
+	if st, err := k.Unseal(ctx, addrs["ceph-2"]); err != nil || st.Sealed {
+		t.Errorf("the other node: %+v, %v", st, err)
+	}
+	if f.inits != 2 {
+		t.Errorf("%d inits, want 2", f.inits)
+	}
+	// Keys held: a sealed, initialised Vault is unsealed, never reset.
+	f.mu.Lock()
+	f.sealed["ceph-1"] = true
+	f.mu.Unlock()
+	if st, err := k.Unseal(ctx, addrs["ceph-1"]); err != nil || st.Sealed {
+		t.Errorf("after a reboot: %+v, %v", st, err)
 	}
 }

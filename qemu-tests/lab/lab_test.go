@@ -98,12 +98,13 @@ func TestArgs(t *testing.T) {
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 		"-drive", "if=pflash,format=raw,unit=1,file=/out/vm.OVMF_VARS.fd",
 		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01,bootindex=1,romfile=",
+		// No boot index under UEFI: the variable store's order rules.
+		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01,romfile=",
 		"-drive", "if=none,id=d0,file=/out/vm-sys.img,format=raw,cache=unsafe,discard=unmap",
-		"-device", "virtio-blk-pci,drive=d0,serial=KILN-CEPH1-A,bootindex=2",
+		"-device", "virtio-blk-pci,drive=d0,serial=KILN-CEPH1-A",
 		"-drive", "if=none,id=d1,file=/out/vm-osd.img,format=raw,cache=unsafe,discard=unmap",
 		"-device", "virtio-scsi-pci,id=scsi0",
-		"-device", "scsi-hd,bus=scsi0.0,drive=d1,wwn=0x5000c500a1b2c3d4,serial=KILN-CEPH1-B,bootindex=3",
+		"-device", "scsi-hd,bus=scsi0.0,drive=d1,wwn=0x5000c500a1b2c3d4,serial=KILN-CEPH1-B",
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("Args (-want +got):\n%s", d)
@@ -313,5 +314,19 @@ func TestBootIndex(t *testing.T) {
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("BootDisk %q: boot indexes (-want +got):\n%s", tc.boot, diff)
 		}
+	}
+}
+
+// TestOn: a later VM of the same machine gets the earlier one's disks, in
+// its own config's order, and its variable store; the config it was made
+// from is not changed.
+func TestOn(t *testing.T) {
+	cfg := VMConfig{Name: "m", Firmware: UEFI, Disks: []Disk{{Name: "sys", Size: 1}, {Name: "osd", Size: 1}}}
+	got := cfg.On(Hardware{Disks: []string{"/a/sys.img", "/a/osd.img"}, Vars: "/a/m.OVMF_VARS.fd"})
+	if got.Vars != "/a/m.OVMF_VARS.fd" || got.Disks[0].Path != "/a/sys.img" || got.Disks[1].Path != "/a/osd.img" {
+		t.Errorf("On() = %+v", got)
+	}
+	if cfg.Disks[0].Path != "" || cfg.Vars != "" {
+		t.Errorf("On() changed its receiver: %+v", cfg)
 	}
 }

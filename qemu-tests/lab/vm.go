@@ -72,8 +72,13 @@ type VMConfig struct {
 	// ExtraArgs are appended to QEMU's command line.
 	ExtraArgs []string
 	// BootDisk names the disk the firmware boots first (default: the
-	// first disk), whatever its place on the bus.
+	// first disk), whatever its place on the bus. BIOS only: a UEFI VM
+	// boots in the order of its variable store (see Args).
 	BootDisk string
+	// Vars is the OVMF variable store to boot with, an earlier VM's
+	// (Hardware): a real machine's NVRAM, boot entries included,
+	// outlives its power cycles. Empty copies OVMF's blank store.
+	Vars string
 	// Kernel, Initrd and Append are the kernel, initramfs and command
 	// line QEMU boots itself (Firmware Direct; arm64 only).
 	Kernel, Initrd, Append string
@@ -243,9 +248,12 @@ func (vm *VM) prepare(ctx context.Context) error {
 		vm.disks = append(vm.disks, p)
 	}
 	if vm.cfg.Firmware == UEFI {
-		vm.vars = filepath.Join(vm.net.out, vm.cfg.Name+".OVMF_VARS.fd")
-		if err := copyFile(vm.vars, OVMFVars); err != nil {
-			return err
+		vm.vars = vm.cfg.Vars
+		if vm.vars == "" {
+			vm.vars = filepath.Join(vm.net.out, vm.cfg.Name+".OVMF_VARS.fd")
+			if err := copyFile(vm.vars, OVMFVars); err != nil {
+				return err
+			}
 		}
 	}
 	for _, p := range []string{vm.serial, vm.qemu} {
@@ -268,6 +276,28 @@ func (vm *VM) SerialLog() string { return vm.serial }
 // DiskPaths are the image files behind the VM's disks, in config order.
 func (vm *VM) DiskPaths() []string { return append([]string(nil), vm.disks...) }
 
+// Hardware is what of a machine outlives one VM: its disks and its
+// firmware's variable store.
+type Hardware struct {
+	Disks []string // image files, in config order
+	Vars  string   // OVMF variable store; empty under BIOS
+}
+
+// Hardware is the VM's disks and variable store, for a later VM that is
+// the same machine powered on again (VMConfig.On).
+func (vm *VM) Hardware() Hardware { return Hardware{Disks: vm.DiskPaths(), Vars: vm.vars} }
+
+// On is c on the hardware of an earlier VM: its disks, in c's order, and
+// its variable store.
+func (c VMConfig) On(hw Hardware) VMConfig {
+	c.Disks = slices.Clone(c.Disks)
+	for i := range c.Disks {
+		c.Disks[i].Path = hw.Disks[i]
+	}
+	c.Vars = hw.Vars
+	return c
+}
+
 // Args is QEMU's command line (without the binary) for a boot, with qmp
 // as the QMP socket path.
 func (vm *VM) Args(qmp string) []string {
@@ -288,13 +318,20 @@ func (vm *VM) Args(qmp string) []string {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vm.vars)
 	}
-	// Net first, then the disks: iPXE's `exit` falls through to the disk.
-	nic := "virtio-net-pci,netdev=n0,mac=" + c.MAC + ",bootindex=1"
+	// BIOS: net first, then the disks: iPXE's `exit` falls through to
+	// the disk. UEFI: no boot index at all. With one, QEMU hands OVMF a
+	// boot order (fw_cfg) that OVMF imposes at every boot, deleting the
+	// entries it does not match, like the installer's disk entry; a real
+	// machine has no such thing and boots in its NVRAM's order, which
+	// kiln's installer sets (installer/efiboot).
+	nic := "virtio-net-pci,netdev=n0,mac=" + c.MAC
 	if c.Firmware == UEFI {
 		// No iPXE option ROM: OVMF's own virtio-net driver and PXE client
 		// boot, asking for ipxe.efi as real UEFI firmware does. (SeaBIOS
 		// has no PXE client: there the ROM, iPXE, is the firmware's PXE.)
 		nic += ",romfile="
+	} else {
+		nic += ",bootindex=1"
 	}
 	args = append(args,
 		"-netdev", "tap,id=n0,ifname="+vm.tap+",script=no,downscript=no",
@@ -345,7 +382,9 @@ func (vm *VM) diskArgs() []string {
 		if d.Serial != "" {
 			dev += ",serial=" + d.Serial
 		}
-		dev += ",bootindex=" + strconv.Itoa(vm.bootIndex(i))
+		if vm.cfg.Firmware != UEFI {
+			dev += ",bootindex=" + strconv.Itoa(vm.bootIndex(i))
+		}
 		args = append(args, "-device", dev)
 	}
 	return args

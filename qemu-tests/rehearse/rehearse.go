@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -126,7 +127,15 @@ func (l *Lab) startServices(ctx context.Context) error {
 	if l.opts.Profile != "" {
 		args = append(args, "--profile", l.opts.Profile)
 	}
-	proc, err := l.Net.Start("gate", l.Net.Command(l.opts.Kiln, args...))
+	cmd := l.Net.Command(l.opts.Kiln, args...)
+	logFile, err := os.Create(filepath.Join(l.opts.Out, "gate.log"))
+	if err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	// The child has its own descriptor: ours can go now.
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	proc, err := l.Net.Start("gate", cmd)
 	if err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
@@ -296,7 +305,7 @@ func (l *Lab) InstallUp(ctx context.Context, m plan.Machine, cfg lab.VMConfig) (
 func (l *Lab) PowerCycle(ctx context.Context, r Result, cfg lab.VMConfig, vm *lab.VM) Result {
 	vm.Stop()
 	r.Boots = vm.Boots()
-	return l.powerCycle(ctx, r, cfg, vm.DiskPaths())
+	return l.powerCycle(ctx, r, cfg, vm.Hardware())
 }
 
 // reportWait bounds the wait for a machine's first-boot report to reach
@@ -348,10 +357,10 @@ func (l *Lab) StatusURL() string {
 
 // powerCycle boots the installed machine again from cold: PXE comes first
 // in its boot order, and the gate must send it to its disk.
-func (l *Lab) powerCycle(ctx context.Context, r Result, cfg lab.VMConfig, disks []string) Result {
+func (l *Lab) powerCycle(ctx context.Context, r Result, cfg lab.VMConfig, hw lab.Hardware) Result {
 	cfg.Name += "-again"
 	start := time.Now()
-	vm, err := l.PowerOn(ctx, cfg, disks)
+	vm, err := l.PowerOn(ctx, cfg, hw)
 	if err != nil {
 		return r.fail("power cycle", err)
 	}
@@ -362,15 +371,13 @@ func (l *Lab) powerCycle(ctx context.Context, r Result, cfg lab.VMConfig, disks 
 	return r
 }
 
-// PowerOn boots an installed machine from cold on its disks (the paths of
-// an earlier VM's) and leaves it running once its kernel is up from disk:
-// PXE comes first in its boot order, and the gate must send it to its
-// disk, not to an install. The caller stops the VM.
-func (l *Lab) PowerOn(ctx context.Context, cfg lab.VMConfig, disks []string) (*lab.VM, error) {
-	cfg.Disks = slices.Clone(cfg.Disks)
-	for i := range cfg.Disks {
-		cfg.Disks[i].Path = disks[i]
-	}
+// PowerOn boots an installed machine from cold on its hardware (an
+// earlier VM's disks and firmware variables) and leaves it running once
+// its kernel is up from disk: PXE comes first in its boot order, and the
+// gate must send it to its disk, not to an install. The caller stops the
+// VM.
+func (l *Lab) PowerOn(ctx context.Context, cfg lab.VMConfig, hw lab.Hardware) (*lab.VM, error) {
+	cfg = cfg.On(hw)
 	cfg.FailOn = append(slices.Clone(cfg.FailOn), installStart)
 	vm, err := l.Net.NewVM(ctx, cfg)
 	if err == nil {

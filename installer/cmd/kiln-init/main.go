@@ -23,6 +23,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/u-root/u-root/pkg/efivarfs"
 	"golang.org/x/sys/unix"
 
 	"github.com/kilnlab/kiln/image/initramfs/kmod"
@@ -102,6 +103,28 @@ func loadModules(log *slog.Logger) {
 	log.Info("modules loaded", "count", n, "dir", dir)
 }
 
+// efiVars is the UEFI firmware's variable store, nil under BIOS (or when
+// it cannot be had: the install goes on, see install.Installer.EFIVars).
+// u-root's init mounts efivarfs before kiln-init loads modules, and
+// Debian's kernel has efivarfs as a module: so it is mounted here.
+func efiVars(log *slog.Logger) efivarfs.EFIVar {
+	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
+		return nil
+	}
+	v, err := efivarfs.New()
+	if err != nil {
+		if err := unix.Mount("efivarfs", efivarfs.DefaultVarFS, "efivarfs", 0, ""); err != nil {
+			log.Warn("mount efivarfs", "err", err)
+			return nil
+		}
+		if v, err = efivarfs.New(); err != nil {
+			log.Warn("efivarfs", "err", err)
+			return nil
+		}
+	}
+	return v
+}
+
 func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, console io.Writer, noReboot bool) error {
 	in := &install.Installer{
 		Log:     log,
@@ -110,6 +133,7 @@ func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, consol
 		Disks:   disks.Host(),
 		Name:    p.MAC,
 		Secrets: install.MountApply(disks.Host(), "/run/kiln-state"),
+		EFIVars: efiVars(log),
 	}
 	if err := p.Need("kiln.gate", "kiln.mac", "kiln.token"); err != nil {
 		if in.Name == "" {
