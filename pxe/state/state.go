@@ -207,7 +207,27 @@ func Open(dir string, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{dir: dir, now: now}, nil
+	st := &Store{dir: dir, now: now}
+	if err := st.locked(st.sweep); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// sweep removes the temporary files of writes that a power cut stopped
+// before their rename (WriteFileAtomic): never read as state, they would
+// only pile up on the gate's card. Under the lock, no write is under way.
+func (s *Store) sweep() error {
+	tmps, err := filepath.Glob(filepath.Join(s.dir, ".*.json.tmp*"))
+	if err != nil {
+		return err
+	}
+	for _, t := range tmps {
+		if err := os.Remove(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state: %w", err)
+		}
+	}
+	return nil
 }
 
 // NormalizeMAC returns mac in lower-case colon form, the key of a record.

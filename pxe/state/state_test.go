@@ -1,8 +1,11 @@
 package state
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +384,60 @@ func TestServiceSinceAndHealthyAt(t *testing.T) {
 	r, err := s.Get(mac, "ceph-1")
 	if err != nil || !r.Netbooted.Equal(at(8)) {
 		t.Errorf("last netboot %v, %v; want %v", r.Netbooted, err, at(8))
+	}
+}
+
+// TestTornWriteNeverRead: a power cut at any byte of a record's write
+// leaves the old record on disk beside a partial temporary file, or the
+// new record once renamed. The gate, started again, reads the old record
+// or the new one whole, never a part, and sweeps the leftover.
+func TestTornWriteNeverRead(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	tok, err := s.ArmToken(mac, "ceph-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.BeginInstall(mac, "ceph-1", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := old
+	next.State, next.Progress = Installed, &Progress{Phase: "done", Message: "installed"}
+	data, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := s.path(mac)
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp123456")
+	for n := 0; n <= len(data); n++ {
+		if err := os.WriteFile(tmp, data[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		again := open(t, dir) // the gate after the power cut
+		got, err := again.Get(mac, "ceph-1")
+		if err != nil {
+			t.Fatalf("cut after %d of %d bytes: %v", n, len(data), err)
+		}
+		if diff := cmp.Diff(old, got); diff != "" {
+			t.Fatalf("cut after %d of %d bytes: read (-old +got):\n%s", n, len(data), diff)
+		}
+		if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("cut after %d bytes: the partial file is still there (%v)", n, err)
+		}
+	}
+	// Cut after the rename: the new record, whole.
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := open(t, dir).Get(mac, "ceph-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(next, got); diff != "" {
+		t.Errorf("after the rename (-new +got):\n%s", diff)
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kilnlab/kiln/pxe/state"
 )
 
 // Port is Vault's API port on every storage node (roles renders its
@@ -290,30 +292,12 @@ func (k *Keeper) save(keys Keys) error {
 	return k.writeFile(InitFile, data)
 }
 
-// writeFile replaces name in k.Dir whole or not at all: temporary file,
-// fsync, rename, fsync of the directory.
+// writeFile replaces name in k.Dir whole or not at all (0600).
 func (k *Keeper) writeFile(name string, data []byte) error {
-	tmp, err := os.CreateTemp(k.Dir, ".tmp-*")
-	if err != nil {
+	if err := state.WriteFileAtomic(filepath.Join(k.Dir, name), data, 0o600); err != nil {
 		return fmt.Errorf("vault: %w", err)
 	}
-	_, werr := tmp.Write(data)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("vault: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(k.Dir, name)); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("vault: %w", err)
-	}
-	d, err := os.Open(k.Dir)
-	if err != nil {
-		return fmt.Errorf("vault: %w", err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // authed calls Vault with a token.
