@@ -31,7 +31,7 @@ APT_PACKAGES := \
 # kernel (wireguard-modules), which a test host does not want.
 APT_BARE_PACKAGES := wireguard-tools wireguard-go
 
-.PHONY: all deps apt-deps go-deps build upstream demo test e2e unit bench fuzz clean
+.PHONY: all deps apt-deps go-deps build upstream demo test e2e unit bench bench-deps fuzz clean
 
 all: build
 
@@ -94,9 +94,27 @@ fuzz: go-deps
 		done; \
 	done
 
-# The gate's boot-to-serving time and idle memory beside a Debian arm64
-# systemd boot of the same kernel in the same QEMU VM (qemu-tests/bench).
-bench: deps build
+# The peers make bench measures kiln against. A policy-rc.d keeps their
+# packages from starting daemons on the host while they install (one the
+# machine already has is left as it is, and used).
+BENCH_PACKAGES := tftpd-hpa nginx-light curl
+bench-deps:
+	@if [ -e /usr/sbin/policy-rc.d ] || [ "$$(id -u)" != 0 ]; then \
+		$(call apt_install,$(BENCH_PACKAGES),--no-install-recommends); \
+	else \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+		( $(call apt_install,$(BENCH_PACKAGES),--no-install-recommends) ); rc=$$?; \
+		rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+
+# The netboot servers side by side (qemu-tests/bench/netboot): kiln's
+# TFTP and HTTP against tftpd-hpa, dnsmasq and nginx across a veth pair;
+# then the gate's boot-to-serving time and idle memory beside a Debian
+# arm64 systemd boot of the same kernel in the same QEMU VM
+# (qemu-tests/bench).
+BENCH_ROUNDS ?= 5
+bench: deps bench-deps build
+	$(GO) run ./qemu-tests/bench/netboot/cmd -rounds $(BENCH_ROUNDS) -out $(OUT)/bench/netboot
 	$(KILN) build -o $(OUT)
 	$(GO) run ./qemu-tests/bench/cmd -gate $(OUT)/gate-1.img -out $(OUT)/bench
 

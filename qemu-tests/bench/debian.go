@@ -75,11 +75,13 @@ func RootfsTar(ctx context.Context, dir string, log *slog.Logger) (string, error
 		return "", err
 	}
 	// mmdebstrap runs arm64 maintainer scripts through qemu-user.
-	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
-		return "", fmt.Errorf("no binfmt handler for arm64 (apt-get install qemu-user-static binfmt-support; "+
-			"mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc if it is not mounted): %w", err)
+	if err := enableBinfmt(ctx); err != nil {
+		return "", err
 	}
-	tmp := tar + ".part"
+	// mmdebstrap picks its output format from the name's extension: the
+	// partial file must end in .tar too (a ".tar.part" became a
+	// directory, which tar then refused).
+	tmp := strings.TrimSuffix(tar, ".tar") + ".part.tar"
 	args := append(append([]string{}, debianArgs...), debianSuite, tmp, debianMirror)
 	log.Info("building the Debian arm64 rootfs (once)", "cmd", "mmdebstrap "+strings.Join(args, " "), "out", tar)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
@@ -89,6 +91,31 @@ func RootfsTar(ctx context.Context, dir string, log *slog.Logger) (string, error
 		return "", fmt.Errorf("mmdebstrap: %w", err)
 	}
 	return tar, os.Rename(tmp, tar)
+}
+
+// binfmtAArch64 is the kernel's arm64 handler, which qemu-user-static's
+// package registers through binfmt-support.
+const binfmtAArch64 = "/proc/sys/fs/binfmt_misc/qemu-aarch64"
+
+// enableBinfmt makes sure arm64 programs run through qemu-user: on a
+// machine without systemd nothing registers the handler at boot (nor
+// mounts binfmt_misc), so this does what systemd-binfmt would.
+func enableBinfmt(ctx context.Context) error {
+	if _, err := os.Stat(binfmtAArch64); err == nil {
+		return nil
+	}
+	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/register"); err != nil {
+		if err := command(ctx, "mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"); err != nil {
+			return fmt.Errorf("mount binfmt_misc: %w", err)
+		}
+	}
+	if err := command(ctx, "update-binfmts", "--enable", "qemu-aarch64"); err != nil {
+		return fmt.Errorf("no binfmt handler for arm64 (apt-get install qemu-user-static binfmt-support): %w", err)
+	}
+	if _, err := os.Stat(binfmtAArch64); err != nil {
+		return fmt.Errorf("update-binfmts --enable qemu-aarch64 registered no handler: %w", err)
+	}
+	return nil
 }
 
 // DebianDisk writes out, an ext4 image of the rootfs tarball plus k's

@@ -1,0 +1,226 @@
+// Command cmd is `make bench`'s netboot side-by-side (package netboot):
+// kiln's TFTP and HTTP servers against tftpd-hpa, dnsmasq and nginx across
+// a veth pair between two network namespaces it makes and removes. Needs
+// root, curl, in.tftpd, dnsmasq and nginx (make bench installs them).
+//
+//	go run ./qemu-tests/bench/netboot/cmd -rounds 5 -out out/bench/netboot
+//
+// Its serve-tftp, serve-http, serve-raw and sink subcommands are the
+// pieces it runs inside the namespaces.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/kilnlab/kiln/image/bundle"
+	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/httpd"
+	"github.com/kilnlab/kiln/pxe/state"
+	"github.com/kilnlab/kiln/pxe/tftp"
+	"github.com/kilnlab/kiln/qemu-tests/bench/netboot"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve-tftp":
+			return serveTFTP(ctx, args[1:], stderr)
+		case "serve-http":
+			return serveHTTP(ctx, args[1:], stderr)
+		case "serve-raw":
+			return serveRaw(ctx, args[1:])
+		case "sink":
+			return sink(ctx, args[1:], stdout)
+		}
+	}
+	fs := flag.NewFlagSet("netboot-bench", flag.ContinueOnError)
+	rounds := fs.Int("rounds", 5, "rounds of each figure, the servers alternating")
+	out := fs.String("out", "out/bench/netboot", "folder for the payloads, the servers' configs and logs")
+	tftpMiB := fs.Int64("tftp-mib", 64, "MiB of the TFTP file")
+	httpMiB := fs.Int64("http-mib", 1024, "MiB of the HTTP file (a role image's size)")
+	par := fs.Int("parallel", 8, "HTTP clients at once in the parallel figure")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	work := filepath.Join(abs, "work")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	n, err := netboot.NewNet(ctx)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	o := netboot.Options{
+		Rounds: *rounds, TFTPSize: *tftpMiB << 20, HTTPSize: *httpMiB << 20, Parallel: *par,
+		Config:   netboot.Config{Dir: filepath.Join(abs, "files"), Work: work, Self: self},
+		Progress: stderr,
+	}
+	r, err := netboot.Run(ctx, n, o)
+	if r != nil {
+		fmt.Fprintf(stdout, "kiln bench, netboot servers: a veth pair at MTU 1500 between two network namespaces, client curl %s\n", curlVersion(ctx))
+		netboot.Print(stdout, r, *rounds)
+	}
+	return err
+}
+
+func curlVersion(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "curl", "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	var v string
+	fmt.Sscanf(string(out), "curl %s", &v)
+	return v
+}
+
+// serveTFTP runs kiln's TFTP server (pxe/tftp, as the gate runs it).
+func serveTFTP(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve-tftp", flag.ContinueOnError)
+	root := fs.String("root", "", "served directory")
+	addr := fs.String("addr", "", "ip:port")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ua, err := net.ResolveUDPAddr("udp4", *addr)
+	if err != nil {
+		return err
+	}
+	conn, err := tftp.Listen(ua)
+	if err != nil {
+		return err
+	}
+	s := &tftp.Server{Root: *root, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	return s.Serve(ctx, conn)
+}
+
+// serveHTTP runs kiln's gate HTTP service (pxe/httpd) over dir as its
+// bundle: the /files/ path that installers fetch role images from.
+func serveHTTP(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve-http", flag.ContinueOnError)
+	dir := fs.String("dir", "", "served directory (a manifest.json is written when missing)")
+	addr := fs.String("addr", "", "ip:port")
+	stateDir := fs.String("state", "", "state directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(*dir, bundle.ManifestFile)); errors.Is(err, os.ErrNotExist) {
+		if err := bundle.WriteManifest(*dir); err != nil {
+			return err
+		}
+	}
+	states, err := state.Open(*stateDir, nil)
+	if err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return err
+	}
+	srv, err := httpd.New(httpd.Config{
+		Plan:      &plan.Plan{Lab: "bench", Gate: plan.Gate{Name: "gate", Address: host}},
+		BundleDir: *dir, States: states, GateURL: "http://" + *addr,
+		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp4", *addr)
+	if err != nil {
+		return err
+	}
+	// As kiln gate serve runs it (pxe.Service).
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	go func() { <-ctx.Done(); hs.Close() }()
+	if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// serveRaw writes size zero bytes to every connection: the line rate's
+// server, no file and no protocol.
+func serveRaw(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve-raw", flag.ContinueOnError)
+	addr := fs.String("addr", "", "ip:port")
+	size := fs.Int64("size", 0, "bytes per connection")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp4", *addr)
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); l.Close() }()
+	buf := make([]byte, 1<<20)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return nil
+		}
+		go func() {
+			defer c.Close()
+			for left := *size; left > 0; {
+				n, err := c.Write(buf[:min(left, int64(len(buf)))])
+				if err != nil {
+					return
+				}
+				left -= int64(n)
+			}
+		}()
+	}
+}
+
+// sink reads a connection to its end and prints the bytes read.
+func sink(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
+	addr := fs.String("addr", "", "ip:port")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp4", *addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	n, err := io.Copy(io.Discard, c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, strconv.FormatInt(n, 10))
+	return nil
+}
