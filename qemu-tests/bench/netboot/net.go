@@ -18,21 +18,22 @@ import (
 // Net is two namespaces joined by a veth pair: the server's side and the
 // client's.
 type Net struct {
-	Server, Client         string // namespace names
-	ServerAddr, ClientAddr string // IPv4, no prefix
+	Server, Client           string // namespace names
+	ServerIface, ClientIface string // each end of the veth
+	ServerAddr, ClientAddr   string // IPv4 in 10.77.0.0/16, no prefix
 }
 
 // NewNet creates the namespaces and the veth (MTU 1500), named after
 // this process so that two runs do not collide.
 func NewNet(ctx context.Context) (*Net, error) {
 	id := fmt.Sprintf("kb%d", os.Getpid())
-	n := &Net{Server: id + "s", Client: id + "c", ServerAddr: "10.77.0.1", ClientAddr: "10.77.0.2"}
+	n := &Net{Server: id + "s", Client: id + "c", ServerIface: id + "a", ClientIface: id + "b", ServerAddr: "10.77.0.1", ClientAddr: "10.77.0.2"}
 	steps := [][]string{
 		{"netns", "add", n.Server},
 		{"netns", "add", n.Client},
 		{"link", "add", id + "a", "mtu", "1500", "netns", n.Server, "type", "veth", "peer", "name", id + "b", "mtu", "1500", "netns", n.Client},
-		{"-n", n.Server, "addr", "add", n.ServerAddr + "/24", "dev", id + "a"},
-		{"-n", n.Client, "addr", "add", n.ClientAddr + "/24", "dev", id + "b"},
+		{"-n", n.Server, "addr", "add", n.ServerAddr + "/16", "dev", id + "a"},
+		{"-n", n.Client, "addr", "add", n.ClientAddr + "/16", "dev", id + "b"},
 		{"-n", n.Server, "link", "set", "lo", "up"},
 		{"-n", n.Client, "link", "set", "lo", "up"},
 		{"-n", n.Server, "link", "set", id + "a", "up"},

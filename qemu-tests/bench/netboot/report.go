@@ -6,19 +6,29 @@ import (
 )
 
 // Print writes the report as Markdown tables (BENCHMARKS.md takes them as
-// they are): per figure, each server's median MiB/s over the rounds, the
-// spread, and kiln's median as a multiple of that server's.
+// they are): per figure, each server's median over the rounds, the
+// spread, and kiln's advantage: kiln's median as a multiple of that
+// server's (of a latency, the server's as a multiple of kiln's), so that
+// above 1 kiln is ahead.
 func Print(w io.Writer, r *Report, rounds int) {
 	for _, f := range r.Figures {
 		fmt.Fprintf(w, "\n%s (%d rounds)\n\n", f.Name, rounds)
-		fmt.Fprintln(w, "| server | median MiB/s | min–max MiB/s | kiln / server |")
+		unit := f.Unit
+		if unit == "" {
+			unit = "MiB/s"
+		}
+		fmt.Fprintf(w, "| server | median %[1]s | min–max %[1]s | kiln's advantage |\n", unit)
 		fmt.Fprintln(w, "| --- | ---: | ---: | ---: |")
 		kiln, _, _ := stats(f.MiBps["kiln"])
 		for _, s := range f.Servers {
 			med, lo, hi := stats(f.MiBps[s])
 			ratio := "-"
 			if kiln > 0 && med > 0 && s != "kiln" {
-				ratio = fmt.Sprintf("%.2f×", kiln/med)
+				adv := kiln / med
+				if f.LowerBetter {
+					adv = med / kiln
+				}
+				ratio = fmt.Sprintf("%.2f×", adv)
 			}
 			fmt.Fprintf(w, "| %s | %.1f | %.1f–%.1f | %s |\n", s, med, lo, hi, ratio)
 		}

@@ -21,16 +21,25 @@ type Options struct {
 	TFTPSize int64 // bytes of the TFTP file (64 MiB)
 	HTTPSize int64 // bytes of the HTTP file (1 GiB, a role image's size)
 	Parallel int   // clients at once in the parallel HTTP figure (8)
+	// DHCPClients simulated PXE clients per DHCP round, DHCPConc of
+	// them at once.
+	DHCPClients, DHCPConc int
+	// Skip names groups of figures not to run: "tftp", "http", "dhcp".
+	Skip map[string]bool
 	Config
 	Progress io.Writer // a line per figure and round
 }
 
-// Figure is one measured figure: per server, MiB/s of each round.
+// Figure is one measured figure: per server, its value in each round
+// (MiB/s unless Unit says otherwise).
 type Figure struct {
 	Name    string
 	Servers []string // in the report's order: kiln first
 	MiBps   map[string][]float64
-	Notes   []string
+	Unit    string
+	// LowerBetter: a latency, where kiln's advantage is peer / kiln.
+	LowerBetter bool
+	Notes       []string
 }
 
 // Report is a whole run.
@@ -46,16 +55,32 @@ const (
 	payloadHTTP = "role-image.img"
 )
 
-// Run measures every figure.
+// Run measures every figure but those of o.Skip.
 func Run(ctx context.Context, n *Net, o Options) (*Report, error) {
 	if err := writeFiles(o); err != nil {
 		return nil, err
 	}
 	r := &Report{}
+	for _, g := range []struct {
+		name string
+		run  func(context.Context, *Net, Options, *Report) error
+	}{{"tftp", runTFTP}, {"http", runHTTP}, {"dhcp", runDHCP}} {
+		if o.Skip[g.name] {
+			continue
+		}
+		if err := g.run(ctx, n, o, r); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+func runTFTP(ctx context.Context, n *Net, o Options, r *Report) error {
 	tftp := TFTPServers(o.Config)
 	if err := startAll(ctx, n, o.Config, tftp); err != nil {
-		return nil, err
+		return err
 	}
+	defer stopAll(tftp)
 	for _, bs := range []int{512, 1468, 65464} {
 		name := fmt.Sprintf("TFTP %d MiB, blksize %d", o.TFTPSize>>20, bs)
 		if bs == 65464 {
@@ -71,15 +96,16 @@ func Run(ctx context.Context, n *Net, o Options) (*Report, error) {
 		}
 		r.Figures = append(r.Figures, f)
 		if err != nil {
-			stopAll(tftp)
-			return r, err
+			return err
 		}
 	}
-	stopAll(tftp)
+	return nil
+}
 
+func runHTTP(ctx context.Context, n *Net, o Options, r *Report) error {
 	http := HTTPServers(o.Config)
 	if err := startAll(ctx, n, o.Config, http); err != nil {
-		return r, err
+		return err
 	}
 	defer stopAll(http)
 	kiln := http[0]
@@ -90,7 +116,8 @@ func Run(ctx context.Context, n *Net, o Options) (*Report, error) {
 	})
 	r.Figures = append(r.Figures, one)
 	if err != nil {
-		return r, err
+		peak()
+		return err
 	}
 	par, err := measure(ctx, o, fmt.Sprintf("HTTP %d MiB, %d clients at once (aggregate)", o.HTTPSize>>20, o.Parallel), http, func(s *Server) (int64, error) {
 		return parallel(o.Parallel, func() (int64, error) { return curl(ctx, n, s.URL(n, payloadHTTP)) })
@@ -98,11 +125,17 @@ func Run(ctx context.Context, n *Net, o Options) (*Report, error) {
 	r.Figures = append(r.Figures, par)
 	r.KilnRSSPeak = peak()
 	if err != nil {
-		return r, err
+		return err
 	}
 	line, err := lineRate(ctx, n, o)
 	r.Figures = append(r.Figures, line)
-	return r, err
+	return err
+}
+
+func runDHCP(ctx context.Context, n *Net, o Options, r *Report) error {
+	figs, err := measureDHCP(ctx, n, o)
+	r.Figures = append(r.Figures, figs...)
+	return err
 }
 
 // measure runs get on every server, Rounds times, the order turning each

@@ -36,6 +36,7 @@ func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
 // Stop ends the server.
 func (s *Server) Stop() {
+	defer func() { s.cmd = nil }()
 	if s.cmd != nil && s.cmd.Process != nil {
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 		done := make(chan struct{})
@@ -101,7 +102,15 @@ func (s *Server) Start(ctx context.Context, n *Net, c Config) error {
 	default:
 		return fmt.Errorf("no server %s/%s", s.Name, s.Proto)
 	}
-	log, err := os.Create(filepath.Join(c.Work, s.Name+"-"+s.Proto+".log"))
+	if err := s.startLogged(c); err != nil {
+		return err
+	}
+	return s.waitReady(ctx, n)
+}
+
+// startLogged starts s.cmd with its output in the work folder.
+func (s *Server) startLogged(c Config) error {
+	log, err := os.OpenFile(filepath.Join(c.Work, s.Name+"-"+s.Proto+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -111,7 +120,7 @@ func (s *Server) Start(ctx context.Context, n *Net, c Config) error {
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
-	return s.waitReady(ctx, n)
+	return nil
 }
 
 // waitReady fetches the small probe file until it comes.

@@ -5,12 +5,14 @@
 //
 //	go run ./qemu-tests/bench/netboot/cmd -rounds 5 -out out/bench/netboot
 //
-// Its serve-tftp, serve-http, serve-raw and sink subcommands are the
-// pieces it runs inside the namespaces.
+// Its serve-tftp, serve-http, serve-dhcp, serve-raw, sink and dhcp-load
+// subcommands are the pieces it runs inside the namespaces. kiln's servers
+// log at info, as the gate does, into the work folder; so do the peers.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,16 +20,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/pxe/dhcp"
 	"github.com/kilnlab/kiln/pxe/httpd"
 	"github.com/kilnlab/kiln/pxe/state"
 	"github.com/kilnlab/kiln/pxe/tftp"
@@ -55,6 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return serveRaw(ctx, args[1:])
 		case "sink":
 			return sink(ctx, args[1:], stdout)
+		case "serve-dhcp":
+			return serveDHCP(ctx, args[1:], stderr)
+		case "dhcp-load":
+			return dhcpLoad(ctx, args[1:], stdout)
 		}
 	}
 	fs := flag.NewFlagSet("netboot-bench", flag.ContinueOnError)
@@ -63,6 +72,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tftpMiB := fs.Int64("tftp-mib", 64, "MiB of the TFTP file")
 	httpMiB := fs.Int64("http-mib", 1024, "MiB of the HTTP file (a role image's size)")
 	par := fs.Int("parallel", 8, "HTTP clients at once in the parallel figure")
+	dhcpN := fs.Int("dhcp-clients", 200, "simulated PXE clients (distinct MACs) per DHCP round")
+	dhcpConc := fs.Int("dhcp-conc", 50, "of them at once")
+	skip := fs.String("skip", "", "comma-separated groups of figures not to run: tftp, http, dhcp")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,8 +97,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer n.Close()
 	o := netboot.Options{
 		Rounds: *rounds, TFTPSize: *tftpMiB << 20, HTTPSize: *httpMiB << 20, Parallel: *par,
+		DHCPClients: *dhcpN, DHCPConc: *dhcpConc, Skip: map[string]bool{},
 		Config:   netboot.Config{Dir: filepath.Join(abs, "files"), Work: work, Self: self},
 		Progress: stderr,
+	}
+	for _, g := range strings.Split(*skip, ",") {
+		if g != "" {
+			o.Skip[g] = true
+		}
 	}
 	r, err := netboot.Run(ctx, n, o)
 	if r != nil {
@@ -122,7 +140,7 @@ func serveTFTP(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s := &tftp.Server{Root: *root, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	s := &tftp.Server{Root: *root, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	return s.Serve(ctx, conn)
 }
 
@@ -152,7 +170,7 @@ func serveHTTP(ctx context.Context, args []string, stderr io.Writer) error {
 	srv, err := httpd.New(httpd.Config{
 		Plan:      &plan.Plan{Lab: "bench", Gate: plan.Gate{Name: "gate", Address: host}},
 		BundleDir: *dir, States: states, GateURL: "http://" + *addr,
-		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		return err
@@ -223,4 +241,58 @@ func sink(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, strconv.FormatInt(n, 10))
 	return nil
+}
+
+// serveDHCP runs kiln's full-mode DHCP (pxe/dhcp.Full, as kiln gate
+// serve runs it) on iface, knowing the bench's clients as plan machines.
+func serveDHCP(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve-dhcp", flag.ContinueOnError)
+	iface := fs.String("iface", "", "interface")
+	addr := fs.String("addr", "", "the server's address")
+	n := fs.Int("clients", 0, "clients the plan knows")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	server, err := netip.ParseAddr(*addr)
+	if err != nil {
+		return err
+	}
+	macs, addrs := netboot.Clients(*n)
+	hosts := benchHosts{}
+	for i, m := range macs {
+		hosts[m.String()] = dhcp.Host{Name: fmt.Sprintf("node-%d", i), Addr: addrs[i], Netboot: true}
+	}
+	first, last := netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.250")
+	h := &dhcp.Full{
+		Hosts: hosts, Boot: dhcp.Boot{Server: server, HTTPPort: 8080, UEFIFile: "snponly.efi"},
+		Subnet: netip.MustParsePrefix("10.77.0.0/16"), Pool: dhcp.NewPool(first, last, addrs, nil),
+	}
+	conn, err := dhcp.Listen(ctx, *iface, dhcp.ServerPort)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return dhcp.Serve(ctx, conn, h, dhcp.ViaDHCP, dhcp.ClientPort, log)
+}
+
+// benchHosts is the plan's machines by MAC, as pxe's hosts is.
+type benchHosts map[string]dhcp.Host
+
+func (h benchHosts) Host(mac net.HardwareAddr) (dhcp.Host, bool) {
+	x, ok := h[mac.String()]
+	return x, ok
+}
+
+// dhcpLoad runs the load generator and prints its result as JSON.
+func dhcpLoad(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("dhcp-load", flag.ContinueOnError)
+	iface := fs.String("iface", "", "interface")
+	n := fs.Int("clients", 0, "clients")
+	conc := fs.Int("conc", 1, "at once")
+	timeout := fs.Duration("timeout", 5*time.Second, "one exchange's bound")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	macs, _ := netboot.Clients(*n)
+	return json.NewEncoder(stdout).Encode(netboot.RunLoad(ctx, *iface, macs, *conc, *timeout))
 }

@@ -1,0 +1,180 @@
+package netboot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// Clients are the simulated netboot machines: their MACs and the
+// addresses a lab plan gives them (the kiln side's hosts, dnsmasq's
+// dhcp-host lines).
+func Clients(n int) (macs []net.HardwareAddr, addrs []netip.Addr) {
+	for i := range n {
+		macs = append(macs, net.HardwareAddr{0x52, 0x54, 0x00, 0xbb, byte(i >> 8), byte(i)})
+		addrs = append(addrs, netip.AddrFrom4([4]byte{10, 77, 1 + byte(i/250), byte(10 + i%250)}))
+	}
+	return macs, addrs
+}
+
+// Load is one run of the load generator: n clients, each one DHCP
+// exchange (DISCOVER, OFFER, REQUEST, ACK) as PXE firmware sends it.
+type Load struct {
+	Completed int     `json:"completed"`
+	Lost      int     `json:"lost"`
+	Seconds   float64 `json:"seconds"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	FirstErr  string  `json:"first_error,omitempty"`
+}
+
+// RunLoad runs the exchanges of every MAC on iface, at most conc at once,
+// each bounded by timeout.
+func RunLoad(ctx context.Context, iface string, macs []net.HardwareAddr, conc int, timeout time.Duration) Load {
+	var (
+		mu    sync.Mutex
+		lat   []float64
+		l     Load
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, conc)
+	)
+	start := time.Now()
+	for _, mac := range macs {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			d, err := exchange(ctx, iface, mac, timeout)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				l.Lost++
+				if l.FirstErr == "" {
+					l.FirstErr = fmt.Sprintf("%s: %v", mac, err)
+				}
+				return
+			}
+			l.Completed++
+			lat = append(lat, float64(d.Microseconds())/1000)
+		})
+	}
+	wg.Wait()
+	l.Seconds = time.Since(start).Seconds()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		l.P50ms = lat[len(lat)/2]
+		l.P99ms = lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	return l
+}
+
+// exchange is one client's DORA with PXE's options (a BIOS PXE ROM's).
+func exchange(ctx context.Context, iface string, mac net.HardwareAddr, timeout time.Duration) (time.Duration, error) {
+	c, err := nclient4.New(iface, nclient4.WithHWAddr(mac), nclient4.WithTimeout(timeout), nclient4.WithRetry(1))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	pxe := []dhcpv4.Modifier{
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+	}
+	start := time.Now()
+	if _, err := c.Request(ctx, pxe...); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// DHCPServers are kiln's full-mode DHCP (pxe/dhcp, as kiln gate serve
+// runs it with network.dhcp.mode full) and dnsmasq as the lab's DHCP
+// server, both knowing the clients' MACs and addresses.
+func DHCPServers() []*Server {
+	return []*Server{{Name: "kiln", Proto: "dhcp"}, {Name: "dnsmasq", Proto: "dhcp"}}
+}
+
+// startDHCP starts s in the server namespace for n clients.
+func (s *Server) startDHCP(ctx context.Context, nt *Net, c Config, n int, iface string) error {
+	switch s.Name {
+	case "kiln":
+		s.cmd = nt.InServer(ctx, c.Self, "serve-dhcp", "-iface", iface, "-addr", nt.ServerAddr, "-clients", strconv.Itoa(n))
+	case "dnsmasq":
+		macs, addrs := Clients(n)
+		var hosts strings.Builder
+		for i := range macs {
+			fmt.Fprintf(&hosts, "%s,%s\n", macs[i], addrs[i])
+		}
+		hf := filepath.Join(c.Work, "dnsmasq-hosts")
+		if err := os.WriteFile(hf, []byte(hosts.String()), 0o644); err != nil {
+			return err
+		}
+		leases := filepath.Join(c.Work, "dnsmasq.leases")
+		os.Remove(leases)
+		// The same answer kiln gives a BIOS PXE client: an address and
+		// the iPXE ROM's file; no ping before an offer (kiln does none).
+		s.cmd = nt.InServer(ctx, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+			"--interface="+iface, "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
+			"--dhcp-range=10.77.0.100,10.77.0.250,255.255.0.0,1h", "--dhcp-hostsfile="+hf,
+			"--dhcp-boot=undionly.kpxe,,"+nt.ServerAddr, "--dhcp-leasefile="+leases,
+			"--user=root", "--pid-file="+filepath.Join(c.Work, "dnsmasq-dhcp.pid"), "--log-facility="+filepath.Join(c.Work, "dnsmasq-dhcp.log"))
+	default:
+		return fmt.Errorf("no DHCP server %s", s.Name)
+	}
+	return s.startLogged(c)
+}
+
+// measureDHCP runs the load generator against each server, rounds times,
+// alternating, each server alone on the network during its turn.
+func measureDHCP(ctx context.Context, nt *Net, o Options) ([]Figure, error) {
+	rate := Figure{Name: fmt.Sprintf("DHCP full mode, %d PXE clients (distinct MACs), %d at once: completed exchanges per second", o.DHCPClients, o.DHCPConc), MiBps: map[string][]float64{}, Unit: "exchanges/s"}
+	p50 := Figure{Name: "DHCP full mode: p50 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
+	p99 := Figure{Name: "DHCP full mode: p99 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
+	servers := DHCPServers()
+	for _, s := range servers {
+		for _, f := range []*Figure{&rate, &p50, &p99} {
+			f.Servers = append(f.Servers, s.Name)
+		}
+	}
+	lost := map[string]int{}
+	for round := range o.Rounds {
+		for i := range servers {
+			s := servers[(i+round)%len(servers)]
+			if err := s.startDHCP(ctx, nt, o.Config, o.DHCPClients, nt.ServerIface); err != nil {
+				return []Figure{rate, p50, p99}, err
+			}
+			time.Sleep(500 * time.Millisecond) // bound, listening
+			out, err := nt.InClient(ctx, o.Self, "dhcp-load", "-iface", nt.ClientIface, "-clients", strconv.Itoa(o.DHCPClients), "-conc", strconv.Itoa(o.DHCPConc)).Output()
+			s.Stop()
+			if err != nil {
+				return []Figure{rate, p50, p99}, fmt.Errorf("dhcp load against %s: %w", s.Name, err)
+			}
+			var l Load
+			if err := json.Unmarshal(out, &l); err != nil {
+				return []Figure{rate, p50, p99}, fmt.Errorf("dhcp load against %s: %w: %s", s.Name, err, out)
+			}
+			lost[s.Name] += l.Lost
+			rate.MiBps[s.Name] = append(rate.MiBps[s.Name], float64(l.Completed)/l.Seconds)
+			p50.MiBps[s.Name] = append(p50.MiBps[s.Name], l.P50ms)
+			p99.MiBps[s.Name] = append(p99.MiBps[s.Name], l.P99ms)
+			fmt.Fprintf(o.Progress, "bench: DHCP %s round %d: %d completed, %d lost in %.2f s, p50 %.1f ms, p99 %.1f ms %s\n",
+				s.Name, round+1, l.Completed, l.Lost, l.Seconds, l.P50ms, l.P99ms, l.FirstErr)
+		}
+	}
+	for _, s := range servers {
+		rate.Notes = append(rate.Notes, fmt.Sprintf("%s: %d exchanges lost in all rounds", s.Name, lost[s.Name]))
+	}
+	rate.Notes = append(rate.Notes, "kiln gives a plan machine its profile address and writes no lease for it; dnsmasq records every lease, dhcp-host ones too, in its lease file")
+	return []Figure{rate, p50, p99}, nil
+}
