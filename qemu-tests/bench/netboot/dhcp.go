@@ -44,58 +44,78 @@ type Load struct {
 // RunLoad runs the exchanges of every MAC on iface, at most conc at once,
 // each bounded by timeout.
 func RunLoad(ctx context.Context, iface string, macs []net.HardwareAddr, conc int, timeout time.Duration) Load {
+	done, lat, l := runClients(macs, conc, func(mac net.HardwareAddr) error {
+		_, err := dora(ctx, iface, mac, timeout, 1, pxeROM...)
+		return err
+	})
+	l2 := Load{Completed: done, Lost: len(macs) - done, Seconds: l.seconds, FirstErr: l.firstErr}
+	if len(lat) > 0 {
+		l2.P50ms = lat[len(lat)/2]
+		l2.P99ms = lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	return l2
+}
+
+// pxeROM are the options of a BIOS PXE ROM's DHCP requests.
+var pxeROM = []dhcpv4.Modifier{
+	dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+	dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+}
+
+// clientsRun is what runClients saw besides the successes.
+type clientsRun struct {
+	seconds  float64
+	firstErr string
+}
+
+// runClients runs fn for every MAC, at most conc at once, and returns
+// how many succeeded and their latencies in ms, sorted.
+func runClients(macs []net.HardwareAddr, conc int, fn func(net.HardwareAddr) error) (int, []float64, clientsRun) {
 	var (
 		mu    sync.Mutex
 		lat   []float64
-		l     Load
+		run   clientsRun
 		wg    sync.WaitGroup
-		slots = make(chan struct{}, conc)
+		slots = make(chan struct{}, max(conc, 1))
 	)
 	start := time.Now()
 	for _, mac := range macs {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			d, err := exchange(ctx, iface, mac, timeout)
+			t := time.Now()
+			err := fn(mac)
+			d := time.Since(t)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				l.Lost++
-				if l.FirstErr == "" {
-					l.FirstErr = fmt.Sprintf("%s: %v", mac, err)
+				if run.firstErr == "" {
+					run.firstErr = fmt.Sprintf("%s: %v", mac, err)
 				}
 				return
 			}
-			l.Completed++
 			lat = append(lat, float64(d.Microseconds())/1000)
 		})
 	}
 	wg.Wait()
-	l.Seconds = time.Since(start).Seconds()
+	run.seconds = time.Since(start).Seconds()
 	slices.Sort(lat)
-	if len(lat) > 0 {
-		l.P50ms = lat[len(lat)/2]
-		l.P99ms = lat[min(len(lat)-1, len(lat)*99/100)]
-	}
-	return l
+	return len(lat), lat, run
 }
 
-// exchange is one client's DORA with PXE's options (a BIOS PXE ROM's).
-func exchange(ctx context.Context, iface string, mac net.HardwareAddr, timeout time.Duration) (time.Duration, error) {
-	c, err := nclient4.New(iface, nclient4.WithHWAddr(mac), nclient4.WithTimeout(timeout), nclient4.WithRetry(1))
+// dora is one DHCP exchange (DISCOVER, OFFER, REQUEST, ACK) from mac on
+// iface, each packet sent up to tries times; it returns the ACK.
+func dora(ctx context.Context, iface string, mac net.HardwareAddr, timeout time.Duration, tries int, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, error) {
+	c, err := nclient4.New(iface, nclient4.WithHWAddr(mac), nclient4.WithTimeout(timeout), nclient4.WithRetry(tries))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer c.Close()
-	pxe := []dhcpv4.Modifier{
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
-		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+	l, err := c.Request(ctx, mods...)
+	if err != nil {
+		return nil, err
 	}
-	start := time.Now()
-	if _, err := c.Request(ctx, pxe...); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+	return l.ACK, nil
 }
 
 // DHCPServers are kiln's full-mode DHCP (pxe/dhcp, as kiln gate serve

@@ -24,7 +24,12 @@ type Options struct {
 	// DHCPClients simulated PXE clients per DHCP round, DHCPConc of
 	// them at once.
 	DHCPClients, DHCPConc int
-	// Skip names groups of figures not to run: "tftp", "http", "dhcp".
+	// StormClients netboot at once in the PXE storm (50).
+	StormClients int
+	// Kiln is the kiln binary whose gate serve the storm runs.
+	Kiln string
+	// Skip names groups of figures not to run: "tftp", "http", "dhcp",
+	// "storm".
 	Skip map[string]bool
 	Config
 	Progress io.Writer // a line per figure and round
@@ -64,7 +69,7 @@ func Run(ctx context.Context, n *Net, o Options) (*Report, error) {
 	for _, g := range []struct {
 		name string
 		run  func(context.Context, *Net, Options, *Report) error
-	}{{"tftp", runTFTP}, {"http", runHTTP}, {"dhcp", runDHCP}} {
+	}{{"tftp", runTFTP}, {"http", runHTTP}, {"dhcp", runDHCP}, {"storm", runStorm}} {
 		if o.Skip[g.name] {
 			continue
 		}
@@ -129,6 +134,12 @@ func runHTTP(ctx context.Context, n *Net, o Options, r *Report) error {
 	}
 	line, err := lineRate(ctx, n, o)
 	r.Figures = append(r.Figures, line)
+	return err
+}
+
+func runStorm(ctx context.Context, n *Net, o Options, r *Report) error {
+	f, err := measureStorm(ctx, n, o)
+	r.Figures = append(r.Figures, f)
 	return err
 }
 
@@ -247,29 +258,36 @@ func writeFiles(o Options) error {
 		return err
 	}
 	for name, size := range map[string]int64{payloadTFTP: o.TFTPSize, payloadHTTP: o.HTTPSize} {
-		p := filepath.Join(o.Dir, name)
-		if st, err := os.Stat(p); err == nil && st.Size() == size {
-			continue
-		}
-		f, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		rnd, err := os.Open("/dev/urandom")
-		if err != nil {
-			f.Close()
-			return err
-		}
-		_, err = io.CopyN(f, rnd, size)
-		rnd.Close()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := randomFile(filepath.Join(o.Dir, name), size); err != nil {
 			return err
 		}
 	}
 	return os.WriteFile(filepath.Join(o.Dir, ProbeFile), []byte("kiln bench\n"), 0o644)
+}
+
+// randomFile makes path size random bytes, unless it has that size.
+func randomFile(path string, size int64) error {
+	if st, err := os.Stat(path); err == nil && st.Size() == size {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	rnd, err := os.Open("/dev/urandom")
+	if err != nil {
+		f.Close()
+		return err
+	}
+	_, err = io.CopyN(f, rnd, size)
+	rnd.Close()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // rss is pid's resident set in bytes.

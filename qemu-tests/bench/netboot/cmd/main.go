@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return serveDHCP(ctx, args[1:], stderr)
 		case "dhcp-load":
 			return dhcpLoad(ctx, args[1:], stdout)
+		case "storm":
+			return storm(ctx, args[1:], stdout)
 		}
 	}
 	fs := flag.NewFlagSet("netboot-bench", flag.ContinueOnError)
@@ -74,7 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	par := fs.Int("parallel", 8, "HTTP clients at once in the parallel figure")
 	dhcpN := fs.Int("dhcp-clients", 200, "simulated PXE clients (distinct MACs) per DHCP round")
 	dhcpConc := fs.Int("dhcp-conc", 50, "of them at once")
-	skip := fs.String("skip", "", "comma-separated groups of figures not to run: tftp, http, dhcp")
+	stormN := fs.Int("storm-clients", 50, "netboot clients at once in the PXE storm")
+	kiln := fs.String("kiln", "out/bin/kiln", "the kiln binary whose gate serve the storm runs")
+	skip := fs.String("skip", "", "comma-separated groups of figures not to run: tftp, http, dhcp, storm")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,6 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	abs, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	kilnPath, err := filepath.Abs(*kiln)
 	if err != nil {
 		return err
 	}
@@ -98,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := netboot.Options{
 		Rounds: *rounds, TFTPSize: *tftpMiB << 20, HTTPSize: *httpMiB << 20, Parallel: *par,
 		DHCPClients: *dhcpN, DHCPConc: *dhcpConc, Skip: map[string]bool{},
+		StormClients: *stormN, Kiln: kilnPath,
 		Config:   netboot.Config{Dir: filepath.Join(abs, "files"), Work: work, Self: self},
 		Progress: stderr,
 	}
@@ -295,4 +304,16 @@ func dhcpLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	macs, _ := netboot.Clients(*n)
 	return json.NewEncoder(stdout).Encode(netboot.RunLoad(ctx, *iface, macs, *conc, *timeout))
+}
+
+// storm netboots n clients at once and prints the result as JSON.
+func storm(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("storm", flag.ContinueOnError)
+	iface := fs.String("iface", "", "interface")
+	n := fs.Int("clients", 0, "clients")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	macs, _ := netboot.Clients(*n)
+	return json.NewEncoder(stdout).Encode(netboot.RunStorm(ctx, *iface, macs))
 }
