@@ -59,6 +59,9 @@ type Storage struct {
 	// VaultTimeout bounds the wait for Vault to be unsealed; 0 means
 	// VaultUnsealTimeout.
 	VaultTimeout time.Duration
+	// VaultSelftestPause is how long the node waits before asking the
+	// gate again after a failed self-test; 0 means vaultSelftestPause.
+	VaultSelftestPause time.Duration
 }
 
 // storagePhases are the phases a storage node adds after "network"; none

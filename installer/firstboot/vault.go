@@ -89,7 +89,11 @@ func (s *node) unsealVault(ctx context.Context) error {
 	manual := s.env.Machine.Vault.Unseal == profiles.UnsealManual
 	waiting, asked := false, 0
 	var ans api.VaultUnseal
+	var next time.Time // no ask before, after a failed self-test
 	err := s.wait(ctx, or(s.VaultTimeout, VaultUnsealTimeout), func(ctx context.Context) (bool, error) {
+		if time.Now().Before(next) {
+			return false, nil
+		}
 		st, err := s.vaultSealStatus(ctx)
 		if err != nil {
 			return false, fmt.Errorf("vault does not answer: %w", err)
@@ -112,6 +116,9 @@ func (s *node) unsealVault(ctx context.Context) error {
 		if ans.Sealed && manual {
 			waiting = true
 			return true, nil
+		}
+		if ans.SelftestError != "" {
+			next = time.Now().Add(or(s.VaultSelftestPause, vaultSelftestPause))
 		}
 		return !ans.Sealed && (ans.SelftestError == "" || asked >= vaultSelftestTries), nil
 	})
@@ -166,8 +173,16 @@ func (s *node) resetVault(ctx context.Context, ans api.VaultUnseal) error {
 }
 
 // vaultSelftestTries is how many times first boot asks the gate for its
-// self-test before it reports the failure.
-const vaultSelftestTries = 5
+// self-test before it reports the failure, vaultSelftestPause apart: a
+// Vault just unsealed has no active node until Consul's lock is taken,
+// and a Consul whose servers all start at once may lose its leader a
+// few times in the first minutes (seen under TCG: "Raft leader not found
+// in server lookup mapping" for over a minute), so the tries span about
+// five minutes.
+const (
+	vaultSelftestTries = 8
+	vaultSelftestPause = 30 * time.Second
+)
 
 // vaultSelftestFile keeps what the gate's self-test said at this boot's
 // unseal (on /run: a boot starts afresh).

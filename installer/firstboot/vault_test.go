@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -66,8 +67,14 @@ func TestVaultUnseal(t *testing.T) {
 			}))
 			t.Cleanup(gate.Close)
 			s.env.HTTP = &gateclient.Client{Base: gate.URL, MAC: "52:54:00:00:00:11"}
+			// A failed self-test is asked again only after the pause.
+			s.VaultSelftestPause = 20 * time.Millisecond
+			start := time.Now()
 			if err := s.unsealVault(context.Background()); err != nil {
 				t.Fatal(err)
+			}
+			if pauses := min(tc.failFirst, tc.wantAsks-1); time.Since(start) < time.Duration(pauses)*s.VaultSelftestPause {
+				t.Errorf("%d asks after failed self-tests in %s: no pause between them", pauses, time.Since(start))
 			}
 			if asks != tc.wantAsks {
 				t.Errorf("asked the gate %d times, want %d", asks, tc.wantAsks)
