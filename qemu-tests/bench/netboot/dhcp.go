@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -131,13 +130,8 @@ func (s *Server) startDHCP(ctx context.Context, nt *Net, c Config, n int, iface 
 	case "kiln":
 		s.cmd = nt.InServer(ctx, c.Self, "serve-dhcp", "-iface", iface, "-addr", nt.ServerAddr, "-clients", strconv.Itoa(n))
 	case "dnsmasq":
-		macs, addrs := Clients(n)
-		var hosts strings.Builder
-		for i := range macs {
-			fmt.Fprintf(&hosts, "%s,%s\n", macs[i], addrs[i])
-		}
-		hf := filepath.Join(c.Work, "dnsmasq-hosts")
-		if err := os.WriteFile(hf, []byte(hosts.String()), 0o644); err != nil {
+		hf, err := writeHosts(c.Work, n)
+		if err != nil {
 			return err
 		}
 		leases := filepath.Join(c.Work, "dnsmasq.leases")

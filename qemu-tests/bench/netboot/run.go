@@ -81,7 +81,7 @@ func Run(ctx context.Context, n *Net, o Options) (*Report, error) {
 }
 
 func runTFTP(ctx context.Context, n *Net, o Options, r *Report) error {
-	tftp := TFTPServers(o.Config)
+	tftp := TFTPServers()
 	if err := startAll(ctx, n, o.Config, tftp); err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func runTFTP(ctx context.Context, n *Net, o Options, r *Report) error {
 }
 
 func runHTTP(ctx context.Context, n *Net, o Options, r *Report) error {
-	http := HTTPServers(o.Config)
+	http := HTTPServers()
 	if err := startAll(ctx, n, o.Config, http); err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ type Config struct {
 
 // TFTPServers are kiln's (pxe/tftp) and the two peers, each on its port
 // (dnsmasq always listens on 69).
-func TFTPServers(c Config) []*Server {
+func TFTPServers() []*Server {
 	return []*Server{
 		{Name: "kiln", Proto: "tftp", Port: 6969, Largest: "1468 (kiln clamps to one Ethernet frame: no IP fragments)"},
 		{Name: "tftpd-hpa", Proto: "tftp", Port: 6970, Largest: "65464 (IP-fragmented on a 1500 MTU)"},
@@ -71,7 +71,7 @@ func TFTPServers(c Config) []*Server {
 }
 
 // HTTPServers are kiln's gate HTTP (pxe/httpd) and nginx.
-func HTTPServers(c Config) []*Server {
+func HTTPServers() []*Server {
 	return []*Server{
 		{Name: "kiln", Proto: "http", Port: 8080},
 		{Name: "nginx", Proto: "http", Port: 8081},

@@ -311,7 +311,7 @@ func startStorm(ctx context.Context, nt *Net, o Options, name, profile, bundleDi
 		servers = append(servers, s, nginx)
 		c := o.Config
 		c.Dir = bundleDir
-		if err := writeHosts(o); err != nil {
+		if _, err := writeHosts(o.Work, o.StormClients); err != nil {
 			return nil, 0, err
 		}
 		if err := s.startLogged(o.Config); err != nil {
@@ -343,12 +343,14 @@ func startStorm(ctx context.Context, nt *Net, o Options, name, profile, bundleDi
 	return func() { stopAll(servers) }, servers[0].Pid(), nil
 }
 
-// writeHosts is dnsmasq's dhcp-host file for the storm's machines.
-func writeHosts(o Options) error {
-	macs, addrs := Clients(o.StormClients)
+// writeHosts writes dnsmasq's dhcp-host file for n clients under work
+// and returns its path.
+func writeHosts(work string, n int) (string, error) {
+	macs, addrs := Clients(n)
 	var b strings.Builder
 	for i := range macs {
 		fmt.Fprintf(&b, "%s,%s\n", macs[i], addrs[i])
 	}
-	return os.WriteFile(filepath.Join(o.Work, "dnsmasq-hosts"), []byte(b.String()), 0o644)
+	p := filepath.Join(work, "dnsmasq-hosts")
+	return p, os.WriteFile(p, []byte(b.String()), 0o644)
 }
