@@ -1,6 +1,7 @@
 // Package pxe is the gate's netboot service: it ties DHCP (pxe/dhcp,
-// proxy or full), TFTP (pxe/tftp), HTTP (pxe/httpd) and the machine states
-// (pxe/state) to one plan and one netboot bundle, and offers what
+// proxy or full), TFTP (pxe/tftp), HTTP (pxe/httpd), the machine states
+// (pxe/state) and, in full mode, the answer to IPv6 router solicitations
+// (pxe/ndp) to one plan and one netboot bundle, and offers what
 // `kiln gate machines` and `kiln gate reinstall` need.
 //
 // Everything listens on the lab interface only: DHCP sockets are bound to
@@ -33,6 +34,7 @@ import (
 	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/dhcp"
 	"github.com/kilnlab/kiln/pxe/httpd"
+	"github.com/kilnlab/kiln/pxe/ndp"
 	"github.com/kilnlab/kiln/pxe/state"
 	"github.com/kilnlab/kiln/pxe/tftp"
 	"github.com/kilnlab/kiln/pxe/vault"
@@ -197,6 +199,16 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		closers = append(closers, proxyConn.Close)
 	}
+	// In full mode nothing else answers iPXE's router solicitations; a
+	// gate without IPv6 on the LAN still serves, its clients just wait.
+	var ndpConn *ndp.Conn
+	if s.cfg.Mode == ModeFull {
+		if ndpConn, err = ndp.Listen(ctx, s.cfg.Interface); err != nil {
+			log.Warn("no answer to IPv6 router solicitations: netbooting iPXE waits ~16 s for one", "err", err)
+		} else {
+			closers = append(closers, ndpConn.Close)
+		}
+	}
 	ip := net.IP(s.addr.AsSlice())
 	tftpConn, err := tftp.Listen(&net.UDPAddr{IP: ip, Port: s.cfg.TFTPPort})
 	if err != nil {
@@ -230,6 +242,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return dhcp.Serve(ctx, dhcpConn, handler, dhcp.ViaDHCP, dhcp.ClientPort, dlog) })
 	if proxyConn != nil {
 		g.Go(func() error { return dhcp.Serve(ctx, proxyConn, handler, dhcp.ViaProxy, dhcp.ClientPort, dlog) })
+	}
+	if ndpConn != nil {
+		g.Go(func() error { return ndp.Serve(ctx, ndpConn, log.With("svc", "ndp")) })
 	}
 	ts := &tftp.Server{Root: filepath.Join(s.cfg.BundleDir, "tftp"), Log: log.With("svc", "tftp")}
 	g.Go(func() error { return ts.Serve(ctx, tftpConn) })
