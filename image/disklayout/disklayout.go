@@ -17,6 +17,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 
 	"github.com/kilnlab/kiln/plan"
 )
@@ -208,6 +209,28 @@ func syncDevice(dev Device) error {
 	}
 	if err := s.Sync(); err != nil {
 		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+// DropCaches syncs dev and, for a file or block device, drops what the
+// kernel caches of it (BLKFLSBUF for block devices, which regular files
+// answer with ENOTTY; POSIX_FADV_DONTNEED for both), so that a read-back
+// verification reads the disk, not the page cache.
+func DropCaches(dev Device) error {
+	if err := syncDevice(dev); err != nil {
+		return err
+	}
+	f, ok := dev.(*os.File)
+	if !ok {
+		return nil
+	}
+	fd := int(f.Fd())
+	if err := unix.IoctlSetInt(fd, unix.BLKFLSBUF, 0); err != nil && !errors.Is(err, unix.ENOTTY) {
+		return fmt.Errorf("BLKFLSBUF %s: %w", f.Name(), err)
+	}
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("fadvise %s: %w", f.Name(), err)
 	}
 	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -424,4 +426,75 @@ func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
 	}
 	m.writes++
 	return copy(m.b[off:], p), nil
+}
+
+// cutDisk is a memDisk whose power is cut after its first n writes: later
+// writes fail and change nothing.
+type cutDisk struct {
+	memDisk
+	n int
+}
+
+func (c *cutDisk) WriteAt(p []byte, off int64) (int, error) {
+	if c.writes >= c.n {
+		return 0, errors.New("power cut")
+	}
+	return c.memDisk.WriteAt(p, off)
+}
+
+// TestWriteBootImageCut cuts the power after every possible number of
+// writes of WriteBootImage over an earlier, different image: at every cut
+// the partition holds the old image untouched (cut before the first
+// write), or a zeroed head (no file system a firmware would boot), never
+// a head, old or new, on a partly written body.
+func TestWriteBootImageCut(t *testing.T) {
+	ctx := context.Background()
+	p := plan.Partition{Number: 1, Name: "esp", Start: mib, Size: 16 * mib}
+	img := make([]byte, 9*mib+123) // head, then more than two chunks
+	rand.Read(img)
+	sum := fmt.Sprintf("%x", sha256.Sum256(img))
+	old := bytes.Repeat([]byte("old boot loader "), 16*mib/16)
+
+	full := &memDisk{b: make([]byte, 32*mib)}
+	copy(full.b[p.Start:], old)
+	if err := WriteBootImage(ctx, full, p, bytes.NewReader(img), int64(len(img)), sum); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyPartition(ctx, full, p, int64(len(img)), sum); err != nil {
+		t.Fatal(err)
+	}
+	zeroHead := make([]byte, HeadSize)
+	for n := 0; n < full.writes; n++ {
+		d := &cutDisk{memDisk: memDisk{b: make([]byte, 32*mib)}, n: n}
+		copy(d.b[p.Start:], old)
+		err := WriteBootImage(ctx, d, p, bytes.NewReader(img), int64(len(img)), sum)
+		if err == nil {
+			t.Fatalf("cut after %d of %d writes: no error", n, full.writes)
+		}
+		if n == 0 {
+			if !bytes.Equal(d.b[p.Start:p.Start+p.Size], old) {
+				t.Errorf("cut before the first write: the old image changed")
+			}
+			continue
+		}
+		if head := d.b[p.Start : p.Start+HeadSize]; !bytes.Equal(head, zeroHead) {
+			t.Errorf("cut after %d of %d writes: the head is not zero (%q...)", n, full.writes, head[:16])
+		}
+	}
+	t.Logf("%d cut points: the old image untouched before the first write, a zero head after each later one", full.writes)
+
+	corrupt := bytes.Clone(img)
+	corrupt[5*mib] ^= 1
+	d := &memDisk{b: make([]byte, 32*mib)}
+	copy(d.b[p.Start:], old)
+	if err := WriteBootImage(ctx, d, p, bytes.NewReader(corrupt), int64(len(img)), sum); !errors.Is(err, ErrChecksum) {
+		t.Errorf("a corrupt stream: %v, want ErrChecksum", err)
+	}
+	if !bytes.Equal(d.b[p.Start:p.Start+HeadSize], zeroHead) {
+		t.Error("a corrupt stream left a head on the disk")
+	}
+	small := []byte("tiny")
+	if err := WriteBootImage(ctx, d, p, bytes.NewReader(small), 4, fmt.Sprintf("%x", sha256.Sum256(small))); err != nil {
+		t.Errorf("an image smaller than the head: %v", err)
+	}
 }

@@ -1,6 +1,7 @@
 package disklayout
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,10 +30,7 @@ func WriteImage(ctx context.Context, dev Device, p plan.Partition, r io.Reader, 
 	h := sha256.New()
 	err := chunks(ctx, size, func(buf []byte, off int64) error {
 		if _, err := io.ReadFull(r, buf); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("partition %d: read image at %d: %w", p.Number, off, err)
+			return fmt.Errorf("partition %d: read image at %d: %w", p.Number, off, unexpected(err))
 		}
 		if _, err := dev.WriteAt(buf, int64(p.Start)+off); err != nil {
 			return fmt.Errorf("partition %d: write at %d: %w", p.Number, off, err)
@@ -47,6 +45,78 @@ func WriteImage(ctx context.Context, dev Device, p plan.Partition, r io.Reader, 
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// HeadSize is how much of a boot partition's image WriteBootImage holds
+// back: a FAT file system's boot sector, its backup (sector 6 of FAT32),
+// its reserved sectors and the start of its first FAT all lie in it.
+const HeadSize = 1 << 20
+
+// WriteBootImage writes an image the firmware boots from (the ESP) into
+// partition p so that a power cut at any moment leaves either no file
+// system there or the whole verified image: it zeroes the head, writes
+// the rest of the image, syncs it and reads it back, and only then writes
+// the head, syncs and reads that back. The image must hash to sum (hex
+// SHA-256), as streamed and as read back; a mismatch wraps ErrChecksum
+// and leaves the head zeroed. The rest of the partition is left as it was.
+func WriteBootImage(ctx context.Context, dev Device, p plan.Partition, r io.Reader, size int64, sum string) error {
+	if err := fits(p, size); err != nil {
+		return err
+	}
+	head := make([]byte, min(size, HeadSize))
+	if _, err := io.ReadFull(r, head); err != nil {
+		return fmt.Errorf("partition %d: read image head: %w", p.Number, unexpected(err))
+	}
+	if err := zeroRange(dev, int64(p.Start), int64(p.Start)+int64(len(head))); err != nil {
+		return err
+	}
+	if err := syncDevice(dev); err != nil {
+		return err
+	}
+	// The rest, as a partition of its own starting past the head.
+	rest := p
+	rest.Start += uint64(len(head))
+	rest.Size -= uint64(len(head))
+	h := sha256.New()
+	h.Write(head)
+	if _, err := WriteImage(ctx, dev, rest, io.TeeReader(r, h), size-int64(len(head))); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return fmt.Errorf("partition %d (%s): %w while streaming: got %s, want %s", p.Number, p.Name, ErrChecksum, got, sum)
+	}
+	if err := DropCaches(dev); err != nil {
+		return err
+	}
+	h.Reset()
+	h.Write(head)
+	if err := readInto(ctx, dev, rest, size-int64(len(head)), h); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return fmt.Errorf("partition %d (%s): %w reading back all but its head: got %s, want %s", p.Number, p.Name, ErrChecksum, got, sum)
+	}
+	if _, err := dev.WriteAt(head, int64(p.Start)); err != nil {
+		return fmt.Errorf("partition %d: write head: %w", p.Number, err)
+	}
+	if err := DropCaches(dev); err != nil {
+		return err
+	}
+	back := make([]byte, len(head))
+	if _, err := dev.ReadAt(back, int64(p.Start)); err != nil {
+		return fmt.Errorf("partition %d: read head back: %w", p.Number, err)
+	}
+	if !bytes.Equal(back, head) {
+		return fmt.Errorf("partition %d (%s): %w: its head reads back different", p.Number, p.Name, ErrChecksum)
+	}
+	return nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // VerifyPartition reads the first size bytes of partition p back from dev
@@ -69,17 +139,21 @@ func HashPartition(ctx context.Context, dev Device, p plan.Partition, size int64
 		return "", err
 	}
 	h := sha256.New()
-	err := chunks(ctx, size, func(buf []byte, off int64) error {
-		if _, err := dev.ReadAt(buf, int64(p.Start)+off); err != nil {
-			return fmt.Errorf("partition %d: read at %d: %w", p.Number, off, err)
-		}
-		h.Write(buf)
-		return nil
-	})
-	if err != nil {
+	if err := readInto(ctx, dev, p, size, h); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// readInto reads the first size bytes of partition p into w.
+func readInto(ctx context.Context, dev Device, p plan.Partition, size int64, w io.Writer) error {
+	return chunks(ctx, size, func(buf []byte, off int64) error {
+		if _, err := dev.ReadAt(buf, int64(p.Start)+off); err != nil {
+			return fmt.Errorf("partition %d: read at %d: %w", p.Number, off, err)
+		}
+		w.Write(buf)
+		return nil
+	})
 }
 
 func fits(p plan.Partition, size int64) error {

@@ -212,7 +212,12 @@ func (in *Installer) progress(ctx context.Context, p api.Progress) {
 	}
 }
 
-// write does the writing, disk by disk.
+// write does the writing in the order that keeps every disk unbootable
+// until the whole install is on it (a power cut at any moment leaves a
+// disk the firmware passes over, so it netboots and the gate installs it
+// again): each disk's ESP loses its head before anything else is written,
+// then the table, the other images (verified) and the secrets go on,
+// and the ESPs come last, their own heads last of all (WriteBootImage).
 func (in *Installer) write(ctx context.Context, w *work) error {
 	for _, t := range w.targets {
 		if err := in.writeDisk(ctx, w, t); err != nil {
@@ -221,6 +226,11 @@ func (in *Installer) write(ctx context.Context, w *work) error {
 	}
 	if err := in.applySecrets(ctx, w); err != nil {
 		return err
+	}
+	for _, t := range w.targets {
+		if err := in.writeBoot(ctx, w, t); err != nil {
+			return fmt.Errorf("disk %s (%s): %w", t.Plan.Name, t.Disk.Path, err)
+		}
 	}
 	in.placeBootEntry(ctx, w)
 	in.progress(ctx, api.Progress{Phase: "done", Message: "installed"})
@@ -269,26 +279,30 @@ func bootEntry(w *work) (efiboot.Entry, bool) {
 	return efiboot.Entry{}, false
 }
 
-func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (err error) {
+func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) error {
 	if t.Plan.Action == plan.ActionKeep {
 		fmt.Fprintf(in.Console, "kiln: keeping %s (%s) as it is (found %s)\n", t.Plan.Name, t.Disk.Path, cmp.Or(t.Signature, "nothing"))
 		return nil
 	}
-	// O_EXCL on a block device fails while it is mounted or in use.
-	f, err := os.OpenFile(t.Disk.Path, os.O_RDWR|os.O_EXCL, 0)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
+	return withDisk(t, func(f *os.File) error { return in.fillDisk(ctx, w, t, f) })
+}
+
+// fillDisk clears t, or partitions it and writes, then reads back, all
+// its images but the ESPs'.
+func (in *Installer) fillDisk(ctx context.Context, w *work, t disks.Target, f *os.File) error {
 	size := int64(t.Disk.Size)
 	if t.Plan.Action == plan.ActionClear {
 		in.progress(ctx, api.Progress{Phase: "clear", Message: t.Plan.Name})
 		fmt.Fprintf(in.Console, "kiln: clearing %s (%s)\n", t.Plan.Name, t.Disk.Path)
 		return disklayout.Clear(ctx, f, size)
+	}
+	for _, p := range bootPartitions(t) {
+		// An earlier install's boot loader would boot whatever half of
+		// the new root lies beside it.
+		fmt.Fprintf(in.Console, "kiln: %s cannot boot until the install is complete: clearing %s's head\n", t.Plan.Name, p.Name)
+		if err := disklayout.ClearPartition(ctx, f, p); err != nil {
+			return err
+		}
 	}
 	in.progress(ctx, api.Progress{Phase: "partition", Message: t.Plan.Name})
 	fmt.Fprintf(in.Console, "kiln: partitioning %s (%s)\n", t.Plan.Name, t.Disk.Path)
@@ -305,7 +319,7 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 			continue
 		}
 		key, ok := contentFile[p.Content]
-		if !ok {
+		if !ok || p.Content == plan.ContentESP {
 			continue
 		}
 		if err := in.writePartition(ctx, f, p, key, w.manifest.Files[key]); err != nil {
@@ -313,7 +327,7 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 		}
 		written = append(written, p)
 	}
-	if err := dropCaches(f); err != nil {
+	if err := disklayout.DropCaches(f); err != nil {
 		return err
 	}
 	for _, p := range written {
@@ -325,6 +339,69 @@ func (in *Installer) writeDisk(ctx context.Context, w *work, t disks.Target) (er
 		}
 	}
 	return nil
+}
+
+// writeBoot writes the ESPs of t, the install's last writes: the
+// firmware can boot the disk from the moment an ESP's head is on it.
+func (in *Installer) writeBoot(ctx context.Context, w *work, t disks.Target) error {
+	parts := bootPartitions(t)
+	if len(parts) == 0 {
+		return nil
+	}
+	return withDisk(t, func(f *os.File) error {
+		for _, p := range parts {
+			if err := in.writeESP(ctx, w, t, p, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writeESP streams ESP p into place with WriteBootImage.
+func (in *Installer) writeESP(ctx context.Context, w *work, t disks.Target, p plan.Partition, f *os.File) error {
+	key := contentFile[p.Content]
+	file := w.manifest.Files[key]
+	body, err := in.Gate.Open(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if err := disklayout.WriteBootImage(ctx, f, p, in.meter(ctx, body, "write-"+key, p, file.Size), file.Size, file.SHA256); err != nil {
+		return fmt.Errorf("%s: %w", file.Path, err)
+	}
+	in.progress(ctx, api.Progress{Phase: "verify", Message: p.Name, Total: file.Size})
+	fmt.Fprintf(in.Console, "kiln: %s written and read back, its head last: %s can boot\n", p.Name, t.Plan.Name)
+	return nil
+}
+
+// bootPartitions are the partitions of t the firmware boots from.
+func bootPartitions(t disks.Target) []plan.Partition {
+	if t.Plan.Action != plan.ActionPartition || t.Plan.Layout == nil {
+		return nil
+	}
+	var out []plan.Partition
+	for _, p := range t.Plan.Layout.Partitions {
+		if p.Content == plan.ContentESP {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// withDisk runs fn on t's device opened for writing, then closes it. O_EXCL
+// on a block device fails while it is mounted or in use.
+func withDisk(t disks.Target, fn func(*os.File) error) (err error) {
+	f, err := os.OpenFile(t.Disk.Path, os.O_RDWR|os.O_EXCL, 0)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return fn(f)
 }
 
 // emptyPartition blanks a partition left for the role (an OSD's) at the
@@ -347,15 +424,7 @@ func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Pa
 		return err
 	}
 	defer body.Close()
-	phase := "write-" + key
-	step := in.Step
-	if step <= 0 {
-		step = 32 << 20
-	}
-	r := &meter{r: body, total: file.Size, step: step, report: func(done int64) {
-		in.progress(ctx, api.Progress{Phase: phase, Message: p.Name, Done: done, Total: file.Size})
-		fmt.Fprintf(in.Console, "kiln: %s %s %d/%d MiB\n", phase, p.Name, done>>20, file.Size>>20)
-	}}
+	r := in.meter(ctx, body, "write-"+key, p, file.Size)
 	sum, err := disklayout.WriteImage(ctx, dev, p, r, file.Size)
 	if err != nil {
 		return err
@@ -364,6 +433,18 @@ func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Pa
 		return fmt.Errorf("%s: %w while streaming: got %s, want %s", file.Path, disklayout.ErrChecksum, sum, file.SHA256)
 	}
 	return nil
+}
+
+// meter reports the progress of streaming body into p, every Step bytes.
+func (in *Installer) meter(ctx context.Context, body io.Reader, phase string, p plan.Partition, total int64) io.Reader {
+	step := in.Step
+	if step <= 0 {
+		step = 32 << 20
+	}
+	return &meter{r: body, total: total, step: step, report: func(done int64) {
+		in.progress(ctx, api.Progress{Phase: phase, Message: p.Name, Done: done, Total: total})
+		fmt.Fprintf(in.Console, "kiln: %s %s %d/%d MiB\n", phase, p.Name, done>>20, total>>20)
+	}}
 }
 
 // meter counts bytes read and reports every step bytes and at the end; by

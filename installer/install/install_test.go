@@ -439,6 +439,57 @@ func TestFailedChecksum(t *testing.T) {
 	}
 }
 
+// TestInterruptedUnbootable: an install that stops midway (here the
+// root image fails its checksum; a power cut stops it the same way, see
+// disklayout's TestWriteBootImageCut) over an earlier install leaves no
+// boot loader on the disk: the old ESP's head was cleared before the new
+// root was touched, and the new ESP was not started. The order of the
+// whole install shows on its console.
+func TestInterruptedUnbootable(t *testing.T) {
+	fx := newFixture(t, wipeAll(machine()))
+	sys := filepath.Join(fx.sys.DevRoot, "vda")
+	esp := layout().Partitions[0]
+	old := bytes.Repeat([]byte("old boot loader "), int(esp.Size)/16)
+	f, err := os.OpenFile(sys, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(old, int64(esp.Start)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fx.gate.Corrupt = "roles/storage.squashfs"
+	if err := fx.in.Run(context.Background()); !errors.Is(err, disklayout.ErrChecksum) {
+		t.Fatalf("Run() = %v, want a checksum failure", err)
+	}
+	if head := readAt(t, sys, int64(esp.Start), disklayout.ClearSize); !bytes.Equal(head, make([]byte, disklayout.ClearSize)) {
+		t.Errorf("the ESP's head after an interrupted install: %q..., want zeroes", head[:32])
+	}
+
+	fx = newFixture(t, wipeAll(machine()))
+	if err := fx.in.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := fx.console.String()
+	order := []string{
+		"kiln: os cannot boot until the install is complete: clearing kiln-esp's head",
+		"kiln: partitioning os",
+		"kiln: write-root kiln-root",
+		"kiln: verifying kiln-root",
+		"kiln: writing the machine's secrets to kiln-state",
+		"kiln: kiln-esp written and read back, its head last: os can boot",
+		"KILN-INSTALL-OK ceph-1",
+	}
+	at := 0
+	for _, want := range order {
+		i := strings.Index(out[at:], want)
+		if i < 0 {
+			t.Fatalf("console: no %q after byte %d:\n%s", want, at, out)
+		}
+		at += i + len(want)
+	}
+}
+
 func TestStateTree(t *testing.T) {
 	var cfg types.Config
 	if err := json.Unmarshal([]byte(secretConfig), &cfg); err != nil {
