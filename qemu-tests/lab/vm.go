@@ -79,6 +79,10 @@ type VMConfig struct {
 	// (Hardware): a real machine's NVRAM, boot entries included,
 	// outlives its power cycles. Empty copies OVMF's blank store.
 	Vars string
+	// Unplugged leaves the machine off the network, no NIC at all: its
+	// firmware can boot only its disks (a drill's look at what a disk
+	// boots by itself). amd64 only.
+	Unplugged bool
 	// Kernel, Initrd and Append are the kernel, initramfs and command
 	// line QEMU boots itself (Firmware Direct; arm64 only).
 	Kernel, Initrd, Append string
@@ -196,6 +200,9 @@ func vmDefaults(cfg *VMConfig) error {
 	if err := extraMACs(cfg); err != nil {
 		return err
 	}
+	if cfg.Unplugged && cfg.Arch != "amd64" {
+		return fmt.Errorf("lab: vm %s: unplugged on %s: %w", cfg.Name, cfg.Arch, ErrUnsupported)
+	}
 	for i, d := range cfg.Disks {
 		if !vmName.MatchString(d.Name) {
 			return fmt.Errorf("lab: vm %s: disk name %q: want [A-Za-z0-9._-]+", cfg.Name, d.Name)
@@ -232,7 +239,7 @@ func extraMACs(cfg *VMConfig) error {
 // prepare creates what outlives a single boot: taps, disks, variable
 // store, and a fresh serial log.
 func (vm *VM) prepare(ctx context.Context) error {
-	for k := range 1 + len(vm.cfg.ExtraMACs) {
+	for k := range vm.nics() {
 		if err := vm.net.AddTap(ctx, vm.tapName(k)); err != nil {
 			return err
 		}
@@ -262,6 +269,14 @@ func (vm *VM) prepare(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// nics is how many NICs the VM has.
+func (vm *VM) nics() int {
+	if vm.cfg.Unplugged {
+		return 0
+	}
+	return 1 + len(vm.cfg.ExtraMACs)
 }
 
 // Name is the VM's name.
@@ -333,10 +348,12 @@ func (vm *VM) Args(qmp string) []string {
 	} else {
 		nic += ",bootindex=1"
 	}
-	args = append(args,
-		"-netdev", "tap,id=n0,ifname="+vm.tap+",script=no,downscript=no",
-		"-device", nic)
-	args = append(args, vm.extraNICArgs()...)
+	if !c.Unplugged {
+		args = append(args,
+			"-netdev", "tap,id=n0,ifname="+vm.tap+",script=no,downscript=no",
+			"-device", nic)
+		args = append(args, vm.extraNICArgs()...)
+	}
 	return append(append(args, vm.diskArgs()...), c.ExtraArgs...)
 }
 

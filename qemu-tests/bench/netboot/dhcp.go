@@ -55,8 +55,13 @@ func RunLoad(ctx context.Context, iface string, macs []net.HardwareAddr, conc in
 	return l2
 }
 
-// pxeROM are the options of a BIOS PXE ROM's DHCP requests.
+// pxeROM are the options of a BIOS PXE ROM's DHCP requests, its
+// broadcast flag included: a PXE ROM, and iPXE, cannot take a unicast
+// reply before it has an address. (Without it dnsmasq answers to the
+// offered address through an ARP entry it injects, and one reply in a
+// storm was lost to a stale entry: a 4 s retry.)
 var pxeROM = []dhcpv4.Modifier{
+	dhcpv4.WithBroadcast(true),
 	dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
 	dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
 }
