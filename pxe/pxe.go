@@ -11,6 +11,7 @@
 package pxe
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -266,12 +267,42 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error {
+		s.watchStalled(ctx, log.With("svc", "state"))
+		return nil
+	})
+	g.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return errors.Join(hsrv.Shutdown(sctx), tsrv.Shutdown(sctx))
 	})
 	return g.Wait()
+}
+
+// stalledCheck is how often the gate looks for stalled installs.
+const stalledCheck = time.Minute
+
+// watchStalled re-arms, once a minute until ctx ends, the installs the
+// gate has heard nothing from for InstallTimeout (state.RearmStalled):
+// no machine stays in installing for ever.
+func (s *Server) watchStalled(ctx context.Context, log *slog.Logger) {
+	timeout := cmp.Or(s.cfg.InstallTimeout, httpd.DefaultInstallTimeout)
+	t := time.NewTicker(stalledCheck)
+	defer t.Stop()
+	for {
+		changed, err := s.states.RearmStalled(timeout)
+		if err != nil {
+			log.Error("looking for stalled installs", "err", err)
+		}
+		for _, r := range changed {
+			log.Warn("install stalled", "machine", r.Machine, "mac", r.MAC, "state", r.State, "why", cmp.Or(r.Rearmed, r.Error))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // identity loads the gate's share of the lab's secrets into hc and

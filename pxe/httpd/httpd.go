@@ -30,9 +30,11 @@ import (
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
-// DefaultInstallTimeout bounds how long a machine may sit in installing:
-// a machine that netboots again after that exits to its disk instead of
-// starting yet another install (no install loops).
+// DefaultInstallTimeout bounds how long a machine may sit in installing
+// without a word from its installer: then the gate re-arms it
+// (state.Store.RearmStalled, run by the netboot service), and its next
+// netboot installs it afresh. Install loops are bounded by
+// state.MaxAttempts, not by time.
 const DefaultInstallTimeout = time.Hour
 
 // maxBody bounds installer API request bodies.

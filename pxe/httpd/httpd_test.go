@@ -279,33 +279,39 @@ func TestInstallFailed(t *testing.T) {
 	goldenScript(t, "exit-failed.ipxe", body)
 }
 
-func TestInstallingTooLong(t *testing.T) {
+// TestInterruptedInstalls: a machine that netboots mid-install (a power
+// cut) installs again with a new token, however long ago the install
+// began (its disk cannot boot); after state.MaxAttempts installs in a row
+// without a result it is Failed and sent to its disk with the reason.
+func TestInterruptedInstalls(t *testing.T) {
 	f := newFixture(t)
 	tok := f.installScript(t, macC1)
 	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 200 {
 		t.Fatal(code)
 	}
-	// Netbooting again soon after: the install was interrupted; retry.
 	f.clock.add(time.Minute)
-	if tok2 := f.installScript(t, macC1); tok2 == tok {
+	tok2 := f.installScript(t, macC1)
+	if tok2 == tok {
 		t.Error("retry reuses the old token")
 	}
 	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok, ""); code != 403 {
 		t.Errorf("old token after a retry = %d, want 403", code)
 	}
-	// Stuck in installing past the timeout: exit to the disk.
-	st, _ := f.states.Get(macC1, "ceph-1")
-	if st.State != state.Install {
-		t.Fatalf("state %s", st.State)
+	for i := 2; i <= state.MaxAttempts; i++ {
+		if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok2, ""); code != 200 {
+			t.Fatalf("attempt %d: %d", i, code)
+		}
+		f.clock.add(2 * DefaultInstallTimeout) // a long outage changes nothing
+		if i < state.MaxAttempts {
+			tok2 = f.installScript(t, macC1)
+		}
 	}
-	f.clock.add(time.Minute)
-	tok3 := f.installScript(t, macC1)
-	if code, _ := f.do(t, "GET", "/api/v1/install/"+macC1+"?token="+tok3, ""); code != 200 {
-		t.Fatal(code)
-	}
-	f.clock.add(DefaultInstallTimeout + time.Minute)
 	_, body := f.do(t, "GET", "/ipxe/"+macC1, "")
-	goldenScript(t, "exit-timeout.ipxe", body)
+	goldenScript(t, "exit-attempts.ipxe", body)
+	rec, _ := f.states.Get(macC1, "ceph-1")
+	if rec.State != state.Failed || !strings.Contains(rec.Error, "5 installs in a row ended without a result") {
+		t.Errorf("after %d interrupted installs: %s %q", state.MaxAttempts, rec.State, rec.Error)
+	}
 }
 
 func TestNotBooted(t *testing.T) {

@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -115,18 +116,20 @@ func (s *Server) machineScript(w http.ResponseWriter, r *http.Request) {
 	switch rec.State {
 	case state.Install:
 	case state.Installing:
-		if age := s.cfg.Now().Sub(rec.Since); age > s.cfg.InstallTimeout {
-			log.Warn("ipxe: install never finished; booting the disk (re-arm to retry)", "installing_for", age.Round(1e9).String())
-			writeScript(w, ExitScript(m.Name+" install timed out"))
-			return
-		}
-		log.Warn("ipxe: machine netbooted mid-install: starting over with a new token")
+		// Its disk cannot boot (the installer writes the boot loader
+		// last): only a new install helps, up to state.MaxAttempts.
+		log.Warn("ipxe: machine netbooted mid-install: starting over with a new token", "attempts", rec.Attempts)
 	default:
 		log.Info("ipxe: exit to disk", "state", rec.State)
 		writeScript(w, ExitScript(m.Name+" is "+rec.State))
 		return
 	}
 	token, err := s.cfg.States.ArmToken(mac, m.Name)
+	if errors.Is(err, state.ErrTooManyAttempts) {
+		log.Error("ipxe: not installing again", "err", err)
+		writeScript(w, ExitScript(m.Name+": "+err.Error()))
+		return
+	}
 	if err != nil {
 		log.Error("ipxe: arming install token", "err", err)
 		writeScript(w, ExitScript("gate could not arm the install"))

@@ -56,7 +56,12 @@ type MachineStatus struct {
 	Since    time.Time       `json:"since,omitzero"`
 	Progress *ProgressStatus `json:"progress,omitempty"`
 	Error    string          `json:"error,omitempty"`
-	Booted   *BootedStatus   `json:"booted,omitempty"`
+	// Attempts counts the installs begun since the last result; from
+	// state.MaxAttempts in a row the gate gives up (state Failed).
+	Attempts int `json:"attempts,omitempty"`
+	// Rearmed says why and when the gate itself re-armed the machine.
+	Rearmed string        `json:"rearmed,omitempty"`
+	Booted  *BootedStatus `json:"booted,omitempty"`
 	// PowerOn is the machine's last netboot the gate saw, its last
 	// power-on as far as the gate can tell (state.Store.MarkNetbooted).
 	PowerOn time.Time `json:"power_on,omitzero"`
@@ -179,6 +184,7 @@ func (s *Server) machineStatus(m *plan.Machine) (MachineStatus, error) {
 		return ms, fmt.Errorf("machine %s: %w", m.Name, err)
 	}
 	ms.State, ms.Since, ms.Error, ms.PowerOn = r.State, r.Since, r.Error, r.Netbooted
+	ms.Attempts, ms.Rearmed = r.Attempts, r.Rearmed
 	if p := r.Progress; p != nil {
 		ms.Progress = &ProgressStatus{
 			Phase: p.Phase, Message: p.Message, Done: p.Done, Total: p.Total,
@@ -431,6 +437,9 @@ func newRow(now time.Time, m MachineStatus) row {
 	}
 	if !m.Since.IsZero() {
 		r.SinceText = "since " + when(now, m.Since)
+	}
+	if m.State == state.Installing && m.Attempts > 1 {
+		r.StateText = fmt.Sprintf("%s (attempt %d of %d)", m.State, m.Attempts, state.MaxAttempts)
 	}
 	if p := m.Progress; p != nil {
 		r.ProgressText = p.Phase

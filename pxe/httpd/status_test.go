@@ -232,7 +232,7 @@ var wantRows = []machineRow{
 				"refusal-why": "wrong or consumed install token", "refusal-at": "0s ago"}},
 		}},
 	{Name: "ceph-2", Fields: map[string]string{"state": "install", "progress": "", "error": "", "booted": "", "power-on": "", "firmware": "-", "health-at": ""}, Items: []item{}},
-	{Name: "ceph-3", Fields: map[string]string{"state": "installing", "progress": "write root", "percent": "50%",
+	{Name: "ceph-3", Fields: map[string]string{"state": "installing (attempt 2 of 5)", "progress": "write root", "percent": "50%",
 		"progress-at": "2026-11-01 12:04:30Z (5s ago)", "error": "", "power-on": ""},
 		Items: []item{
 			// Newest first: the LAN host's hand-out is the earlier one.

@@ -53,6 +53,10 @@ var (
 	ErrSecretsTaken = errors.New("secrets already handed out for this install")
 )
 
+// ErrTooManyAttempts: MaxAttempts installs in a row ended without a
+// result; ArmToken made the machine Failed instead of arming it.
+var ErrTooManyAttempts = errors.New("gave up installing")
+
 // Progress is the installer's last progress report.
 type Progress struct {
 	Phase   string `json:"phase"`
@@ -102,7 +106,20 @@ type Record struct {
 	// Installs counts the installs that succeeded: after one, an install
 	// is a reinstall, which keeps the machine's data disks.
 	Installs int `json:"installs,omitempty"`
+	// Attempts counts the installs begun since the last result (or
+	// re-arm by the operator): each one a power cut or a hang ended
+	// counts. At MaxAttempts the machine is Failed: no install loop.
+	Attempts int `json:"attempts,omitempty"`
+	// Rearmed says why and when the gate itself re-armed the machine
+	// (an install it stopped hearing from); empty otherwise.
+	Rearmed string `json:"rearmed,omitempty"`
 }
+
+// MaxAttempts bounds the installs in a row that end without a result.
+// One interrupted by a power cut restarts at the next netboot; this many
+// in a row is something else (a machine that resets mid-install, an
+// installer that hangs) that reinstalling again will not cure.
+const MaxAttempts = 5
 
 // Bounds of what a machine's reports may make a record hold: they come
 // from the network, and every record is read whole at each status page.
@@ -318,9 +335,13 @@ func (s *Store) ArmToken(mac, machine string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = s.Update(mac, machine, func(r *Record) error {
+	rec, err := s.Update(mac, machine, func(r *Record) error {
 		if r.State != Install && r.State != Installing {
 			return wrongState(r)
+		}
+		if r.Attempts >= MaxAttempts {
+			giveUp(r)
+			return nil
 		}
 		r.State = Install
 		r.Token = tok
@@ -330,6 +351,9 @@ func (s *Store) ArmToken(mac, machine string) (string, error) {
 	})
 	if err != nil {
 		return "", err
+	}
+	if rec.State == Failed {
+		return "", fmt.Errorf("%w: %s", ErrTooManyAttempts, rec.Error)
 	}
 	return tok, nil
 }
@@ -363,6 +387,7 @@ func (s *Store) BeginInstall(mac, machine, token string) (Record, error) {
 		if r.State == Install {
 			// A new install: the machine's first boot starts afresh.
 			r.Phases, r.Health = nil, nil
+			r.Attempts++
 		}
 		r.State = Installing
 		return nil
@@ -419,6 +444,7 @@ func (s *Store) Finish(mac, machine, token string, ok bool, msg string) (Record,
 			return wrongState(r)
 		}
 		r.Token = ""
+		r.Attempts, r.Rearmed = 0, ""
 		if ok {
 			r.State, r.Error = Installed, ""
 			r.Installs++
@@ -554,11 +580,83 @@ func clip(s string, n int) string {
 }
 
 // Rearm sets the machine back to Install: its next netboot reinstalls it.
+// It is the operator's word: the count of attempts starts again.
 func (s *Store) Rearm(mac, machine string) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
 		r.State, r.Token, r.Progress, r.ProgressAt, r.Error = Install, "", nil, time.Time{}, ""
+		r.Attempts, r.Rearmed = 0, ""
 		return nil
 	})
+}
+
+// RearmStalled re-arms every machine in Installing that the gate has not
+// heard from (its install began, or its last progress report came) for
+// longer than timeout: its installer hung, or its power was cut and it
+// has not netbooted since. The stale token dies, so a hung installer that
+// wakes cannot finish; the next netboot installs afresh. A machine at
+// MaxAttempts is Failed instead. It returns the records it changed.
+func (s *Store) RearmStalled(timeout time.Duration) ([]Record, error) {
+	recs, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	var changed []Record
+	for _, rec := range recs {
+		if rec.State != Installing {
+			continue
+		}
+		r, err := s.Update(rec.MAC, rec.Machine, func(r *Record) error {
+			now := s.now()
+			last := r.Since
+			if r.ProgressAt.After(last) {
+				last = r.ProgressAt
+			}
+			if r.State != Installing || now.Sub(last) <= timeout {
+				return errUnchanged
+			}
+			if r.Attempts >= MaxAttempts {
+				giveUp(r)
+				return nil
+			}
+			r.Rearmed = fmt.Sprintf("re-armed by the gate at %s: no word from its install for %s (%s)",
+				now.UTC().Format(time.RFC3339), now.Sub(last).Round(time.Second), lastWord(r))
+			r.State, r.Token = Install, ""
+			return nil
+		})
+		if errors.Is(err, errUnchanged) {
+			continue
+		}
+		if err != nil {
+			return changed, err
+		}
+		changed = append(changed, r)
+	}
+	return changed, nil
+}
+
+// errUnchanged makes Update write nothing.
+var errUnchanged = errors.New("unchanged")
+
+// giveUp fails a machine whose installs keep ending without a result.
+func giveUp(r *Record) {
+	r.Error = fmt.Sprintf("%d installs in a row ended without a result (the last: %s); `kiln gate reinstall %s` tries again",
+		r.Attempts, lastWord(r), r.Machine)
+	r.State, r.Token = Failed, ""
+}
+
+// lastWord is the install's last progress report, for a human.
+func lastWord(r *Record) string {
+	if r.Progress == nil {
+		return "it reported no progress"
+	}
+	w := "last at " + r.Progress.Phase
+	if r.Progress.Message != "" {
+		w += " " + r.Progress.Message
+	}
+	if r.Progress.Total > 0 {
+		w += fmt.Sprintf(" %d/%d MiB", r.Progress.Done>>20, r.Progress.Total>>20)
+	}
+	return w
 }
 
 // wrongState is ErrWrongState with the state the machine is in: the

@@ -441,3 +441,71 @@ func TestTornWriteNeverRead(t *testing.T) {
 		t.Errorf("after the rename (-new +got):\n%s", diff)
 	}
 }
+
+// TestRearmStalled: an install the gate has not heard from for longer
+// than the timeout is re-armed, its token dead, with the reason kept; a
+// young one is left alone; one at MaxAttempts is Failed instead.
+func TestRearmStalled(t *testing.T) {
+	clock := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	s, err := Open(t.TempDir(), func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const other = "52:54:00:00:01:02"
+	begin := func(mac, name string) string {
+		t.Helper()
+		tok, err := s.ArmToken(mac, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.BeginInstall(mac, name, tok); err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tok := begin(mac, "ceph-1")
+	if _, err := s.ReportProgress(mac, "ceph-1", tok, Progress{Phase: "write-root", Message: "kiln-root", Done: 64 << 20, Total: 300 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(50 * time.Minute)
+	begin(other, "ceph-2")
+	clock = clock.Add(20 * time.Minute)
+
+	changed, err := s.RearmStalled(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 1 || changed[0].Machine != "ceph-1" {
+		t.Fatalf("re-armed %+v, want ceph-1 alone", changed)
+	}
+	r, _ := s.Get(mac, "ceph-1")
+	want := "re-armed by the gate at 2026-11-01T13:10:00Z: no word from its install for 1h10m0s (last at write-root kiln-root 64/300 MiB)"
+	if r.State != Install || r.Token != "" || r.Rearmed != want {
+		t.Errorf("ceph-1: %s token %q rearmed %q, want install, no token, %q", r.State, r.Token, r.Rearmed, want)
+	}
+	if _, err := s.ReportProgress(mac, "ceph-1", tok, Progress{Phase: "verify"}); !errors.Is(err, ErrBadToken) {
+		t.Errorf("the hung installer's report after the re-arm: %v, want ErrBadToken", err)
+	}
+	if r, _ := s.Get(other, "ceph-2"); r.State != Installing {
+		t.Errorf("ceph-2, 20 minutes into its install: %s", r.State)
+	}
+
+	for r.Attempts < MaxAttempts {
+		begin(mac, "ceph-1")
+		r, _ = s.Get(mac, "ceph-1")
+	}
+	clock = clock.Add(2 * time.Hour)
+	if _, err := s.RearmStalled(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = s.Get(mac, "ceph-1")
+	if r.State != Failed || !strings.Contains(r.Error, "5 installs in a row ended without a result") {
+		t.Errorf("ceph-1 after %d stalled installs: %s %q", MaxAttempts, r.State, r.Error)
+	}
+	if _, err := s.ArmToken(mac, "ceph-1"); !errors.Is(err, ErrWrongState) {
+		t.Errorf("arming a failed machine: %v", err)
+	}
+	if r, _ := s.Rearm(mac, "ceph-1"); r.Attempts != 0 || r.Rearmed != "" || r.State != Install {
+		t.Errorf("after the operator's re-arm: %+v", r)
+	}
+}
