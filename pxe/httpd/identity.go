@@ -119,10 +119,20 @@ func (s *Server) booted(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, log, &b) {
 		return
 	}
-	if _, err := s.cfg.States.MarkBooted(mac, m.Name, state.Booted{Hostname: b.Hostname, Address: b.Address}); err != nil {
+	before, err := s.cfg.States.Get(mac, m.Name)
+	if err != nil {
+		log.Error("api: recording boot", "err", err)
+		http.Error(w, "state unreadable", http.StatusInternalServerError)
+		return
+	}
+	rec, err := s.cfg.States.MarkBooted(mac, m.Name, state.Booted{Hostname: b.Hostname, Address: b.Address})
+	if err != nil {
 		log.Error("api: recording boot", "err", err)
 		http.Error(w, "state write failed", http.StatusInternalServerError)
 		return
+	}
+	if before.State != rec.State {
+		log.Warn("api: the installer's result never came; the machine's first boot says it is installed", "was", before.State)
 	}
 	log.Info("api: machine booted", "hostname", b.Hostname, "address", b.Address)
 	w.WriteHeader(http.StatusNoContent)

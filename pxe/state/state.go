@@ -481,11 +481,21 @@ func (s *Store) MarkNetbooted(mac, machine string) (Record, error) {
 	})
 }
 
-// MarkBooted records the role OS's first-boot report.
+// MarkBooted records the role OS's first-boot report. A machine still in
+// Installing is recorded Installed: its installer's result never reached
+// the gate (the gate was down, or its power was cut, as it was sent), but
+// the role OS runs from a disk that can boot only once its install is
+// complete and read back (the installer writes the boot loader last), and
+// the report comes with the certificate that install put on it.
 func (s *Store) MarkBooted(mac, machine string, b Booted) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
 		b.At = s.now().UTC()
 		r.Booted = &b
+		if r.State == Installing {
+			r.State, r.Token, r.Error = Installed, "", ""
+			r.Attempts, r.Rearmed = 0, ""
+			r.Installs++
+		}
 		return nil
 	})
 }

@@ -509,3 +509,33 @@ func TestRearmStalled(t *testing.T) {
 		t.Errorf("after the operator's re-arm: %+v", r)
 	}
 }
+
+// TestBootedCompletesInstall: the first-boot report of a machine whose
+// installer's result was lost records it installed; the report of one in
+// another state changes no state.
+func TestBootedCompletesInstall(t *testing.T) {
+	s := open(t, t.TempDir())
+	tok, err := s.ArmToken(mac, "ceph-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BeginInstall(mac, "ceph-1", tok); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.MarkBooted(mac, "ceph-1", Booted{Hostname: "ceph-1", Address: "192.168.1.11/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != Installed || r.Token != "" || r.Installs != 1 || r.Attempts != 0 {
+		t.Errorf("after the first-boot report: %s token %q installs %d attempts %d", r.State, r.Token, r.Installs, r.Attempts)
+	}
+	if _, err := s.Finish(mac, "ceph-1", tok, true, ""); !errors.Is(err, ErrBadToken) {
+		t.Errorf("the lost result arriving late: %v, want ErrBadToken", err)
+	}
+	if _, err := s.Rearm(mac, "ceph-1"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := s.MarkBooted(mac, "ceph-1", Booted{Hostname: "ceph-1"}); r.State != Install {
+		t.Errorf("a re-armed machine's report: %s, want install", r.State)
+	}
+}
