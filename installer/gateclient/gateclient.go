@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -80,6 +81,9 @@ type Client struct {
 	MAC   string
 	Token string
 	HTTP  *http.Client
+	// Resume bounds the wait for a gate that went away mid-download or
+	// as the result is sent (DefaultResume when zero).
+	Resume time.Duration
 }
 
 func (c *Client) http() *http.Client {
@@ -118,28 +122,17 @@ func (c *Client) Manifest(ctx context.Context) (api.InstallManifest, error) {
 
 // Open streams one bundle file. The caller closes the body and checks the
 // bytes against the manifest's SHA-256; a length other than f.Size is an
-// error here already.
+// error here already. A connection that breaks mid-file is resumed where
+// it stopped (resumer).
 func (c *Client) Open(ctx context.Context, f bundle.File) (io.ReadCloser, error) {
 	if err := checkFile(f); err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+api.PathFiles+escapePath(f.Path), nil)
+	body, err := c.openAt(ctx, f, 0)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.http().Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", f.Path, err)
-	}
-	if err := status(resp); err != nil {
-		resp.Body.Close()
-		return nil, fmt.Errorf("fetch %s: %w", f.Path, err)
-	}
-	if resp.ContentLength >= 0 && resp.ContentLength != f.Size {
-		resp.Body.Close()
-		return nil, fmt.Errorf("fetch %s: gate sends %d bytes, manifest says %d", f.Path, resp.ContentLength, f.Size)
-	}
-	return resp.Body, nil
+	return &resumer{c: c, ctx: ctx, f: f, body: body}, nil
 }
 
 // Fetch reads a whole small bundle file (gptmbr.bin) and checks its hash.
@@ -167,9 +160,10 @@ func (c *Client) Progress(ctx context.Context, p api.Progress) error {
 	return c.post(ctx, c.endpoint(api.PathProgress, true), p)
 }
 
-// Result reports the end of the install.
+// Result reports the end of the install, retried while the gate cannot
+// be reached: a result lost would leave the machine in installing.
 func (c *Client) Result(ctx context.Context, r api.Result) error {
-	return c.post(ctx, c.endpoint(api.PathResult, true), r)
+	return c.postRetried(ctx, c.endpoint(api.PathResult, true), r)
 }
 
 // Booted reports the role OS's first boot; it needs no token, but a
@@ -248,10 +242,18 @@ func status(resp *http.Response) error {
 	case resp.StatusCode == http.StatusForbidden:
 		return ErrForbidden
 	case resp.StatusCode/100 != 2:
-		return fmt.Errorf("gate answered %s", resp.Status)
+		return &statusError{code: resp.StatusCode, status: resp.Status}
 	}
 	return nil
 }
+
+// statusError is an answer of the gate other than 2xx and 403.
+type statusError struct {
+	code   int
+	status string
+}
+
+func (e *statusError) Error() string { return "gate answered " + e.status }
 
 // redact keeps the token out of logs and console lines.
 func redact(u string) string {

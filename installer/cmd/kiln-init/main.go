@@ -129,7 +129,7 @@ func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, consol
 	in := &install.Installer{
 		Log:     log,
 		Console: console,
-		Gate:    &gateclient.Client{Base: p.Gate, MAC: p.MAC, Token: p.Token},
+		Gate:    &gateclient.Client{Base: p.Gate, MAC: p.MAC, Token: p.Token, HTTP: gateclient.NewHTTP()},
 		Disks:   disks.Host(),
 		Name:    p.MAC,
 		Secrets: install.MountApply(disks.Host(), "/run/kiln-state"),
