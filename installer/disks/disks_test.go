@@ -1,13 +1,16 @@
 package disks_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/installer/disks"
 	"github.com/kilnlab/kiln/installer/disks/diskstest"
 	"github.com/kilnlab/kiln/plan"
@@ -147,6 +150,44 @@ func TestSelect(t *testing.T) {
 			}
 			if d := cmp.Diff(tc.want, m); d != "" {
 				t.Errorf("Select() (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestSelectOwnLayout: a disk whose GPT is this disk's own planned layout
+// (kiln's earlier install of the machine, finished or cut short) is
+// installed again without wipe; a GPT of another disk GUID is refused.
+func TestSelectOwnLayout(t *testing.T) {
+	own := &plan.Layout{DiskGUID: "5e0c1c52-1d1b-5f5a-9d55-00000000000a", SectorSize: 512, Partitions: []plan.Partition{
+		{Number: 1, Name: "kiln-root", Type: "0FC63DAF-8483-4772-8E79-3D69D8477DE4", GUID: "5e0c1c52-1d1b-5f5a-9d55-00000000000b", Start: mib, Size: 30 * mib},
+	}}
+	other := *own
+	other.DiskGUID = "0b0b0b0b-1d1b-5f5a-9d55-00000000000a"
+	for _, tc := range []struct {
+		name    string
+		written *plan.Layout
+		wantErr error
+	}{
+		{"its own layout", own, nil},
+		{"another disk's layout", &other, disks.ErrDiskNotBlank},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := diskstest.New(t, diskstest.Disk{Name: "vda", Size: 64 * mib, Attrs: diskstest.Serial("A")})
+			f, err := os.OpenFile(filepath.Join(s.DevRoot, "vda"), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := disklayout.Write(context.Background(), f, 64*mib, tc.written, nil); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			got, err := s.Select([]plan.Disk{{Name: "os", Serial: "A", Size: 64 * mib, Layout: own}})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Select() = %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && !strings.Contains(got[0].Signature, "own kiln layout") {
+				t.Errorf("signature %q", got[0].Signature)
 			}
 		})
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
+	"github.com/kilnlab/kiln/image/disklayout"
 	"github.com/kilnlab/kiln/plan"
 )
 
@@ -112,12 +114,31 @@ func check(t *Target) error {
 		return err
 	}
 	t.Signature = sig
+	if sig == "gpt" && ownLayout(f, t) {
+		// kiln wrote this table for this very disk (its GUID derives
+		// from the profile): an earlier install of the machine, one a
+		// power cut stopped included. Installing it again is what the
+		// profile asked for when the disk was blank.
+		t.Signature = "gpt of this disk's own kiln layout (an earlier install)"
+		return nil
+	}
 	// A kept disk (a reinstall's data disk) is not written: what it holds
 	// is what it should hold.
 	if sig != "" && !t.Plan.Wipe && t.Plan.Action != plan.ActionKeep {
 		return fmt.Errorf("found %s: %w", sig, ErrDiskNotBlank)
 	}
 	return nil
+}
+
+// ownLayout says whether the disk's GPT carries the disk GUID of t's
+// planned layout.
+func ownLayout(f *os.File, t *Target) bool {
+	l := t.Plan.Layout
+	if l == nil || l.DiskGUID == "" {
+		return false
+	}
+	got, err := disklayout.ReadLayout(f, int64(t.Disk.Size), int(sectorSize(l)))
+	return err == nil && strings.EqualFold(got.DiskGUID, l.DiskGUID)
 }
 
 func sectorSize(l *plan.Layout) uint64 {

@@ -66,6 +66,10 @@ type Lab struct {
 	Net  *lab.Network
 	// Gate is the gate VM's boot, when Options.GateImage was set.
 	Gate *GateBoot
+
+	gateVM  *lab.VM
+	gateCfg lab.VMConfig
+	gateOns int // the gate VM's power-ons so far
 }
 
 // GateBoot is how the gate VM came up.
@@ -87,7 +91,7 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 	if o.GateImage != "" && o.Mode != o.Plan.Network.DHCPMode {
 		return nil, fmt.Errorf("the gate image serves the profile's DHCP mode %q, not %q", o.Plan.Network.DHCPMode, o.Mode)
 	}
-	gateAddr, err := gatePrefix(o.Plan)
+	gateAddr, err := GatePrefix(o.Plan)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +184,12 @@ func (l *Lab) startGateVM(ctx context.Context) error {
 		return fmt.Errorf("gate VM: %w", err)
 	}
 	cfg.FailOn = append(lab.DeadEnds(), regexp.MustCompile(`KILN-GATE-FAILED .*`))
+	l.gateCfg = cfg
+	return l.bootGate(ctx, cfg)
+}
+
+// bootGate starts the gate VM of cfg and waits until it serves.
+func (l *Lab) bootGate(ctx context.Context, cfg lab.VMConfig) error {
 	start := time.Now()
 	vm, err := l.Net.NewVM(ctx, cfg)
 	if err == nil {
@@ -188,22 +198,53 @@ func (l *Lab) startGateVM(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gate VM: %w", err)
 	}
+	l.gateVM = vm
+	l.gateOns++
 	wctx, cancel := context.WithTimeout(ctx, gateDeadline)
 	defer cancel()
 	line, err := vm.WaitFor(wctx, serving)
 	if err != nil {
-		return fmt.Errorf("gate VM %s: %w\n--- serial (last lines) ---\n%s", g.Name, err, vm.Tail(40))
+		return fmt.Errorf("gate VM %s: %w\n--- serial (last lines) ---\n%s", cfg.Name, err, vm.Tail(40))
 	}
 	m := serving.FindStringSubmatch(line)
 	l.Gate = &GateBoot{Serving: time.Since(start), URL: m[1], Kernel: m[2], Line: line}
-	l.opts.Log.Info("gate serving", "gate", g.Name, "after", l.Gate.Serving, "line", line)
+	l.opts.Log.Info("gate serving", "gate", cfg.Name, "after", l.Gate.Serving, "line", line)
 	return nil
+}
+
+// CutGate powers the gate VM off, no shutdown: a power cut.
+func (l *Lab) CutGate() error {
+	if l.gateVM == nil {
+		return errors.New("no gate VM: the gate is kiln gate serve")
+	}
+	l.gateVM.Stop()
+	return nil
+}
+
+// PowerOnGate boots the gate VM again from its card, as it was when its
+// power was cut, and waits until it serves.
+func (l *Lab) PowerOnGate(ctx context.Context) error {
+	if l.gateVM == nil {
+		return errors.New("no gate VM: the gate is kiln gate serve")
+	}
+	cfg := l.gateCfg.On(l.gateVM.Hardware())
+	cfg.Name = fmt.Sprintf("%s-on%d", l.gateCfg.Name, l.gateOns+1)
+	return l.bootGate(ctx, cfg)
+}
+
+// GateCard is the gate VM's SD card image (read it while the VM is off).
+func (l *Lab) GateCard() string {
+	if l.gateVM == nil {
+		return ""
+	}
+	return l.gateVM.DiskPaths()[0]
 }
 
 // Close stops every VM and service and removes the namespaces.
 func (l *Lab) Close() error { return l.Net.Close() }
 
-func gatePrefix(p *plan.Plan) (netip.Prefix, error) {
+// GatePrefix is the gate's address with the lab network's prefix length.
+func GatePrefix(p *plan.Plan) (netip.Prefix, error) {
 	cidr, err := netip.ParsePrefix(p.Network.CIDR)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("lab network: %w", err)
