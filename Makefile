@@ -76,9 +76,12 @@ test: deps upstream
 
 # The end-to-end tier CI does not run (it takes long): the three-node Ceph
 # lab (qemu-tests TestCephThreeNodes, testdata/ceph3.yaml): HEALTH_OK, one
-# node powered off and back, one node reinstalled keeping its OSDs.
+# node powered off and back, one node reinstalled keeping its OSDs; then
+# the install drill with 20 power cuts (TestInstallPowerCut).
+DRILL_CUTS ?= 20
 e2e: deps upstream
-	KILN_E2E=1 KILN_UPSTREAM=$(abspath $(UPSTREAM)) $(GO) test -v -timeout 160m -run 'TestCephThreeNodes' ./qemu-tests/
+	KILN_E2E=1 KILN_DRILL_CUTS=$(DRILL_CUTS) KILN_UPSTREAM=$(abspath $(UPSTREAM)) \
+		$(GO) test -v -timeout 240m -run 'TestCephThreeNodes|TestInstallPowerCut' ./qemu-tests/
 
 # Every fuzz test (parsers of network input, the gate's DHCP, TFTP, iPXE
 # and API handlers) for FUZZTIME each, one after the other. A crash stops
@@ -108,15 +111,20 @@ bench-deps:
 	fi
 
 # The netboot servers side by side (qemu-tests/bench/netboot): kiln's
-# TFTP and HTTP against tftpd-hpa, dnsmasq and nginx across a veth pair;
-# then the gate's boot-to-serving time and idle memory beside a Debian
-# arm64 systemd boot of the same kernel in the same QEMU VM
-# (qemu-tests/bench).
+# TFTP, HTTP, DHCP (full and proxy) and a PXE storm against tftpd-hpa,
+# dnsmasq and nginx across a veth pair; then, on a build of the default
+# lab (its Consul and Vault as make demo gets them), the gate's
+# boot-to-serving time and idle memory beside a Debian arm64 systemd boot
+# of the same kernel in the same QEMU VM (qemu-tests/bench), and a BIOS
+# VM netbooted to the installer by kiln and by dnsmasq
+# (qemu-tests/bench/vmboot).
 BENCH_ROUNDS ?= 5
-bench: deps bench-deps build
+bench: deps bench-deps build upstream
 	$(GO) run ./qemu-tests/bench/netboot/cmd -rounds $(BENCH_ROUNDS) -out $(OUT)/bench/netboot
-	$(KILN) build -o $(OUT)
-	$(GO) run ./qemu-tests/bench/cmd -gate $(OUT)/gate-1.img -out $(OUT)/bench
+	$(GO) run ./qemu-tests/upstream/cmd prepare -kiln $(KILN) -bin $(UPSTREAM) -lab-dir $(DEMO_LAB)
+	$(KILN) build --secrets $(DEMO_LAB) -o $(OUT)
+	$(GO) run ./qemu-tests/bench/cmd -gate $(OUT)/gate-1.img -out $(OUT)/bench \
+		-bundle $(OUT)/bundle -kiln $(KILN) -rounds $(BENCH_ROUNDS)
 
 clean:
 	rm -rf $(OUT)

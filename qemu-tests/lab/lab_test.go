@@ -121,6 +121,26 @@ func TestArgs(t *testing.T) {
 // TestArgsTwoNICs: a bonded machine's VM has its netboot NIC first, as
 // the only one with a boot index (and, under SeaBIOS, an iPXE ROM), then
 // its second NIC on a tap of its own, then the disks.
+// TestArgsUnplugged: a machine off the network has no NIC at all, so its
+// firmware can boot only its disks.
+func TestArgsUnplugged(t *testing.T) {
+	vm := testVM(t, VMConfig{
+		Name: "node-a", MAC: "52:54:00:00:0a:01", ExtraMACs: []string{"52:54:00:00:0a:02"}, Unplugged: true,
+		Disks: []Disk{{Name: "system", Size: 1 << 30, Serial: "KILN-A"}},
+	})
+	got := strings.Join(vm.Args("/tmp/q/qmp.sock"), " ")
+	if strings.Contains(got, "-netdev") || strings.Contains(got, "virtio-net") {
+		t.Errorf("an unplugged VM has a NIC: %s", got)
+	}
+	if !strings.HasSuffix(got, "-device virtio-blk-pci,drive=d0,serial=KILN-A,bootindex=2") {
+		t.Errorf("an unplugged VM's disk: %s", got)
+	}
+	arm := VMConfig{Name: "g", Arch: ARM64, Kernel: "vmlinuz", Unplugged: true}
+	if err := vmDefaults(&arm); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "unplugged") {
+		t.Errorf("an unplugged arm64 VM: %v, want ErrUnsupported", err)
+	}
+}
+
 func TestArgsTwoNICs(t *testing.T) {
 	vm := testVM(t, VMConfig{
 		Name: "node-s", MAC: "52:54:00:00:0d:01", ExtraMACs: []string{"52:54:00:00:0d:02"},
