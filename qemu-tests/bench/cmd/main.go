@@ -1,10 +1,12 @@
-// Command cmd is `make bench`: it boots the gate SD image and a Debian
-// arm64 systemd of the same kernel in the same QEMU VM shape, one after the
-// other on a lab network, and prints boot-to-ready times and idle memory
-// side by side with ratios (package bench). Needs root (namespaces, taps,
-// the Debian disk's device nodes).
+// Command cmd is `make bench`'s QEMU figures: it boots the gate SD image
+// and a Debian arm64 systemd of the same kernel in the same QEMU VM shape,
+// one after the other on a lab network, and prints boot-to-ready times and
+// idle memory side by side with ratios (package bench); with -bundle, it
+// then netboots a BIOS VM to the installer from kiln and from dnsmasq
+// (package vmboot). Needs root (namespaces, taps, the Debian disk's device
+// nodes).
 //
-//	go run ./qemu-tests/bench/cmd -gate out/bundle/gate-1.img
+//	go run ./qemu-tests/bench/cmd -gate out/gate-1.img -bundle out/bundle
 //	go run ./qemu-tests/bench/cmd -standin     # before a real gate image exists
 //
 // KILN_ACCEL=auto|kvm|tcg chooses the accelerator as for the tests (the
@@ -19,12 +21,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"time"
 
 	"github.com/kilnlab/kiln/image/cache"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/qemu-tests/bench"
+	"github.com/kilnlab/kiln/qemu-tests/bench/netboot"
+	"github.com/kilnlab/kiln/qemu-tests/bench/vmboot"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
 )
 
@@ -46,6 +51,9 @@ func run() error {
 		cpus    = flag.Int("cpus", 1, "vCPUs of both VMs")
 		offline = flag.Bool("offline", false, "never download (kernel .deb, Debian rootfs): fail if not cached")
 		verbose = flag.Bool("v", false, "log what the lab does")
+		bundleD = flag.String("bundle", "", "the netboot bundle of the same build: also time a netboot to the installer, kiln against dnsmasq")
+		kiln    = flag.String("kiln", "out/bin/kiln", "with -bundle: the kiln binary whose gate serve boots the VM")
+		rounds  = flag.Int("rounds", 5, "with -bundle: netboots per server, the servers alternating")
 	)
 	flag.Parse()
 	if (*image == "") == !*standIn {
@@ -98,22 +106,43 @@ func run() error {
 	if r.Gate.Err != nil || r.Debian.Err != nil {
 		return errors.New("a side failed (see above)")
 	}
+	if *bundleD == "" {
+		return nil
+	}
+	return netbootToInstaller(ctx, *profile, *bundleD, *kiln, filepath.Join(*out, "vmboot"), *rounds, accel)
+}
+
+// netbootToInstaller runs and prints package vmboot's figure.
+func netbootToInstaller(ctx context.Context, profile, bundleDir, kiln, out string, rounds int, accel lab.Accel) error {
+	p, err := loadPlan(profile)
+	if err != nil {
+		return err
+	}
+	for _, s := range []*string{&profile, &bundleDir, &kiln, &out} {
+		if *s == "" {
+			continue
+		}
+		if *s, err = filepath.Abs(*s); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(out); err != nil {
+		return err
+	}
+	f, err := vmboot.Run(ctx, vmboot.Options{
+		Plan: p, Profile: profile, Bundle: bundleDir, Kiln: kiln,
+		Out: out, Rounds: rounds, Accel: accel, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	netboot.Print(os.Stdout, &netboot.Report{Figures: []netboot.Figure{f}}, rounds)
 	return nil
 }
 
 // gateMachine is the profile's gate: its MAC and address.
 func gateMachine(path string) (plan.Machine, error) {
-	var p *profiles.Profile
-	var err error
-	if path == "" {
-		p, err = profiles.Default()
-	} else {
-		p, err = profiles.Load(path)
-	}
-	if err != nil {
-		return plan.Machine{}, err
-	}
-	pl, err := plan.Compute(p)
+	pl, err := loadPlan(path)
 	if err != nil {
 		return plan.Machine{}, err
 	}
@@ -123,4 +152,20 @@ func gateMachine(path string) (plan.Machine, error) {
 		}
 	}
 	return plan.Machine{}, fmt.Errorf("profile has no gate machine %q", pl.Gate.Name)
+}
+
+// loadPlan computes the plan of the profile file, or of the embedded
+// default profile.
+func loadPlan(path string) (*plan.Plan, error) {
+	var p *profiles.Profile
+	var err error
+	if path == "" {
+		p, err = profiles.Default()
+	} else {
+		p, err = profiles.Load(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return plan.Compute(p)
 }

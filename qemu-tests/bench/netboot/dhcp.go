@@ -3,6 +3,7 @@ package netboot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -40,10 +41,21 @@ type Load struct {
 	FirstErr  string  `json:"first_error,omitempty"`
 }
 
+// DHCP modes of the load: the server gives addresses (full) or only the
+// boot information beside the network's own DHCP server (proxy).
+const (
+	ModeFull  = "full"
+	ModeProxy = "proxy"
+)
+
 // RunLoad runs the exchanges of every MAC on iface, at most conc at once,
-// each bounded by timeout.
-func RunLoad(ctx context.Context, iface string, macs []net.HardwareAddr, conc int, timeout time.Duration) Load {
+// each bounded by timeout: in ModeFull a whole exchange, in ModeProxy a
+// DISCOVER and the proxy's OFFER, which must carry boot information.
+func RunLoad(ctx context.Context, iface, mode string, macs []net.HardwareAddr, conc int, timeout time.Duration) Load {
 	done, lat, l := runClients(macs, conc, func(mac net.HardwareAddr) error {
+		if mode == ModeProxy {
+			return proxyOffer(ctx, iface, mac, timeout)
+		}
 		_, err := dora(ctx, iface, mac, timeout, 1, pxeROM...)
 		return err
 	})
@@ -122,6 +134,27 @@ func dora(ctx context.Context, iface string, mac net.HardwareAddr, timeout time.
 	return l.ACK, nil
 }
 
+// proxyOffer sends a PXE DISCOVER from mac and waits for a proxy OFFER:
+// no address, a boot file or PXE vendor options (option 43).
+func proxyOffer(ctx context.Context, iface string, mac net.HardwareAddr, timeout time.Duration) error {
+	c, err := nclient4.New(iface, nclient4.WithHWAddr(mac), nclient4.WithTimeout(timeout), nclient4.WithRetry(1))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	offer, err := c.DiscoverOffer(ctx, pxeROM...)
+	if err != nil {
+		return err
+	}
+	if !offer.YourIPAddr.IsUnspecified() {
+		return fmt.Errorf("an offer of %s: not a proxy's", offer.YourIPAddr)
+	}
+	if offer.BootFileName == "" && offer.Options.Get(dhcpv4.OptionVendorSpecificInformation) == nil {
+		return errors.New("a proxy offer without boot information")
+	}
+	return nil
+}
+
 // DHCPServers are kiln's full-mode DHCP (pxe/dhcp, as kiln gate serve
 // runs it with network.dhcp.mode full) and dnsmasq as the lab's DHCP
 // server, both knowing the clients' MACs and addresses.
@@ -129,12 +162,19 @@ func DHCPServers() []*Server {
 	return []*Server{{Name: "kiln", Proto: "dhcp"}, {Name: "dnsmasq", Proto: "dhcp"}}
 }
 
-// startDHCP starts s in the server namespace for n clients.
-func (s *Server) startDHCP(ctx context.Context, nt *Net, c Config, n int, iface string) error {
-	switch s.Name {
-	case "kiln":
-		s.cmd = nt.InServer(ctx, c.Self, "serve-dhcp", "-iface", iface, "-addr", nt.ServerAddr, "-clients", strconv.Itoa(n))
-	case "dnsmasq":
+// startDHCP starts s in the server namespace for n clients, in mode.
+func (s *Server) startDHCP(ctx context.Context, nt *Net, c Config, mode string, n int, iface string) error {
+	switch {
+	case s.Name == "kiln":
+		s.cmd = nt.InServer(ctx, c.Self, "serve-dhcp", "-iface", iface, "-addr", nt.ServerAddr, "-clients", strconv.Itoa(n), "-mode", mode)
+	case s.Name == "dnsmasq" && mode == ModeProxy:
+		// dnsmasq's proxy mode as its manual gives it for PXE beside
+		// another DHCP server: one boot service for BIOS PXE clients.
+		s.cmd = nt.InServer(ctx, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+			"--interface="+iface, "--bind-interfaces", "--dhcp-range=10.77.0.0,proxy,255.255.0.0",
+			"--pxe-service=x86PC,kiln,undionly.kpxe", "--user=root",
+			"--pid-file="+filepath.Join(c.Work, "dnsmasq-proxy.pid"), "--log-facility="+filepath.Join(c.Work, "dnsmasq-proxy.log"))
+	case s.Name == "dnsmasq":
 		hf, err := writeHosts(c.Work, n)
 		if err != nil {
 			return err
@@ -154,12 +194,17 @@ func (s *Server) startDHCP(ctx context.Context, nt *Net, c Config, n int, iface 
 	return s.startLogged(c)
 }
 
-// measureDHCP runs the load generator against each server, rounds times,
-// alternating, each server alone on the network during its turn.
-func measureDHCP(ctx context.Context, nt *Net, o Options) ([]Figure, error) {
-	rate := Figure{Name: fmt.Sprintf("DHCP full mode, %d PXE clients (distinct MACs), %d at once: completed exchanges per second", o.DHCPClients, o.DHCPConc), MiBps: map[string][]float64{}, Unit: "exchanges/s"}
-	p50 := Figure{Name: "DHCP full mode: p50 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
-	p99 := Figure{Name: "DHCP full mode: p99 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
+// measureDHCP runs the load generator in mode against each server, rounds
+// times, alternating, each server alone on the network during its turn.
+func measureDHCP(ctx context.Context, nt *Net, o Options, mode string) ([]Figure, error) {
+	what := "DHCP full mode"
+	exchange := "an exchange (DISCOVER, OFFER, REQUEST, ACK)"
+	if mode == ModeProxy {
+		what, exchange = "proxyDHCP", "a proxy answer (DISCOVER, proxy OFFER)"
+	}
+	rate := Figure{Name: fmt.Sprintf("%s, %d PXE clients (distinct MACs), %d at once: completed exchanges per second; %s", what, o.DHCPClients, o.DHCPConc, exchange), MiBps: map[string][]float64{}, Unit: "exchanges/s"}
+	p50 := Figure{Name: what + ": p50 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
+	p99 := Figure{Name: what + ": p99 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
 	servers := DHCPServers()
 	for _, s := range servers {
 		for _, f := range []*Figure{&rate, &p50, &p99} {
@@ -170,11 +215,11 @@ func measureDHCP(ctx context.Context, nt *Net, o Options) ([]Figure, error) {
 	for round := range o.Rounds {
 		for i := range servers {
 			s := servers[(i+round)%len(servers)]
-			if err := s.startDHCP(ctx, nt, o.Config, o.DHCPClients, nt.ServerIface); err != nil {
+			if err := s.startDHCP(ctx, nt, o.Config, mode, o.DHCPClients, nt.ServerIface); err != nil {
 				return []Figure{rate, p50, p99}, err
 			}
 			time.Sleep(500 * time.Millisecond) // bound, listening
-			out, err := nt.InClient(ctx, o.Self, "dhcp-load", "-iface", nt.ClientIface, "-clients", strconv.Itoa(o.DHCPClients), "-conc", strconv.Itoa(o.DHCPConc)).Output()
+			out, err := nt.InClient(ctx, o.Self, "dhcp-load", "-iface", nt.ClientIface, "-mode", mode, "-clients", strconv.Itoa(o.DHCPClients), "-conc", strconv.Itoa(o.DHCPConc)).Output()
 			s.Stop()
 			if err != nil {
 				return []Figure{rate, p50, p99}, fmt.Errorf("dhcp load against %s: %w", s.Name, err)
@@ -187,13 +232,17 @@ func measureDHCP(ctx context.Context, nt *Net, o Options) ([]Figure, error) {
 			rate.MiBps[s.Name] = append(rate.MiBps[s.Name], float64(l.Completed)/l.Seconds)
 			p50.MiBps[s.Name] = append(p50.MiBps[s.Name], l.P50ms)
 			p99.MiBps[s.Name] = append(p99.MiBps[s.Name], l.P99ms)
-			fmt.Fprintf(o.Progress, "bench: DHCP %s round %d: %d completed, %d lost in %.2f s, p50 %.1f ms, p99 %.1f ms %s\n",
-				s.Name, round+1, l.Completed, l.Lost, l.Seconds, l.P50ms, l.P99ms, l.FirstErr)
+			fmt.Fprintf(o.Progress, "bench: %s %s round %d: %d completed, %d lost in %.2f s, p50 %.1f ms, p99 %.1f ms %s\n",
+				what, s.Name, round+1, l.Completed, l.Lost, l.Seconds, l.P50ms, l.P99ms, l.FirstErr)
 		}
 	}
 	for _, s := range servers {
 		rate.Notes = append(rate.Notes, fmt.Sprintf("%s: %d exchanges lost in all rounds", s.Name, lost[s.Name]))
 	}
-	rate.Notes = append(rate.Notes, "kiln gives a plan machine its profile address and writes no lease for it; dnsmasq records every lease, dhcp-host ones too, in its lease file")
+	if mode == ModeFull {
+		rate.Notes = append(rate.Notes, "kiln gives a plan machine its profile address and writes no lease for it; dnsmasq records every lease, dhcp-host ones too, in its lease file")
+	} else {
+		rate.Notes = append(rate.Notes, "kiln answers the plan's machines only; dnsmasq's proxy answers every PXE client")
+	}
 	return []Figure{rate, p50, p99}, nil
 }

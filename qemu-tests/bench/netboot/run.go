@@ -144,9 +144,14 @@ func runStorm(ctx context.Context, n *Net, o Options, r *Report) error {
 }
 
 func runDHCP(ctx context.Context, n *Net, o Options, r *Report) error {
-	figs, err := measureDHCP(ctx, n, o)
-	r.Figures = append(r.Figures, figs...)
-	return err
+	for _, mode := range []string{ModeFull, ModeProxy} {
+		figs, err := measureDHCP(ctx, n, o, mode)
+		r.Figures = append(r.Figures, figs...)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // measure runs get on every server, Rounds times, the order turning each

@@ -259,6 +259,7 @@ func serveDHCP(ctx context.Context, args []string, stderr io.Writer) error {
 	iface := fs.String("iface", "", "interface")
 	addr := fs.String("addr", "", "the server's address")
 	n := fs.Int("clients", 0, "clients the plan knows")
+	mode := fs.String("mode", netboot.ModeFull, "full or proxy")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -271,10 +272,11 @@ func serveDHCP(ctx context.Context, args []string, stderr io.Writer) error {
 	for i, m := range macs {
 		hosts[m.String()] = dhcp.Host{Name: fmt.Sprintf("node-%d", i), Addr: addrs[i], Netboot: true}
 	}
-	first, last := netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.250")
-	h := &dhcp.Full{
-		Hosts: hosts, Boot: dhcp.Boot{Server: server, HTTPPort: 8080, UEFIFile: "snponly.efi"},
-		Subnet: netip.MustParsePrefix("10.77.0.0/16"), Pool: dhcp.NewPool(first, last, addrs, nil),
+	boot := dhcp.Boot{Server: server, HTTPPort: 8080, UEFIFile: "snponly.efi"}
+	var h dhcp.Handler = &dhcp.Proxy{Hosts: hosts, Boot: boot}
+	if *mode == netboot.ModeFull {
+		first, last := netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.250")
+		h = &dhcp.Full{Hosts: hosts, Boot: boot, Subnet: netip.MustParsePrefix("10.77.0.0/16"), Pool: dhcp.NewPool(first, last, addrs, nil)}
 	}
 	conn, err := dhcp.Listen(ctx, *iface, dhcp.ServerPort)
 	if err != nil {
@@ -298,12 +300,13 @@ func dhcpLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	iface := fs.String("iface", "", "interface")
 	n := fs.Int("clients", 0, "clients")
 	conc := fs.Int("conc", 1, "at once")
+	mode := fs.String("mode", netboot.ModeFull, "full or proxy")
 	timeout := fs.Duration("timeout", 5*time.Second, "one exchange's bound")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	macs, _ := netboot.Clients(*n)
-	return json.NewEncoder(stdout).Encode(netboot.RunLoad(ctx, *iface, macs, *conc, *timeout))
+	return json.NewEncoder(stdout).Encode(netboot.RunLoad(ctx, *iface, *mode, macs, *conc, *timeout))
 }
 
 // storm netboots n clients at once and prints the result as JSON.
