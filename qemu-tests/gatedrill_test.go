@@ -75,9 +75,15 @@ func TestGatePowerCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("the server's installs: %d started, %d finished; its download resumed: %v",
-		strings.Count(string(serial), "KILN-INSTALL-START"), strings.Count(string(serial), "KILN-INSTALL-OK"),
-		strings.Contains(string(serial), "kiln: write-root"))
+	// One install started: it went on where the cut left it (the
+	// download resumed, the result delivered late); more: the gate had
+	// to start it again, which is allowed but not what kiln aims for.
+	starts, oks := strings.Count(string(serial), "KILN-INSTALL-START"), strings.Count(string(serial), "KILN-INSTALL-OK")
+	how := "resumed across both cuts"
+	if starts > 1 {
+		how = "restarted by the gate"
+	}
+	t.Logf("the server's installs: %d started, %d finished: the install %s", starts, oks, how)
 	checkGateStatus(t, l, m.Name, state.Installed)
 }
 
