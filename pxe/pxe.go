@@ -80,7 +80,7 @@ type Config struct {
 	// UEFIBootFile is the TFTP file for UEFI x64 PXE: "ipxe.efi"
 	// (default) or "snponly.efi".
 	UEFIBootFile string
-	// InstallTimeout: see httpd.DefaultInstallTimeout.
+	// InstallTimeout: see DefaultInstallTimeout.
 	InstallTimeout time.Duration
 	// DHCPPort, ProxyPort, TFTPPort override 67, 4011 and 69 (tests).
 	DHCPPort, ProxyPort, TFTPPort int
@@ -165,7 +165,7 @@ func (s *Server) Run(ctx context.Context) error {
 	log := s.cfg.Logger
 	hcfg := httpd.Config{
 		Plan: s.cfg.Plan, BundleDir: s.cfg.BundleDir, States: s.states, GateURL: s.GateURL(),
-		Log: log.With("svc", "http"), InstallTimeout: s.cfg.InstallTimeout,
+		Log: log.With("svc", "http"),
 	}
 	tlsCfg, err := s.identity(&hcfg)
 	if err != nil {
@@ -279,6 +279,12 @@ func (s *Server) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// DefaultInstallTimeout bounds how long a machine may sit in installing
+// without a word from its installer: then the gate re-arms it
+// (state.Store.RearmStalled), and its next netboot installs it afresh.
+// Install loops are bounded by state.MaxAttempts, not by time.
+const DefaultInstallTimeout = time.Hour
+
 // stalledCheck is how often the gate looks for stalled installs.
 const stalledCheck = time.Minute
 
@@ -286,7 +292,7 @@ const stalledCheck = time.Minute
 // gate has heard nothing from for InstallTimeout (state.RearmStalled):
 // no machine stays in installing for ever.
 func (s *Server) watchStalled(ctx context.Context, log *slog.Logger) {
-	timeout := cmp.Or(s.cfg.InstallTimeout, httpd.DefaultInstallTimeout)
+	timeout := cmp.Or(s.cfg.InstallTimeout, DefaultInstallTimeout)
 	t := time.NewTicker(stalledCheck)
 	defer t.Stop()
 	for {

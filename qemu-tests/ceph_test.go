@@ -524,16 +524,25 @@ func hashRegions(t *testing.T, rs []region) []string {
 	return out
 }
 
+// installDeadEnd ends a wait on an installing machine at once.
+var installDeadEnd = regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`)
+
+// startVM creates cfg's VM on the lab network and powers it on.
+func startVM(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig) (*lab.VM, error) {
+	vm, err := l.Net.NewVM(ctx, cfg)
+	if err == nil {
+		err = vm.Start(ctx)
+	}
+	return vm, err
+}
+
 // installOnly netboots a re-armed machine on its disks until its installer
 // says KILN-INSTALL-OK, and powers it off there, before its role OS can
 // touch a disk.
 func installOnly(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, hw lab.Hardware) error {
 	cfg = cfg.On(hw)
-	cfg.FailOn = append(cfg.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
-	vm, err := l.Net.NewVM(ctx, cfg)
-	if err == nil {
-		err = vm.Start(ctx)
-	}
+	cfg.FailOn = append(cfg.FailOn, installDeadEnd)
+	vm, err := startVM(ctx, l, cfg)
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,7 @@ package qemutests
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"regexp"
@@ -190,11 +187,8 @@ func cutInstall(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, hw *lab.
 		c = cfg.On(*hw)
 	}
 	c.Name = fmt.Sprintf("%s-cut%02d", cfg.Name, n)
-	c.FailOn = append(c.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
-	vm, err := l.Net.NewVM(ctx, c)
-	if err == nil {
-		err = vm.Start(ctx)
-	}
+	c.FailOn = append(c.FailOn, installDeadEnd)
+	vm, err := startVM(ctx, l, c)
 	if err != nil {
 		return nil, false, err
 	}
@@ -223,11 +217,6 @@ func cutInstall(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, hw *lab.
 // the test. said is whether the installer had said the disk can boot.
 func inspectDisk(t *testing.T, img string, d plan.Disk, files map[string]bundle.File, said bool) string {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var esp, root plan.Partition
 	for _, p := range d.Layout.Partitions {
 		switch p.Content {
@@ -237,12 +226,12 @@ func inspectDisk(t *testing.T, img string, d plan.Disk, files map[string]bundle.
 			root = p
 		}
 	}
-	espOK := regionHash(t, f, esp, files[plan.ContentESP].Size) == files[plan.ContentESP].SHA256
-	rootOK := regionHash(t, f, root, files[plan.ContentRoot].Size) == files[plan.ContentRoot].SHA256
-	head := make([]byte, disklayout.HeadSize)
-	if _, err := f.ReadAt(head, int64(esp.Start)); err != nil {
-		t.Fatal(err)
-	}
+	sums := hashRegions(t, []region{
+		{img, int64(esp.Start), files[plan.ContentESP].Size, "ESP"},
+		{img, int64(root.Start), files[plan.ContentRoot].Size, "root"},
+	})
+	espOK, rootOK := sums[0] == files[plan.ContentESP].SHA256, sums[1] == files[plan.ContentRoot].SHA256
+	head := readRange(t, img, int64(esp.Start), disklayout.HeadSize)
 	headZero := bytes.Equal(head, make([]byte, len(head)))
 	switch {
 	case espOK && rootOK:
@@ -261,13 +250,19 @@ func inspectDisk(t *testing.T, img string, d plan.Disk, files map[string]bundle.
 	}
 }
 
-func regionHash(t *testing.T, f *os.File, p plan.Partition, size int64) string {
+// readRange reads n bytes of file path at off.
+func readRange(t *testing.T, path string, off, n int64) []byte {
 	t.Helper()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, int64(p.Start), size)); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // bootAlone boots the disk with the machine unplugged from the network
@@ -280,10 +275,7 @@ func bootAlone(t *testing.T, ctx context.Context, l *rehearse.Lab, cfg lab.VMCon
 	c.Name = fmt.Sprintf("%s-cut%02d-alone", cfg.Name, n)
 	c.Unplugged = true
 	c.ExtraArgs = append(c.ExtraArgs, "-snapshot")
-	vm, err := l.Net.NewVM(ctx, c)
-	if err == nil {
-		err = vm.Start(ctx)
-	}
+	vm, err := startVM(ctx, l, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,11 +298,8 @@ func bootAlone(t *testing.T, ctx context.Context, l *rehearse.Lab, cfg lab.VMCon
 func powerOnAfterCut(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, hw lab.Hardware, m plan.Machine, n int) (string, error) {
 	c := cfg.On(hw)
 	c.Name = fmt.Sprintf("%s-cut%02d-on", cfg.Name, n)
-	c.FailOn = append(c.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
-	vm, err := l.Net.NewVM(ctx, c)
-	if err == nil {
-		err = vm.Start(ctx)
-	}
+	c.FailOn = append(c.FailOn, installDeadEnd)
+	vm, err := startVM(ctx, l, c)
 	if err != nil {
 		return "", err
 	}

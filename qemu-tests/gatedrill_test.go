@@ -36,11 +36,8 @@ func TestGatePowerCut(t *testing.T) {
 	m := machine(t, p, "node-a")
 	cfg := lab.ConfigFor(p.Lab, m)
 	cfg.Name = m.Name + "-gatecut"
-	cfg.FailOn = append(cfg.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
-	vm, err := l.Net.NewVM(ctx, cfg)
-	if err == nil {
-		err = vm.Start(ctx)
-	}
+	cfg.FailOn = append(cfg.FailOn, installDeadEnd)
+	vm, err := startVM(ctx, l, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,13 +30,6 @@ import (
 	"github.com/kilnlab/kiln/pxe/state"
 )
 
-// DefaultInstallTimeout bounds how long a machine may sit in installing
-// without a word from its installer: then the gate re-arms it
-// (state.Store.RearmStalled, run by the netboot service), and its next
-// netboot installs it afresh. Install loops are bounded by
-// state.MaxAttempts, not by time.
-const DefaultInstallTimeout = time.Hour
-
 // maxBody bounds installer API request bodies.
 const maxBody = 64 << 10
 
@@ -47,10 +40,9 @@ type Config struct {
 	States    *state.Store
 	// GateURL is how machines reach this service, e.g.
 	// "http://192.168.1.10:8080" (no trailing slash).
-	GateURL        string
-	Log            *slog.Logger
-	InstallTimeout time.Duration
-	Now            func() time.Time
+	GateURL string
+	Log     *slog.Logger
+	Now     func() time.Time
 	// ProcRoot is where the status page reads uptime and memory
 	// ("/proc" when empty; tests point it at fixtures).
 	ProcRoot string
@@ -82,9 +74,6 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Plan == nil || cfg.States == nil || cfg.Log == nil {
 		return nil, errors.New("httpd: Plan, States and Log are required")
-	}
-	if cfg.InstallTimeout <= 0 {
-		cfg.InstallTimeout = DefaultInstallTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
