@@ -32,6 +32,9 @@ const (
 	drillCutsEnv = "KILN_DRILL_CUTS"
 	drillSeedEnv = "KILN_DRILL_SEED"
 	defaultCuts  = 3
+	// stepDeadline bounds a power-on after a cut: a reinstall and the
+	// role OS's boot take about 1.5 minutes under TCG.
+	stepDeadline = 10 * time.Minute
 )
 
 // cutPoint is a moment of an install: the cut comes a random time up to
@@ -193,6 +196,8 @@ func cutInstall(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, hw *lab.
 		return nil, false, err
 	}
 	defer vm.Stop()
+	ctx, cancel := context.WithTimeout(ctx, stepDeadline)
+	defer cancel()
 	if _, err := vm.WaitFor(ctx, pt.at); err != nil {
 		return nil, false, fmt.Errorf("waiting for %s: %w\n%s", pt.at, err, vm.Tail(20))
 	}
@@ -304,6 +309,10 @@ func powerOnAfterCut(ctx context.Context, l *rehearse.Lab, cfg lab.VMConfig, hw 
 		return "", err
 	}
 	defer vm.Stop()
+	// Each step is bounded well under the test's deadline, so a machine
+	// that hangs fails this cut with its console, not the run at its end.
+	ctx, cancel := context.WithTimeout(ctx, stepDeadline)
+	defer cancel()
 	first, err := vm.WaitFor(ctx, regexp.MustCompile(`KILN-INSTALL-START|KILN-BOOTMODE`))
 	if err != nil {
 		return "", fmt.Errorf("%w\n%s", err, vm.Tail(20))

@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loadModules(log)
 	switch p.Mode {
 	case "install":
-		return installMode(ctx, log, p, stdout, *noReboot)
+		return installMode(ctx, log, p, stdout, stderr, *noReboot)
 	case "boot":
 		b := &bootmode.Booter{Log: log, Console: stdout, Disks: disks.Host(), NewRoot: "/newroot", Wait: 30 * time.Second, Init: "/sbin/init"}
 		return b.Run(ctx, p)
@@ -88,6 +88,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("no kiln.mode on the kernel command line")
 	}
 	return fmt.Errorf("unknown kiln.mode=%q", p.Mode)
+}
+
+// drainConsole waits until the serial console has sent what was written
+// to it: reboot(2) does not wait, and the last lines queued in the tty,
+// KILN-INSTALL-OK among them, were lost now and then (the rehearsal, and
+// a person at a serial console, wait for that line).
+func drainConsole(ws ...io.Writer) {
+	for _, w := range ws {
+		if f, ok := w.(*os.File); ok {
+			// tcdrain; ENOTTY (not a terminal) leaves nothing to wait for.
+			_ = unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
+		}
+	}
 }
 
 func loadModules(log *slog.Logger) {
@@ -125,7 +138,7 @@ func efiVars(log *slog.Logger) efivarfs.EFIVar {
 	return v
 }
 
-func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, console io.Writer, noReboot bool) error {
+func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, console, stderr io.Writer, noReboot bool) error {
 	in := &install.Installer{
 		Log:     log,
 		Console: console,
@@ -150,6 +163,7 @@ func installMode(ctx context.Context, log *slog.Logger, p cmdline.Params, consol
 	if noReboot {
 		return nil
 	}
+	drainConsole(console, stderr)
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
 		return fmt.Errorf("reboot: %w", err)
