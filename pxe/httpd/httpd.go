@@ -46,6 +46,9 @@ type Config struct {
 	// ProcRoot is where the status page reads uptime and memory
 	// ("/proc" when empty; tests point it at fixtures).
 	ProcRoot string
+	// StateFS says how full the file system of the machine states is
+	// (used and total bytes); nil: statfs of States' folder. Tests fix it.
+	StateFS func(dir string) (used, total uint64, err error)
 	// Secrets holds each machine's secret config, handed to its
 	// installer once per install; nil: none is handed out.
 	Secrets MachineSecrets
@@ -77,6 +80,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StateFS == nil {
+		cfg.StateFS = fsUsage
 	}
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = "/proc"

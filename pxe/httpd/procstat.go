@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // GateStats is what the status page says about the gate itself; the bench
@@ -23,6 +24,21 @@ type GateStats struct {
 	// whole gate uses, page cache that can be dropped not counted.
 	MemUsedBytes  uint64 `json:"mem_used_bytes"`
 	MemTotalBytes uint64 `json:"mem_total_bytes"`
+	// StateFSUsedBytes and StateFSTotalBytes are the file system that
+	// holds the machine states (the gate's /perm, its log beside them):
+	// a long-running gate must not fill it.
+	StateFSUsedBytes  uint64 `json:"state_fs_used_bytes"`
+	StateFSTotalBytes uint64 `json:"state_fs_total_bytes"`
+}
+
+// fsUsage is the used and total bytes of the file system holding dir.
+func fsUsage(dir string) (used, total uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	bs := uint64(st.Bsize)
+	return (st.Blocks - st.Bfree) * bs, st.Blocks * bs, nil
 }
 
 // readGateStats reads GateStats under procRoot ("/proc" on the gate; a

@@ -154,6 +154,9 @@ func (s *Server) Status() (Status, error) {
 		// Not fatal: the machines matter more than the gate's numbers.
 		s.cfg.Log.Debug("status: gate stats", "err", err)
 	}
+	if gs.StateFSUsedBytes, gs.StateFSTotalBytes, err = s.cfg.StateFS(s.cfg.States.Dir()); err != nil {
+		s.cfg.Log.Debug("status: state fs", "err", err)
+	}
 	st.Gate.GateStats = gs
 	for i := range p.Machines {
 		m := &p.Machines[i]
@@ -304,6 +307,7 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 type page struct {
 	Status
 	Uptime, RSS, MemUsed, MemTotal string
+	StateUsed, StateTotal          string
 	Counts                         string
 	Rows                           []row
 	ServiceRows                    []serviceRow
@@ -390,6 +394,7 @@ func newPage(st Status) page {
 	pg := page{
 		Status: st, Uptime: duration(time.Duration(g.UptimeS * float64(time.Second))),
 		RSS: mib(g.KilnRSSBytes), MemUsed: mib(g.MemUsedBytes), MemTotal: mib(g.MemTotalBytes),
+		StateUsed: mib(g.StateFSUsedBytes), StateTotal: mib(g.StateFSTotalBytes),
 	}
 	for _, r := range st.Refused {
 		pg.RefusedRows = append(pg.RefusedRows, newRefusedRow(st.Now, r))

@@ -70,6 +70,7 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 	f := newFixtureWith(t, func(c *Config) {
 		c.Plan = statusPlan()
 		c.ProcRoot = filepath.Join("testdata", "proc")
+		c.StateFS = func(string) (uint64, uint64, error) { return 96 << 20, 240 << 20, nil }
 	})
 	st := f.states
 	must := func(_ state.Record, err error) {
@@ -380,7 +381,8 @@ func TestStatusJSON(t *testing.T) {
 	want := map[string]any{
 		"name": "gate-1", "address": "192.168.1.10", "uptime_s": 3725.42,
 		"kiln_rss_bytes": float64(18432 << 10), "mem_used_bytes": float64((3884372 - 3701248) << 10),
-		"mem_total_bytes": float64(3884372 << 10),
+		"mem_total_bytes":     float64(3884372 << 10),
+		"state_fs_used_bytes": float64(96 << 20), "state_fs_total_bytes": float64(240 << 20),
 	}
 	if diff := cmp.Diff(want, raw.Gate); diff != "" {
 		t.Errorf("gate (-want +got)\n%s", diff)

@@ -247,6 +247,9 @@ func (s *Store) sweep() error {
 	return nil
 }
 
+// Dir is the folder of the records (on the gate, under /perm).
+func (s *Store) Dir() string { return s.dir }
+
 // NormalizeMAC returns mac in lower-case colon form, the key of a record.
 func NormalizeMAC(mac string) (string, error) {
 	hw, err := net.ParseMAC(mac)
