@@ -8,14 +8,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
 )
 
@@ -33,12 +34,36 @@ func Clients(n int) (macs []net.HardwareAddr, addrs []netip.Addr) {
 // Load is one run of the load generator: n clients, each one DHCP
 // exchange (DISCOVER, OFFER, REQUEST, ACK) as PXE firmware sends it.
 type Load struct {
-	Completed int     `json:"completed"`
-	Lost      int     `json:"lost"`
-	Seconds   float64 `json:"seconds"`
-	P50ms     float64 `json:"p50_ms"`
-	P99ms     float64 `json:"p99_ms"`
-	FirstErr  string  `json:"first_error,omitempty"`
+	Completed int `json:"completed"`
+	// Lost exchanges had a packet unanswered through all its tries,
+	// Failed ones a wrong answer (a NAK, a proxy offer without boot
+	// information).
+	Lost    int     `json:"lost"`
+	Failed  int     `json:"failed"`
+	Seconds float64 `json:"seconds"`
+	P50ms   float64 `json:"p50_ms"`
+	P99ms   float64 `json:"p99_ms"`
+	// Sent is every packet the clients sent, Retries those of them sent
+	// again after a timeout, Unmatched the replies that came to no
+	// waiting exchange (late ones, after their exchange was lost, or
+	// duplicates), Drops the replies the kernel dropped from the clients' socket.
+	Sent      int    `json:"sent"`
+	Retries   int    `json:"retries"`
+	Unmatched int    `json:"unmatched"`
+	Drops     int    `json:"drops"`
+	FirstErr  string `json:"first_error,omitempty"`
+}
+
+// addLoad sums the counts of two loads.
+func addLoad(a, b Load) Load {
+	a.Completed += b.Completed
+	a.Lost += b.Lost
+	a.Failed += b.Failed
+	a.Sent += b.Sent
+	a.Retries += b.Retries
+	a.Unmatched += b.Unmatched
+	a.Drops += b.Drops
+	return a
 }
 
 // DHCP modes of the load: the server gives addresses (full) or only the
@@ -48,23 +73,71 @@ const (
 	ModeProxy = "proxy"
 )
 
-// RunLoad runs the exchanges of every MAC on iface, at most conc at once,
-// each bounded by timeout: in ModeFull a whole exchange, in ModeProxy a
-// DISCOVER and the proxy's OFFER, which must carry boot information.
-func RunLoad(ctx context.Context, iface, mode string, macs []net.HardwareAddr, conc int, timeout time.Duration) Load {
-	done, lat, l := runClients(macs, conc, func(mac net.HardwareAddr) error {
-		if mode == ModeProxy {
-			return proxyOffer(ctx, iface, mac, timeout)
+// LoadOptions are how the load's clients behave.
+type LoadOptions struct {
+	Mode string // ModeFull or ModeProxy
+	Conc int    // clients at once
+	// Each packet is sent at most Tries times, the first time waiting
+	// Timeout for its reply, each further time twice as long before.
+	Timeout time.Duration
+	Tries   int
+}
+
+// The bench's load sends each packet once and waits a PXE ROM's first
+// timeout: a reply later than that, which a ROM would have sent its
+// packet again for, is a lost exchange, so that a retransmission hides
+// neither a lost reply nor its 4 s in the latency.
+const (
+	loadTimeout = romTimeout
+	loadTries   = 1
+)
+
+// RunLoad runs the exchanges of every MAC on iface through one socket
+// (dhcpMux), at most o.Conc at once: in ModeFull a whole exchange, in
+// ModeProxy a DISCOVER and the proxy's OFFER, which must carry boot
+// information.
+func RunLoad(ctx context.Context, iface string, macs []net.HardwareAddr, o LoadOptions) (Load, error) {
+	m, err := openDHCPMux(iface)
+	if err != nil {
+		return Load{}, err
+	}
+	defer m.Close()
+	return runLoad(ctx, m, macs, o), nil
+}
+
+// runLoad is RunLoad through m.
+func runLoad(ctx context.Context, m *dhcpMux, macs []net.HardwareAddr, o LoadOptions) Load {
+	m.timeout, m.tries = o.Timeout, max(o.Tries, 1)
+	var lost atomic.Int64
+	done, lat, run := runClients(macs, o.Conc, func(mac net.HardwareAddr) error {
+		err := loadExchange(ctx, m, o.Mode, mac)
+		if errors.Is(err, errNoReply) {
+			lost.Add(1)
 		}
-		_, err := dora(ctx, iface, mac, timeout, 1, pxeROM...)
 		return err
 	})
-	l2 := Load{Completed: done, Lost: len(macs) - done, Seconds: l.seconds, FirstErr: l.firstErr}
-	if len(lat) > 0 {
-		l2.P50ms = lat[len(lat)/2]
-		l2.P99ms = lat[min(len(lat)-1, len(lat)*99/100)]
+	l := Load{Completed: done, Lost: int(lost.Load()), Seconds: run.seconds, FirstErr: run.firstErr}
+	l.Failed = len(macs) - l.Completed - l.Lost
+	if l.Lost > 0 {
+		// The late replies of the last lost exchanges are still on
+		// their way, if they come at all.
+		time.Sleep(m.timeout)
 	}
-	return l2
+	l.Sent, l.Retries, l.Unmatched, l.Drops = int(m.sent.Load()), int(m.retries.Load()), int(m.unmatched.Load()), m.drops()
+	if len(lat) > 0 {
+		l.P50ms = lat[len(lat)/2]
+		l.P99ms = lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	return l
+}
+
+// loadExchange is one client's exchange of the load in mode.
+func loadExchange(ctx context.Context, m *dhcpMux, mode string, mac net.HardwareAddr) error {
+	if mode == ModeProxy {
+		return m.proxyOffer(ctx, mac)
+	}
+	_, err := m.dora(ctx, mac, pxeROM...)
+	return err
 }
 
 // pxeROM are the options of a BIOS PXE ROM's DHCP requests, its
@@ -119,30 +192,20 @@ func runClients(macs []net.HardwareAddr, conc int, fn func(net.HardwareAddr) err
 	return len(lat), lat, run
 }
 
-// dora is one DHCP exchange (DISCOVER, OFFER, REQUEST, ACK) from mac on
-// iface, each packet sent up to tries times; it returns the ACK.
-func dora(ctx context.Context, iface string, mac net.HardwareAddr, timeout time.Duration, tries int, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, error) {
-	c, err := nclient4.New(iface, nclient4.WithHWAddr(mac), nclient4.WithTimeout(timeout), nclient4.WithRetry(tries))
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	l, err := c.Request(ctx, mods...)
-	if err != nil {
-		return nil, err
-	}
-	return l.ACK, nil
-}
-
-// proxyOffer sends a PXE DISCOVER from mac and waits for a proxy OFFER:
-// no address, a boot file or PXE vendor options (option 43).
-func proxyOffer(ctx context.Context, iface string, mac net.HardwareAddr, timeout time.Duration) error {
-	c, err := nclient4.New(iface, nclient4.WithHWAddr(mac), nclient4.WithTimeout(timeout), nclient4.WithRetry(1))
+// proxyOffer sends a PXE ROM's DISCOVER from mac through m and waits
+// for a proxy OFFER: no address, a boot file or PXE vendor options
+// (option 43).
+func (m *dhcpMux) proxyOffer(ctx context.Context, mac net.HardwareAddr) error {
+	t, err := m.begin(mac)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	offer, err := c.DiscoverOffer(ctx, pxeROM...)
+	defer t.end()
+	discover, err := t.discover(pxeROM...)
+	if err != nil {
+		return err
+	}
+	offer, err := t.exchange(ctx, discover, isType(dhcpv4.MessageTypeOffer))
 	if err != nil {
 		return err
 	}
@@ -182,9 +245,12 @@ func (s *Server) startDHCP(ctx context.Context, nt *Net, c Config, mode string, 
 		leases := filepath.Join(c.Work, "dnsmasq.leases")
 		os.Remove(leases)
 		// The same answer kiln gives a BIOS PXE client: an address and
-		// the iPXE ROM's file; no ping before an offer (kiln does none).
+		// the iPXE ROM's file; no ping before an offer (kiln does none);
+		// room for every client's lease and the range's (past its
+		// default of 1000 leases dnsmasq NAKs).
 		s.cmd = nt.InServer(ctx, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 			"--interface="+iface, "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
+			"--dhcp-lease-max="+strconv.Itoa(max(n+151, 1000)),
 			"--dhcp-range=10.77.0.100,10.77.0.250,255.255.0.0,1h", "--dhcp-hostsfile="+hf,
 			"--dhcp-boot=undionly.kpxe,,"+nt.ServerAddr, "--dhcp-leasefile="+leases,
 			"--user=root", "--pid-file="+filepath.Join(c.Work, "dnsmasq-dhcp.pid"), "--log-facility="+filepath.Join(c.Work, "dnsmasq-dhcp.log"))
@@ -211,38 +277,64 @@ func measureDHCP(ctx context.Context, nt *Net, o Options, mode string) ([]Figure
 			f.Servers = append(f.Servers, s.Name)
 		}
 	}
-	lost := map[string]int{}
+	total := map[string]Load{}
 	for round := range o.Rounds {
 		for i := range servers {
 			s := servers[(i+round)%len(servers)]
-			if err := s.startDHCP(ctx, nt, o.Config, mode, o.DHCPClients, nt.ServerIface); err != nil {
+			l, err := dhcpRound(ctx, nt, o, s, mode)
+			if err != nil {
 				return []Figure{rate, p50, p99}, err
 			}
-			time.Sleep(500 * time.Millisecond) // bound, listening
-			out, err := nt.InClient(ctx, o.Self, "dhcp-load", "-iface", nt.ClientIface, "-mode", mode, "-clients", strconv.Itoa(o.DHCPClients), "-conc", strconv.Itoa(o.DHCPConc)).Output()
-			s.Stop()
-			if err != nil {
-				return []Figure{rate, p50, p99}, fmt.Errorf("dhcp load against %s: %w", s.Name, err)
-			}
-			var l Load
-			if err := json.Unmarshal(out, &l); err != nil {
-				return []Figure{rate, p50, p99}, fmt.Errorf("dhcp load against %s: %w: %s", s.Name, err, out)
-			}
-			lost[s.Name] += l.Lost
+			total[s.Name] = addLoad(total[s.Name], l)
 			rate.MiBps[s.Name] = append(rate.MiBps[s.Name], float64(l.Completed)/l.Seconds)
 			p50.MiBps[s.Name] = append(p50.MiBps[s.Name], l.P50ms)
 			p99.MiBps[s.Name] = append(p99.MiBps[s.Name], l.P99ms)
-			fmt.Fprintf(o.Progress, "bench: %s %s round %d: %d completed, %d lost in %.2f s, p50 %.1f ms, p99 %.1f ms %s\n",
-				what, s.Name, round+1, l.Completed, l.Lost, l.Seconds, l.P50ms, l.P99ms, l.FirstErr)
+			fmt.Fprintf(o.Progress, "bench: %s %s round %d: %d completed, %d lost, %d failed in %.2f s, p50 %.1f ms, p99 %.1f ms; %d packets sent, %d retries, %d unmatched (late or duplicate) replies, %d replies dropped by the kernel %s\n",
+				what, s.Name, round+1, l.Completed, l.Lost, l.Failed, l.Seconds, l.P50ms, l.P99ms, l.Sent, l.Retries, l.Unmatched, l.Drops, l.FirstErr)
 		}
 	}
-	for _, s := range servers {
-		rate.Notes = append(rate.Notes, fmt.Sprintf("%s: %d exchanges lost in all rounds", s.Name, lost[s.Name]))
-	}
-	if mode == ModeFull {
-		rate.Notes = append(rate.Notes, "kiln gives a plan machine its profile address and writes no lease for it; dnsmasq records every lease, dhcp-host ones too, in its lease file")
-	} else {
-		rate.Notes = append(rate.Notes, "kiln answers the plan's machines only; dnsmasq's proxy answers every PXE client")
-	}
+	rate.Notes = dhcpNotes(servers, total, o.Rounds*o.DHCPClients, mode)
 	return []Figure{rate, p50, p99}, nil
+}
+
+// dhcpRound starts s, runs the load generator against it in the client
+// namespace and stops s.
+func dhcpRound(ctx context.Context, nt *Net, o Options, s *Server, mode string) (Load, error) {
+	var l Load
+	if err := s.startDHCP(ctx, nt, o.Config, mode, o.DHCPClients, nt.ServerIface); err != nil {
+		return l, err
+	}
+	time.Sleep(500 * time.Millisecond) // bound, listening
+	out, err := nt.InClient(ctx, o.Self, "dhcp-load", "-iface", nt.ClientIface, "-mode", mode,
+		"-clients", strconv.Itoa(o.DHCPClients), "-conc", strconv.Itoa(o.DHCPConc),
+		"-timeout", loadTimeout.String(), "-tries", strconv.Itoa(loadTries)).Output()
+	s.Stop()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return l, fmt.Errorf("dhcp load against %s: %w: %s", s.Name, err, ee.Stderr)
+	}
+	if err != nil {
+		return l, fmt.Errorf("dhcp load against %s: %w", s.Name, err)
+	}
+	if err := json.Unmarshal(out, &l); err != nil {
+		return l, fmt.Errorf("dhcp load against %s: %w: %s", s.Name, err, out)
+	}
+	return l, nil
+}
+
+// dhcpNotes are the rate figure's notes: every server's losses over all
+// rounds of n exchanges, and how the load counts them.
+func dhcpNotes(servers []*Server, total map[string]Load, n int, mode string) []string {
+	var notes []string
+	for _, s := range servers {
+		t := total[s.Name]
+		notes = append(notes, fmt.Sprintf("%s: of %d exchanges in all rounds %d lost (a packet without a reply in %s), %d failed (a wrong answer); %d packets sent, %d of them retransmissions; %d replies matched no waiting exchange (late, after it was lost, or duplicates); %d replies dropped by the clients' socket",
+			s.Name, n, t.Lost, loadTimeout, t.Failed, t.Sent, t.Retries, t.Unmatched, t.Drops))
+	}
+	notes = append(notes, fmt.Sprintf("the clients share one DHCP socket (one receive loop handing each reply to its exchange by xid and chaddr) and send each packet once, waiting %s, a PXE ROM's first timeout: a reply later than that is a lost exchange, not a retransmission's, so no retry hides a loss or its wait in the latency", loadTimeout))
+	if mode == ModeFull {
+		notes = append(notes, "kiln gives a plan machine its profile address and writes no lease for it; dnsmasq records every lease, dhcp-host ones too, in its lease file")
+	} else {
+		notes = append(notes, "kiln answers the plan's machines only; dnsmasq's proxy answers every PXE client")
+	}
+	return notes
 }

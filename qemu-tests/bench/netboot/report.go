@@ -30,7 +30,7 @@ func Print(w io.Writer, r *Report, rounds int) {
 				}
 				ratio = fmt.Sprintf("%.2f×", adv)
 			}
-			fmt.Fprintf(w, "| %s | %.1f | %.1f–%.1f | %s |\n", s, med, lo, hi, ratio)
+			fmt.Fprintf(w, "| %s | %s | %s–%s | %s |\n", s, num(med), num(lo), num(hi), ratio)
 		}
 		for _, n := range f.Notes {
 			fmt.Fprintf(w, "\n- %s", n)
@@ -43,4 +43,13 @@ func Print(w io.Writer, r *Report, rounds int) {
 		fmt.Fprintf(w, "\nkiln's HTTP server RSS: %.1f MiB idle, %.1f MiB at its peak while serving the HTTP figures\n",
 			float64(r.KilnRSSIdle)/(1<<20), float64(r.KilnRSSPeak)/(1<<20))
 	}
+}
+
+// num is a figure's value with a decimal more below 10, where one decimal
+// would hide the difference between two sub-second storms.
+func num(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
 }

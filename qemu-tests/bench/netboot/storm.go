@@ -130,24 +130,38 @@ type StormResult struct {
 	Completed int     `json:"completed"`
 	Failed    int     `json:"failed"`
 	Seconds   float64 `json:"seconds"`
-	FirstErr  string  `json:"first_error,omitempty"`
+	// DHCPSent is every DHCP packet the clients sent, Retries those of
+	// them that were retransmissions after a ROM's timeout, Drops the
+	// replies the kernel dropped from the clients' socket.
+	DHCPSent int    `json:"dhcp_sent"`
+	Retries  int    `json:"retries"`
+	Drops    int    `json:"drops"`
+	FirstErr string `json:"first_error,omitempty"`
 }
 
 // RunStorm netboots every MAC at once on iface: DHCP as a PXE ROM, the
 // boot file over TFTP, DHCP again as iPXE, the boot script, the machine's
-// script, its kernel and initramfs over HTTP.
-func RunStorm(ctx context.Context, iface string, macs []net.HardwareAddr) StormResult {
+// script, its kernel and initramfs over HTTP. The clients' DHCP goes
+// through one socket (dhcpMux).
+func RunStorm(ctx context.Context, iface string, macs []net.HardwareAddr) (StormResult, error) {
+	m, err := openDHCPMux(iface)
+	if err != nil {
+		return StormResult{}, err
+	}
+	defer m.Close()
 	done, _, run := runClients(macs, len(macs), func(mac net.HardwareAddr) error {
-		return netbootOnce(ctx, iface, mac)
+		return netbootOnce(ctx, m, mac)
 	})
-	return StormResult{Completed: done, Failed: len(macs) - done, Seconds: run.seconds, FirstErr: run.firstErr}
+	return StormResult{
+		Completed: done, Failed: len(macs) - done, Seconds: run.seconds,
+		DHCPSent: int(m.sent.Load()), Retries: int(m.retries.Load()), Drops: m.drops(), FirstErr: run.firstErr,
+	}, nil
 }
 
-func netbootOnce(ctx context.Context, iface string, mac net.HardwareAddr) error {
+func netbootOnce(ctx context.Context, m *dhcpMux, mac net.HardwareAddr) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	// A ROM retries a lost DHCP packet: 4 s, as iPXE's first timeout.
-	lease, err := dora(ctx, iface, mac, 4*time.Second, 3, pxeROM...)
+	lease, err := m.dora(ctx, mac, pxeROM...)
 	if err != nil {
 		return fmt.Errorf("PXE DHCP: %w", err)
 	}
@@ -156,11 +170,17 @@ func netbootOnce(ctx context.Context, iface string, mac net.HardwareAddr) error 
 		return fmt.Errorf("TFTP %s: %w", lease.BootFileName, err)
 	}
 	ipxe := append(slices.Clone(pxeROM), dhcpv4.WithUserClass("iPXE", false))
-	lease, err = dora(ctx, iface, mac, 4*time.Second, 3, ipxe...)
+	lease, err = m.dora(ctx, mac, ipxe...)
 	if err != nil {
 		return fmt.Errorf("iPXE DHCP: %w", err)
 	}
-	script, err := httpGet(ctx, lease.BootFileName)
+	return fetchChain(ctx, lease.BootFileName, mac)
+}
+
+// fetchChain is iPXE's HTTP part: the boot script, the machine's script
+// it chains to, and that script's kernel and initramfs.
+func fetchChain(ctx context.Context, bootURL string, mac net.HardwareAddr) error {
+	script, err := httpGet(ctx, bootURL)
 	if err != nil {
 		return err
 	}
@@ -248,41 +268,67 @@ func measureStorm(ctx context.Context, nt *Net, o Options) (Figure, error) {
 	if err := peerFiles(bundleDir, o.StormClients); err != nil {
 		return f, err
 	}
-	failed := map[string]int{}
+	total := map[string]StormResult{}
 	var peak int64
 	for round := range o.Rounds {
 		for i := range f.Servers {
 			name := f.Servers[(i+round)%len(f.Servers)]
-			stop, pid, err := startStorm(ctx, nt, o, name, profile, bundleDir)
+			r, rss, err := stormRound(ctx, nt, o, name, profile, bundleDir)
 			if err != nil {
 				return f, err
 			}
-			var sample func() int64
-			if pid > 0 {
-				sample = watchRSS(pid)
-			}
-			out, err := nt.InClient(ctx, o.Self, "storm", "-iface", nt.ClientIface, "-clients", strconv.Itoa(o.StormClients)).Output()
-			if sample != nil {
-				peak = max(peak, sample())
-			}
-			stop()
-			if err != nil {
-				return f, fmt.Errorf("storm against %s: %w", name, err)
-			}
-			var r StormResult
-			if err := json.Unmarshal(out, &r); err != nil {
-				return f, fmt.Errorf("storm against %s: %w: %s", name, err, out)
-			}
-			failed[name] += r.Failed
+			peak = max(peak, rss)
+			total[name] = addStorm(total[name], r)
 			f.MiBps[name] = append(f.MiBps[name], r.Seconds)
-			fmt.Fprintf(o.Progress, "bench: storm %s round %d: %d completed, %d failed in %.1f s %s\n", name, round+1, r.Completed, r.Failed, r.Seconds, r.FirstErr)
+			fmt.Fprintf(o.Progress, "bench: storm %s round %d: %d completed, %d failed in %.2f s; %d DHCP packets sent, %d of them retries, %d replies dropped by the kernel %s\n",
+				name, round+1, r.Completed, r.Failed, r.Seconds, r.DHCPSent, r.Retries, r.Drops, r.FirstErr)
 		}
 	}
 	for _, s := range f.Servers {
-		f.Notes = append(f.Notes, fmt.Sprintf("%s: %d clients failed in all rounds", s, failed[s]))
+		t := total[s]
+		f.Notes = append(f.Notes, fmt.Sprintf("%s: %d clients failed in all rounds; %d DHCP retransmissions after a ROM's timeout (%s, doubling, %d tries) among %d DHCP packets sent; %d replies dropped by the clients' socket",
+			s, t.Failed, t.Retries, romTimeout, romTries, t.DHCPSent, t.Drops))
 	}
+	f.Notes = append(f.Notes, "the clients share one DHCP socket (one receive loop handing each reply to its transaction by xid and chaddr) and retransmit as a PXE ROM does")
 	f.Notes = append(f.Notes, fmt.Sprintf("kiln gate serve's peak RSS during its storms: %.1f MiB", float64(peak)/(1<<20)))
 	return f, nil
+}
+
+// stormRound runs one storm against name's servers and returns its
+// result and, against kiln, kiln's peak RSS during it.
+func stormRound(ctx context.Context, nt *Net, o Options, name, profile, bundleDir string) (StormResult, int64, error) {
+	var r StormResult
+	stop, pid, err := startStorm(ctx, nt, o, name, profile, bundleDir)
+	if err != nil {
+		return r, 0, err
+	}
+	peak := func() int64 { return 0 }
+	if pid > 0 {
+		peak = watchRSS(pid)
+	}
+	out, err := nt.InClient(ctx, o.Self, "storm", "-iface", nt.ClientIface, "-clients", strconv.Itoa(o.StormClients)).Output()
+	rss := peak()
+	stop()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return r, rss, fmt.Errorf("storm against %s: %w: %s", name, err, ee.Stderr)
+	}
+	if err != nil {
+		return r, rss, fmt.Errorf("storm against %s: %w", name, err)
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, rss, fmt.Errorf("storm against %s: %w: %s", name, err, out)
+	}
+	return r, rss, nil
+}
+
+// addStorm sums the counts of two storms.
+func addStorm(a, b StormResult) StormResult {
+	a.Completed += b.Completed
+	a.Failed += b.Failed
+	a.DHCPSent += b.DHCPSent
+	a.Retries += b.Retries
+	a.Drops += b.Drops
+	return a
 }
 
 // startStorm starts one side of the storm in the server namespace and

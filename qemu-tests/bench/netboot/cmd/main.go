@@ -5,9 +5,12 @@
 //
 //	go run ./qemu-tests/bench/netboot/cmd -rounds 5 -out out/bench/netboot
 //
-// Its serve-tftp, serve-http, serve-dhcp, serve-raw, sink and dhcp-load
-// subcommands are the pieces it runs inside the namespaces. kiln's servers
-// log at info, as the gate does, into the work folder; so do the peers.
+// Its serve-tftp, serve-http, serve-dhcp, serve-copy, sink, dhcp-load and
+// storm subcommands are the pieces it runs inside the namespaces. kiln's
+// servers log at info, as the gate does, into the work folder; so do the
+// peers. -only (or -skip) picks groups of figures:
+//
+//	go run ./qemu-tests/bench/netboot/cmd -rounds 1 -only storm,line
 package main
 
 import (
@@ -25,8 +28,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,8 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return serveTFTP(ctx, args[1:], stderr)
 		case "serve-http":
 			return serveHTTP(ctx, args[1:], stderr)
-		case "serve-raw":
-			return serveRaw(ctx, args[1:])
+		case "serve-copy":
+			return serveCopy(ctx, args[1:], stdout)
 		case "sink":
 			return sink(ctx, args[1:], stdout)
 		case "serve-dhcp":
@@ -74,11 +77,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tftpMiB := fs.Int64("tftp-mib", 64, "MiB of the TFTP file")
 	httpMiB := fs.Int64("http-mib", 1024, "MiB of the HTTP file (a role image's size)")
 	par := fs.Int("parallel", 8, "HTTP clients at once in the parallel figure")
-	dhcpN := fs.Int("dhcp-clients", 200, "simulated PXE clients (distinct MACs) per DHCP round")
+	dhcpN := fs.Int("dhcp-clients", 2000, "simulated PXE clients (distinct MACs) per DHCP round (fewer finish in milliseconds: too short to time)")
 	dhcpConc := fs.Int("dhcp-conc", 50, "of them at once")
 	stormN := fs.Int("storm-clients", 50, "netboot clients at once in the PXE storm")
 	kiln := fs.String("kiln", "out/bin/kiln", "the kiln binary whose gate serve the storm runs")
-	skip := fs.String("skip", "", "comma-separated groups of figures not to run: tftp, http, dhcp, storm")
+	skip := fs.String("skip", "", "comma-separated groups of figures not to run: "+strings.Join(netboot.GroupNames(), ", "))
+	only := fs.String("only", "", "comma-separated groups of figures to run, none other (default all): "+strings.Join(netboot.GroupNames(), ", "))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,6 +99,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	work := filepath.Join(abs, "work")
+	o := netboot.Options{
+		Rounds: *rounds, TFTPSize: *tftpMiB << 20, HTTPSize: *httpMiB << 20, Parallel: *par,
+		DHCPClients: *dhcpN, DHCPConc: *dhcpConc, Skip: groupSet(*skip), Only: groupSet(*only),
+		StormClients: *stormN, Kiln: kilnPath,
+		Config:   netboot.Config{Dir: filepath.Join(abs, "files"), Work: work, Self: self},
+		Progress: stderr,
+	}
+	if err := o.CheckGroups(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
@@ -103,24 +117,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer n.Close()
-	o := netboot.Options{
-		Rounds: *rounds, TFTPSize: *tftpMiB << 20, HTTPSize: *httpMiB << 20, Parallel: *par,
-		DHCPClients: *dhcpN, DHCPConc: *dhcpConc, Skip: map[string]bool{},
-		StormClients: *stormN, Kiln: kilnPath,
-		Config:   netboot.Config{Dir: filepath.Join(abs, "files"), Work: work, Self: self},
-		Progress: stderr,
-	}
-	for _, g := range strings.Split(*skip, ",") {
-		if g != "" {
-			o.Skip[g] = true
-		}
-	}
 	r, err := netboot.Run(ctx, n, o)
 	if r != nil {
 		fmt.Fprintf(stdout, "kiln bench, netboot servers: a veth pair at MTU 1500 between two network namespaces, client curl %s\n", curlVersion(ctx))
 		netboot.Print(stdout, r, *rounds)
 	}
 	return err
+}
+
+// groupSet is a comma-separated list as a set.
+func groupSet(list string) map[string]bool {
+	set := map[string]bool{}
+	for _, g := range strings.Split(list, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			set[g] = true
+		}
+	}
+	return set
 }
 
 func curlVersion(ctx context.Context) string {
@@ -198,13 +211,18 @@ func serveHTTP(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// serveRaw writes size zero bytes to every connection: the line rate's
-// server, no file and no protocol.
-func serveRaw(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve-raw", flag.ContinueOnError)
+// serveCopy sends the file to every connection with sendfile(2), as
+// nginx sends it: the line rate's sender, no protocol. It reads the file
+// once before it listens, so that every round comes from the page cache,
+// and prints "ready" once it listens.
+func serveCopy(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("serve-copy", flag.ContinueOnError)
 	addr := fs.String("addr", "", "ip:port")
-	size := fs.Int64("size", 0, "bytes per connection")
+	file := fs.String("file", "", "the file sent")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := readFile(*file); err != nil {
 		return err
 	}
 	l, err := net.Listen("tcp4", *addr)
@@ -212,44 +230,100 @@ func serveRaw(ctx context.Context, args []string) error {
 		return err
 	}
 	go func() { <-ctx.Done(); l.Close() }()
-	buf := make([]byte, 1<<20)
+	fmt.Fprintln(stdout, "ready")
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return nil
 		}
-		go func() {
-			defer c.Close()
-			for left := *size; left > 0; {
-				n, err := c.Write(buf[:min(left, int64(len(buf)))])
-				if err != nil {
-					return
-				}
-				left -= int64(n)
-			}
-		}()
+		go sendFile(c, *file)
 	}
 }
 
-// sink reads a connection to its end and prints the bytes read.
+// sendFile copies path to c and closes c: io.Copy from an *os.File to a
+// TCP connection is sendfile(2), no copy through this process.
+func sendFile(c net.Conn, path string) error {
+	defer c.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(c, f)
+	return err
+}
+
+// readFile reads path to its end and returns its size.
+func readFile(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return drain(f)
+}
+
+// drain reads r to its end with 1 MiB reads and returns the bytes read.
+// Not io.Copy to io.Discard: that reads 8 KiB at a time, a syscall per
+// 8 KiB, which was most of why the line rate once came out below nginx.
+func drain(r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// sink reads conns connections at once to their end and prints the bytes
+// read and the seconds from the first dial to the last byte, as JSON:
+// the transfer alone, not this process's start.
 func sink(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
 	addr := fs.String("addr", "", "ip:port")
+	conns := fs.Int("conns", 1, "connections at once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp4", *addr)
+	start := time.Now()
+	n, err := drainConns(ctx, *addr, *conns)
+	r := netboot.CopyResult{Bytes: n, Seconds: time.Since(start).Seconds()}
 	if err != nil {
 		return err
+	}
+	return json.NewEncoder(stdout).Encode(r)
+}
+
+// drainConns reads conns connections to addr at once to their end and
+// returns the bytes of all.
+func drainConns(ctx context.Context, addr string, conns int) (int64, error) {
+	var wg sync.WaitGroup
+	sizes, errs := make([]int64, conns), make([]error, conns)
+	for i := range conns {
+		wg.Go(func() { sizes[i], errs[i] = drainConn(ctx, addr) })
+	}
+	wg.Wait()
+	var total int64
+	for _, n := range sizes {
+		total += n
+	}
+	return total, errors.Join(errs...)
+}
+
+func drainConn(ctx context.Context, addr string) (int64, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp4", addr)
+	if err != nil {
+		return 0, err
 	}
 	defer c.Close()
-	n, err := io.Copy(io.Discard, c)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, strconv.FormatInt(n, 10))
-	return nil
+	return drain(c)
 }
 
 // serveDHCP runs kiln's full-mode DHCP (pxe/dhcp.Full, as kiln gate
@@ -301,12 +375,17 @@ func dhcpLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	n := fs.Int("clients", 0, "clients")
 	conc := fs.Int("conc", 1, "at once")
 	mode := fs.String("mode", netboot.ModeFull, "full or proxy")
-	timeout := fs.Duration("timeout", 5*time.Second, "one exchange's bound")
+	timeout := fs.Duration("timeout", 4*time.Second, "the wait for a reply to a packet's first send (a PXE ROM's: 4s)")
+	tries := fs.Int("tries", 1, "sends of a packet, the wait doubling each time, before its exchange is lost (a PXE ROM's: 4)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	macs, _ := netboot.Clients(*n)
-	return json.NewEncoder(stdout).Encode(netboot.RunLoad(ctx, *iface, *mode, macs, *conc, *timeout))
+	l, err := netboot.RunLoad(ctx, *iface, macs, netboot.LoadOptions{Mode: *mode, Conc: *conc, Timeout: *timeout, Tries: *tries})
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(l)
 }
 
 // storm netboots n clients at once and prints the result as JSON.
@@ -318,5 +397,9 @@ func storm(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	macs, _ := netboot.Clients(*n)
-	return json.NewEncoder(stdout).Encode(netboot.RunStorm(ctx, *iface, macs))
+	r, err := netboot.RunStorm(ctx, *iface, macs)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(r)
 }
