@@ -7,6 +7,7 @@
 package tftp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,10 @@ import (
 // BlockSize is the largest block offered. pin/tftp's MTU clamp is 4 bytes
 // too generous (1472 on a 1500 MTU, which fragments); 1468 fits.
 const BlockSize = 1468
+
+// readBuffer is each transfer's read-ahead: a few dozen blocks per
+// read(2), small enough for a storm of PXE clients at once.
+const readBuffer = 64 << 10
 
 // ErrRefused is returned for names outside the served tree.
 var ErrRefused = errors.New("refused")
@@ -129,7 +134,9 @@ func (s *Server) read(root *os.Root, name string, rf io.ReaderFrom) error {
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		ot.SetSize(size)
 	}
-	n, err := rf.ReadFrom(f)
+	// pin/tftp reads one block at a time: a read(2) per 512-byte block
+	// without the buffer.
+	n, err := rf.ReadFrom(bufio.NewReaderSize(f, readBuffer))
 	switch {
 	case err == nil:
 		log.Info("tftp sent", "bytes", n)

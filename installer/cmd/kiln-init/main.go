@@ -90,18 +90,44 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown kiln.mode=%q", p.Mode)
 }
 
-// drainConsole waits until the serial console has sent what was written
-// to it: reboot(2) does not wait, and the last lines queued in the tty,
-// KILN-INSTALL-OK among them, were lost now and then (the rehearsal, and
-// a person at a serial console, wait for that line).
+// drainConsole waits until the console has shown what was written to
+// it: reboot(2) does not wait, and the last lines, KILN-INSTALL-OK among
+// them (the rehearsal, and a person at a serial console, wait for it),
+// were lost now and then. u-root's init hands kiln-init a pipe, whose
+// other end it copies to every console= tty: wait (bounded) until it
+// has read the pipe, then until the console tty has sent its output.
 func drainConsole(ws ...io.Writer) {
 	for _, w := range ws {
 		if f, ok := w.(*os.File); ok {
-			// tcdrain; ENOTTY (not a terminal) leaves nothing to wait for.
-			_ = unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
+			waitPipeRead(int(f.Fd()), 2*time.Second)
+			tcdrain(int(f.Fd()))
+		}
+	}
+	if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+		tcdrain(int(c.Fd()))
+		c.Close()
+	}
+}
+
+// waitPipeRead waits until nothing written to fd is left unread, if fd is
+// a pipe (FIONREAD, alias TIOCINQ, counts the bytes in it from either
+// end), for at most limit; then a moment for the reader to pass them on.
+func waitPipeRead(fd int, limit time.Duration) {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
+		if err != nil {
+			return // not a pipe (nor a socket): nothing queued here
+		}
+		if n == 0 {
+			time.Sleep(100 * time.Millisecond)
+			return
 		}
 	}
 }
+
+// tcdrain waits until a tty has sent its output; on anything else
+// (ENOTTY) there is nothing to wait for.
+func tcdrain(fd int) { _ = unix.IoctlSetInt(fd, unix.TCSBRK, 1) }
 
 func loadModules(log *slog.Logger) {
 	dir, err := kmod.Dir("/")
