@@ -1,12 +1,14 @@
 package firstboot
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -49,6 +51,9 @@ type vaultSeal struct {
 }
 
 // vaultSealStatus asks the local Vault (no token needed).
+// errVaultStatus: Vault answered its seal status with an error.
+var errVaultStatus = errors.New("vault's seal status failed")
+
 func (s *node) vaultSealStatus(ctx context.Context) (vaultSeal, error) {
 	var st vaultSeal
 	caPEM, err := s.readFile(roles.CACertPath)
@@ -70,7 +75,8 @@ func (s *node) vaultSealStatus(ctx context.Context) (vaultSeal, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("vault answered %s", resp.Status)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return st, fmt.Errorf("%w: %s %s", errVaultStatus, resp.Status, bytes.TrimSpace(b))
 	}
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
@@ -95,6 +101,16 @@ func (s *node) unsealVault(ctx context.Context) error {
 			return false, nil
 		}
 		st, err := s.vaultSealStatus(ctx)
+		if errors.Is(err, errVaultStatus) {
+			// Vault answers but cannot say whether it is sealed: after a
+			// sys/init cut short (this node lost its power while the gate
+			// initialised it) it never will. The gate knows whether that
+			// init was its own, and then has it reset.
+			if a, aerr := s.env.HTTP.VaultUnseal(ctx); aerr == nil && a.Action != "" {
+				return false, s.resetVault(ctx, a)
+			}
+			return false, err
+		}
 		if err != nil {
 			return false, fmt.Errorf("vault does not answer: %w", err)
 		}

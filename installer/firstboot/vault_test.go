@@ -86,6 +86,55 @@ func TestVaultUnseal(t *testing.T) {
 	}
 }
 
+// TestVaultTornInit: the node lost its power while the gate initialised
+// its Vault, which now answers every seal status with a 500. The node
+// asks the gate anyway, which has it reset; then it is unsealed.
+func TestVaultTornInit(t *testing.T) {
+	s, fc, ran := consulNode(t)
+	var mu sync.Mutex
+	torn, sealed, asks := true, true, 0
+	localVaultHandler(t, s, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if torn {
+			http.Error(w, `{"errors":["core: barrier reports initialized but no seal configuration found"]}`, http.StatusInternalServerError)
+			return
+		}
+		json.NewEncoder(w).Encode(vaultSeal{Initialized: true, Sealed: sealed})
+	})
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		asks++
+		ans := api.VaultUnseal{Sealed: true, Message: "init cut short", Action: api.VaultResetStorage}
+		if asks > 1 {
+			sealed, ans = false, api.VaultUnseal{Selftest: "wrote kiln-selftest/ceph-1 through this Vault, read back ceph-1"}
+		}
+		json.NewEncoder(w).Encode(ans)
+	}))
+	t.Cleanup(gate.Close)
+	s.env.HTTP = &gateclient.Client{Base: gate.URL, MAC: "52:54:00:00:00:11"}
+	s.env.Storage.Command = func(ctx context.Context, name string, args ...string) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		*ran = append(*ran, strings.Join(append([]string{name}, args...), " "))
+		torn = false // the wipe and the restart: a Vault not initialised
+		return nil, nil
+	}
+	if err := s.unsealVault(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if asks != 2 {
+		t.Errorf("asked the gate %d times, want 2", asks)
+	}
+	if diff := cmp.Diff([]string{roles.VaultConsulPath}, fc.wiped); diff != "" {
+		t.Errorf("wiped (-want +got):\n%s", diff)
+	}
+	if console := s.env.Console.(*bytes.Buffer).String(); !strings.Contains(console, "reset: init cut short") {
+		t.Errorf("console %q, want the reset", console)
+	}
+}
+
 // TestVaultReset: after the lab's first Vault init failed, the gate has
 // the node it asked wipe Vault's storage prefix (as the management token,
 // through the local agent) and restart its Vault, and another node only
@@ -145,9 +194,15 @@ func TestVaultReset(t *testing.T) {
 // TLS with the machine's certificate, and points the node at it.
 func localVault(t *testing.T, s *node, status func() vaultSeal) {
 	t.Helper()
-	vault := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	localVaultHandler(t, s, func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(status())
-	}))
+	})
+}
+
+// localVaultHandler is localVault with the seal status answered by h.
+func localVaultHandler(t *testing.T, s *node, h http.HandlerFunc) {
+	t.Helper()
+	vault := httptest.NewUnstartedServer(h)
 	cert, err := tls.LoadX509KeyPair(s.path(roles.MachineCertPath), s.path(roles.MachineKeyPath))
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,6 +131,11 @@ func (k *Keeper) Unseal(ctx context.Context, addr string) (SealStatus, error) {
 	defer k.mu.Unlock()
 	st, err := k.status(ctx, addr)
 	if err != nil {
+		if tornInit(err) {
+			if _, lerr := k.load(); errors.Is(lerr, ErrNotInitialised) {
+				return st, errors.Join(err, k.initialisedWithoutKeys(addr))
+			}
+		}
 		return SealStatus{}, err
 	}
 	if !st.Sealed {
@@ -350,14 +356,37 @@ func (k *Keeper) send(ctx context.Context, timeout time.Duration, token, method,
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct{ Errors []string }
-		json.Unmarshal(raw, &e)
-		return fmt.Errorf("%s: %s %v", resp.Status, method, e.Errors)
+		e := &apiError{Status: resp.Status, Code: resp.StatusCode, Method: method}
+		json.Unmarshal(raw, e)
+		return e
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// apiError is Vault's answer to a request it refused or failed, its
+// {"errors": [...]} kept.
+type apiError struct {
+	Status string `json:"-"`
+	Code   int    `json:"-"`
+	Method string `json:"-"`
+	Errors []string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s: %s %v", e.Status, e.Method, e.Errors) }
+
+// tornInit says whether err is Vault's seal status after a sys/init cut
+// short (a power cut of its node in the middle of it, seen in the
+// first-boot drill): its barrier initialised, its seal configuration not
+// written, every seal-status a 500 for ever. Like a failed init it holds
+// nothing anyone can unseal; the gate resets it when the attempt was its
+// own (initialisedWithoutKeys).
+func tornInit(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && e.Code == http.StatusInternalServerError &&
+		slices.ContainsFunc(e.Errors, func(s string) bool { return strings.Contains(s, "no seal configuration found") })
 }
 
 // NewClient returns an HTTP client that trusts only the lab CA, as the

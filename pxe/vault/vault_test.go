@@ -41,6 +41,10 @@ type fakeVault struct {
 	// storage, as Vault's did when Consul lost its leader during its
 	// post-unseal setup.
 	failInits int
+	// torn: a sys/init was cut short (its node lost power): the barrier
+	// is initialised, the seal configuration missing, and seal-status
+	// fails as Vault 1.13's does.
+	torn bool
 }
 
 func (f *fakeVault) node(name string) http.Handler {
@@ -48,6 +52,10 @@ func (f *fakeVault) node(name string) http.Handler {
 	mux.HandleFunc("GET /v1/sys/seal-status", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.torn {
+			http.Error(w, `{"errors":["core: barrier reports initialized but no seal configuration found"]}`, http.StatusInternalServerError)
+			return
+		}
 		json.NewEncoder(w).Encode(f.statusOf(name))
 	})
 	mux.HandleFunc("PUT /v1/sys/init", func(w http.ResponseWriter, r *http.Request) {
@@ -356,5 +364,49 @@ func TestFailedInitResets(t *testing.T) {
 	f.mu.Unlock()
 	if st, err := k.Unseal(ctx, addrs["ceph-1"]); err != nil || st.Sealed {
 		t.Errorf("after a reboot: %+v, %v", st, err)
+	}
+}
+
+// TestTornInitResets: the node whose Vault the gate was initialising lost
+// its power in the middle of sys/init; its Vault answers every seal
+// status with a 500 for ever. The gate, holding no keys and its own
+// attempt on record for that Vault, has it reset, as after a failed init.
+func TestTornInitResets(t *testing.T) {
+	f := &fakeVault{sealed: map[string]bool{}}
+	addrs, client := startNodes(t, f, "ceph-1", "ceph-2")
+	k := newKeeper(t, client)
+	ctx := context.Background()
+	f.torn, f.initialized = true, true
+
+	// No attempt of the gate's on record: not its to reset.
+	if _, err := k.Unseal(ctx, addrs["ceph-1"]); !errors.Is(err, ErrInitialisedElsewhere) {
+		t.Fatalf("torn, no attempt on record: %v, want ErrInitialisedElsewhere", err)
+	}
+	a, _ := json.Marshal(attempt{Vault: addrs["ceph-1"], At: time.Now()})
+	if err := os.MkdirAll(k.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.writeFile(AttemptFile, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Unseal(ctx, addrs["ceph-2"]); !errors.Is(err, ErrResetPending) {
+		t.Errorf("another node: %v, want ErrResetPending", err)
+	}
+	if _, err := k.Unseal(ctx, addrs["ceph-1"]); !errors.Is(err, ErrResetStorage) {
+		t.Fatalf("the node cut during init: %v, want ErrResetStorage", err)
+	}
+	// The node wipes Vault's storage prefix and restarts its Vault.
+	f.mu.Lock()
+	f.torn, f.initialized = false, false
+	f.mu.Unlock()
+	if st, err := k.Unseal(ctx, addrs["ceph-1"]); err != nil || st.Sealed {
+		t.Fatalf("after the reset: %+v, %v", st, err)
+	}
+	// Keys held: a 500 is an error, never a reset.
+	f.mu.Lock()
+	f.torn = true
+	f.mu.Unlock()
+	if _, err := k.Unseal(ctx, addrs["ceph-1"]); err == nil || errors.Is(err, ErrResetStorage) {
+		t.Errorf("keys held, seal status failing: %v, want a plain error", err)
 	}
 }
