@@ -77,11 +77,13 @@ test: deps upstream
 # The end-to-end tier CI does not run (it takes long): the three-node Ceph
 # lab (qemu-tests TestCephThreeNodes, testdata/ceph3.yaml): HEALTH_OK, one
 # node powered off and back, one node reinstalled keeping its OSDs; then
-# the install drill with 20 power cuts (TestInstallPowerCut).
+# the install drill with 20 power cuts (TestInstallPowerCut) and the
+# first-boot drill (TestFirstBootPowerCut: a storage node cut inside its
+# Ceph, Consul and Vault phases).
 DRILL_CUTS ?= 20
 e2e: deps upstream
 	KILN_E2E=1 KILN_DRILL_CUTS=$(DRILL_CUTS) KILN_UPSTREAM=$(abspath $(UPSTREAM)) \
-		$(GO) test -v -timeout 240m -run 'TestCephThreeNodes|TestInstallPowerCut' ./qemu-tests/
+		$(GO) test -v -timeout 240m -run 'TestCephThreeNodes|TestInstallPowerCut|TestFirstBootPowerCut' ./qemu-tests/
 
 # Every fuzz test (parsers of network input, the gate's DHCP, TFTP, iPXE
 # and API handlers) for FUZZTIME each, one after the other. A crash stops

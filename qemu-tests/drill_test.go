@@ -55,7 +55,7 @@ var cutPoints = []cutPoint{
 	{"verifying the root", regexp.MustCompile(`kiln: verifying`), 2 * time.Second},
 	{"writing the secrets", regexp.MustCompile(`kiln: writing the machine's secrets`), time.Second},
 	{"inside the ESP write", regexp.MustCompile(`kiln: write-esp`), time.Second},
-	{"ESP complete, result not sent", regexp.MustCompile(`kiln: \S+ written and read back, its head last`), 0},
+	{"ESP complete, result being sent", regexp.MustCompile(`kiln: \S+ written and read back, its head last`), 0},
 	{"reported installed, rebooting", regexp.MustCompile(`KILN-INSTALL-OK`), 2 * time.Second},
 }
 
