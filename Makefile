@@ -79,11 +79,12 @@ test: deps upstream
 # node powered off and back, one node reinstalled keeping its OSDs; then
 # the install drill with 20 power cuts (TestInstallPowerCut) and the
 # first-boot drill (TestFirstBootPowerCut: a storage node cut inside its
-# Ceph, Consul and Vault phases).
+# Ceph, Consul and Vault phases) and the gate's soak (TestGateSoak: 10,200
+# netboot requests to the gate VM, then an install).
 DRILL_CUTS ?= 20
 e2e: deps upstream
 	KILN_E2E=1 KILN_DRILL_CUTS=$(DRILL_CUTS) KILN_UPSTREAM=$(abspath $(UPSTREAM)) \
-		$(GO) test -v -timeout 240m -run 'TestCephThreeNodes|TestInstallPowerCut|TestFirstBootPowerCut' ./qemu-tests/
+		$(GO) test -v -timeout 300m -run 'TestCephThreeNodes|TestInstallPowerCut|TestFirstBootPowerCut|TestGateSoak' ./qemu-tests/
 
 # Every fuzz test (parsers of network input, the gate's DHCP, TFTP, iPXE
 # and API handlers) for FUZZTIME each, one after the other. A crash stops
