@@ -58,8 +58,8 @@ func TestGateSoak(t *testing.T) {
 	n := soakRequests
 	if s := os.Getenv(soakEnv); s != "" {
 		v, err := strconv.Atoi(s)
-		if err != nil || v < 3 {
-			t.Fatalf("%s=%q: want a number of requests", soakEnv, s)
+		if err != nil || v < 3*soakSamples {
+			t.Fatalf("%s=%q: want a number of requests, at least %d", soakEnv, s, 3*soakSamples)
 		}
 		n = v
 	}
