@@ -117,8 +117,14 @@ func TestGateSoak(t *testing.T) {
 	if d := int64(after.KilnRSSBytes) - int64(samples[0].KilnRSSBytes); d > 8<<20 {
 		t.Errorf("gate RSS grew %s during the soak", kib(uint64(d)))
 	}
-	if d := int64(after.StateFSUsedBytes) - int64(before.StateFSUsedBytes); d > 33<<20 {
-		t.Errorf("/perm grew %s during the soak: more than its rotated log", kib(uint64(d)))
+	// /perm: its log grows with time (at most a few lines a minute per
+	// kind of refusal), not with the requests, and rotation bounds it.
+	grew := int64(after.StateFSUsedBytes) - int64(samples[0].StateFSUsedBytes)
+	limit := int64(256<<10) + int64(took/time.Minute+1)*(64<<10)
+	t.Logf("/perm grew %d KiB from the first sample to the end (%d requests; limit %d KiB for %s)",
+		grew>>10, n-n/soakSamples, limit>>10, took.Round(time.Second))
+	if grew > limit {
+		t.Errorf("/perm grew %d KiB during the soak: the gate logs per request", grew>>10)
 	}
 	if got := load.tftpAnswered.Load(); got < load.tftp.Load()*99/100 {
 		t.Errorf("TFTP: %d of %d size probes answered", got, load.tftp.Load())

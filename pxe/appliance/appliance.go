@@ -169,7 +169,7 @@ func New(cfg Config) (*Appliance, error) {
 	cfg.WaitDevices = orDefault(cfg.WaitDevices, DefaultWaitDevices)
 	cfg.SaveClock = orDefault(cfg.SaveClock, DefaultSaveClock)
 	file := &lateFile{}
-	log := slog.New(slog.NewMultiHandler(cfg.Log.Handler(), slog.NewTextHandler(file, nil)))
+	log := slog.New(newQuietHandler(slog.NewMultiHandler(cfg.Log.Handler(), slog.NewTextHandler(file, nil))))
 	a := &Appliance{cfg: cfg, sys: cfg.System, log: log, file: file, con: &console{out: cfg.Stdout}}
 	a.clock.sys = cfg.System
 	return a, nil

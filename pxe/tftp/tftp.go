@@ -141,8 +141,8 @@ func (s *Server) read(root *os.Root, name string, rf io.ReaderFrom) error {
 	case err == nil:
 		log.Info("tftp sent", "bytes", n)
 	case IsTsizeProbe(err):
-		// UEFI firmware asks for tsize, then aborts with error 8 before
-		// the real transfer: routine, not a failure.
+		// Firmware asks for tsize, then aborts before the real
+		// transfer: routine, not a failure.
 		log.Debug("tftp tsize probe aborted by client")
 	default:
 		log.Warn("tftp transfer failed", "bytes", n, "err", err)
@@ -177,8 +177,10 @@ func open(root *os.Root, name string) (*os.File, int64, error) {
 	return f, st.Size(), nil
 }
 
-// IsTsizeProbe reports whether err is a client's error 8 (option
-// negotiation refused), what UEFI PXE sends after learning the size.
+// IsTsizeProbe reports whether err is a client's error packet answering
+// the option acknowledgement, before any data: how firmware ends a size
+// probe. UEFI PXE sends error 8 (option negotiation refused), BIOS PXE
+// ROMs often 0 ("TFTP Aborted"). pin/tftp reports it as failing block 0.
 func IsTsizeProbe(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "code=8")
+	return err != nil && strings.Contains(err.Error(), "sending block 0: code=")
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -204,9 +205,16 @@ func TestWriteRefused(t *testing.T) {
 	}
 }
 
-// TestTsizeProbe plays UEFI firmware: RRQ with tsize=0, then abort the
-// OACK with error 8. The gate logs it at debug level, not as a failure.
+// TestTsizeProbe plays firmware: RRQ with tsize=0, then abort the OACK
+// with error 8 (UEFI) or 0 (BIOS PXE ROMs). The gate logs it at debug
+// level, not as a failure.
 func TestTsizeProbe(t *testing.T) {
+	for _, code := range []byte{8, 0} {
+		t.Run(fmt.Sprintf("code%d", code), func(t *testing.T) { tsizeProbe(t, code) })
+	}
+}
+
+func tsizeProbe(t *testing.T, code byte) {
 	addr, payload, logs := serve(t)
 	raddr, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {
@@ -239,7 +247,7 @@ func TestTsizeProbe(t *testing.T) {
 	if !bytes.Contains(buf[:n], []byte("blksize\x001468\x00")) {
 		t.Errorf("OACK %q: blksize not clamped to 1468", buf[:n])
 	}
-	abort := append([]byte{0, 5, 0, 8}, "tsize probe\x00"...)
+	abort := append([]byte{0, 5, 0, code}, "size probe done\x00"...)
 	if _, err := conn.WriteTo(abort, from); err != nil {
 		t.Fatal(err)
 	}
