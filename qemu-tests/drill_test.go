@@ -50,7 +50,7 @@ type cutPoint struct {
 var cutPoints = []cutPoint{
 	{"inside the root image write", regexp.MustCompile(`kiln: write-root \S+ \d+/\d+ MiB`), 6 * time.Second},
 	{"checks, secrets fetched", regexp.MustCompile(`KILN-INSTALL-START`), 3 * time.Second},
-	{"old boot loader cleared", regexp.MustCompile(`kiln: \S+ cannot boot until the install is complete`), 0},
+	{"clearing the old boot loader", regexp.MustCompile(`kiln: \S+ cannot boot until the install is complete`), 0},
 	{"table written", regexp.MustCompile(`kiln: partitioning`), time.Second},
 	{"verifying the root", regexp.MustCompile(`kiln: verifying`), 2 * time.Second},
 	{"writing the secrets", regexp.MustCompile(`kiln: writing the machine's secrets`), time.Second},

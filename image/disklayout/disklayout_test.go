@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -496,5 +497,57 @@ func TestWriteBootImageCut(t *testing.T) {
 	small := []byte("tiny")
 	if err := WriteBootImage(ctx, d, p, bytes.NewReader(small), 4, fmt.Sprintf("%x", sha256.Sum256(small))); err != nil {
 		t.Errorf("an image smaller than the head: %v", err)
+	}
+}
+
+// failAt is a device whose writes at or past a byte offset fail.
+type failAt struct {
+	Device
+	at int64
+}
+
+func (d failAt) WriteAt(b []byte, off int64) (int, error) {
+	if off >= d.at {
+		return 0, errors.New("disk gone")
+	}
+	return d.Device.WriteAt(b, off)
+}
+
+// watchedReader fails the test if read once its owner has returned.
+type watchedReader struct {
+	r        io.Reader
+	returned atomic.Bool
+	t        *testing.T
+}
+
+func (w *watchedReader) Read(b []byte) (int, error) {
+	if w.returned.Load() {
+		w.t.Error("the image was read after WriteImage returned")
+	}
+	return w.r.Read(b)
+}
+
+// TestWriteImageStopsReading: WriteImage reads ahead of its writes, but a
+// failed write returns only once nothing reads the image any more (the
+// installer closes the gate's stream right after).
+func TestWriteImageStopsReading(t *testing.T) {
+	img := make([]byte, 5*ChunkSize)
+	rand.Read(img)
+	f, err := os.Create(filepath.Join(t.TempDir(), "disk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := plan.Partition{Number: 1, Start: mib, Size: uint64(len(img))}
+	r := &watchedReader{r: bytes.NewReader(img), t: t}
+	_, err = WriteImage(context.Background(), failAt{f, mib + 2*ChunkSize}, p, r, int64(len(img)))
+	r.returned.Store(true)
+	if err == nil || !strings.Contains(err.Error(), "partition 1: write at 8388608: disk gone") {
+		t.Fatalf("WriteImage on a failing disk = %v", err)
+	}
+	// What was written before the failure is the image's start.
+	got := make([]byte, 2*ChunkSize)
+	if _, err := f.ReadAt(got, mib); err != nil || !bytes.Equal(got, img[:2*ChunkSize]) {
+		t.Errorf("the chunks before the failure: %v, equal %v", err, bytes.Equal(got, img[:2*ChunkSize]))
 	}
 }

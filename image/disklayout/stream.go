@@ -23,28 +23,98 @@ var ErrChecksum = errors.New("checksum mismatch")
 // WriteImage copies exactly size bytes from r into partition p of dev, in
 // ChunkSize pieces, and returns their SHA-256 in hex. The rest of the
 // partition is left as it was. A short r is an error (io.ErrUnexpectedEOF).
+//
+// The three jobs overlap: r is read one chunk ahead (the gate's stream
+// keeps flowing while the disk writes), and each chunk is hashed while it
+// is written. One after the other, the hash alone held an install to
+// about 0.6× dd's speed.
 func WriteImage(ctx context.Context, dev Device, p plan.Partition, r io.Reader, size int64) (string, error) {
 	if err := fits(p, size); err != nil {
 		return "", err
 	}
 	h := sha256.New()
-	err := chunks(ctx, size, func(buf []byte, off int64) error {
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return fmt.Errorf("partition %d: read image at %d: %w", p.Number, off, unexpected(err))
+	err := readAhead(ctx, size, r, func(buf []byte, off int64) error {
+		hashed := make(chan struct{})
+		go func() {
+			h.Write(buf)
+			close(hashed)
+		}()
+		_, err := dev.WriteAt(buf, int64(p.Start)+off)
+		<-hashed
+		if err != nil {
+			return fmt.Errorf("write at %d: %w", off, err)
 		}
-		if _, err := dev.WriteAt(buf, int64(p.Start)+off); err != nil {
-			return fmt.Errorf("partition %d: write at %d: %w", p.Number, off, err)
-		}
-		h.Write(buf)
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("partition %d: %w", p.Number, err)
 	}
 	if err := syncDevice(dev); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// readAhead calls fn for consecutive pieces of [0, size) of r, at most
+// ChunkSize bytes each, while a goroutine reads the next piece into a
+// second buffer. It returns once that goroutine is done with r, so the
+// caller may close or reuse r; it stops early on cancellation.
+func readAhead(ctx context.Context, size int64, r io.Reader, fn func(buf []byte, off int64) error) error {
+	type piece struct {
+		buf []byte
+		off int64
+		err error
+	}
+	n := min(ChunkSize, max(size, 1))
+	free := make(chan []byte, 2)
+	free <- make([]byte, n)
+	free <- make([]byte, n)
+	full := make(chan piece)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(full)
+		for off := int64(0); off < size; {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			buf = buf[:min(int64(len(buf)), size-off)]
+			_, err := io.ReadFull(r, buf)
+			if err != nil {
+				err = fmt.Errorf("read image at %d: %w", off, unexpected(err))
+			}
+			select {
+			case full <- piece{buf, off, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+			off += int64(len(buf))
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-done
+	}()
+	for c := range full {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c.err != nil {
+			return c.err
+		}
+		if err := fn(c.buf, c.off); err != nil {
+			return err
+		}
+		free <- c.buf[:cap(c.buf)]
+	}
+	return ctx.Err()
 }
 
 // HeadSize is how much of a boot partition's image WriteBootImage holds

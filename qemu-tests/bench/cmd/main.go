@@ -3,11 +3,13 @@
 // one after the other on a lab network, and prints boot-to-ready times and
 // idle memory side by side with ratios (package bench); with -bundle, it
 // then netboots a BIOS VM to the installer from kiln and from dnsmasq
-// (package vmboot). Needs root (namespaces, taps, the Debian disk's device
-// nodes).
+// (package vmboot) and times the installer's write of the bundle's largest
+// role image against dd (package diskwrite). Needs root (namespaces, taps,
+// the Debian disk's device nodes).
 //
 //	go run ./qemu-tests/bench/cmd -gate out/gate-1.img -bundle out/bundle
 //	go run ./qemu-tests/bench/cmd -standin     # before a real gate image exists
+//	go run ./qemu-tests/bench/cmd -write-only -bundle out/bundle
 //
 // KILN_ACCEL=auto|kvm|tcg chooses the accelerator as for the tests (the
 // arm64 VMs run under TCG on an amd64 host whatever the choice).
@@ -24,10 +26,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/image/cache"
 	"github.com/kilnlab/kiln/plan"
 	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/qemu-tests/bench"
+	"github.com/kilnlab/kiln/qemu-tests/bench/diskwrite"
 	"github.com/kilnlab/kiln/qemu-tests/bench/netboot"
 	"github.com/kilnlab/kiln/qemu-tests/bench/vmboot"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
@@ -51,12 +55,16 @@ func run() error {
 		cpus    = flag.Int("cpus", 1, "vCPUs of both VMs")
 		offline = flag.Bool("offline", false, "never download (kernel .deb, Debian rootfs): fail if not cached")
 		verbose = flag.Bool("v", false, "log what the lab does")
-		bundleD = flag.String("bundle", "", "the netboot bundle of the same build: also time a netboot to the installer, kiln against dnsmasq")
+		bundleD = flag.String("bundle", "", "the netboot bundle of the same build: also time a netboot to the installer (kiln against dnsmasq) and the install write (the installer's writer against dd)")
 		kiln    = flag.String("kiln", "out/bin/kiln", "with -bundle: the kiln binary whose gate serve boots the VM")
-		rounds  = flag.Int("rounds", 5, "with -bundle: netboots per server, the servers alternating")
+		rounds  = flag.Int("rounds", 5, "with -bundle: netboots per server, and writes per side, the sides alternating")
+		writes  = flag.Bool("write-only", false, "with -bundle: only the install write figure (no gate boot, no netboot)")
 	)
 	flag.Parse()
-	if (*image == "") == !*standIn {
+	if *writes && *bundleD == "" {
+		return errors.New("-write-only needs -bundle (its largest role image is what gets written)")
+	}
+	if !*writes && (*image == "") == !*standIn {
 		return errors.New("give -gate IMAGE (e.g. out/bundle/gate-1.img from `kiln build -o out/bundle`) or -standin")
 	}
 	if *image != "" {
@@ -90,6 +98,11 @@ func run() error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "bench: accelerator %s\n", accel)
+	w := installWrite{bundle: *bundleD, out: filepath.Join(*out, "diskwrite"), cache: cdir, fetch: !*offline,
+		rounds: *rounds, accel: accel, log: log}
+	if *writes {
+		return w.run(ctx)
+	}
 	r, err := bench.Run(ctx, bench.Options{
 		Image: *image, StandIn: *standIn,
 		GateMAC: gate.MAC, GateAddr: gate.Address,
@@ -109,7 +122,56 @@ func run() error {
 	if *bundleD == "" {
 		return nil
 	}
-	return netbootToInstaller(ctx, *profile, *bundleD, *kiln, filepath.Join(*out, "vmboot"), *rounds, accel)
+	if err := netbootToInstaller(ctx, *profile, *bundleD, *kiln, filepath.Join(*out, "vmboot"), *rounds, accel); err != nil {
+		return err
+	}
+	return w.run(ctx)
+}
+
+// installWrite is package diskwrite's figure on a bundle's largest role
+// image.
+type installWrite struct {
+	bundle, out, cache string
+	fetch              bool
+	rounds             int
+	accel              lab.Accel
+	log                *slog.Logger
+}
+
+func (w installWrite) run(ctx context.Context) error {
+	image, err := largestRole(w.bundle)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: install write of %s, the installer's writer against dd, %d rounds\n", image, w.rounds)
+	f, err := diskwrite.Run(ctx, diskwrite.Options{
+		Image: image, Out: w.out, Cache: w.cache, Fetch: w.fetch, Rounds: w.rounds,
+		MemoryMiB: 1024, CPUs: 2, Accel: w.accel, Log: w.log,
+	})
+	if err != nil {
+		return err
+	}
+	netboot.Print(os.Stdout, &netboot.Report{Figures: []netboot.Figure{f}}, w.rounds)
+	return nil
+}
+
+// largestRole is the bundle's biggest role image.
+func largestRole(bundleDir string) (string, error) {
+	roles, err := filepath.Glob(filepath.Join(bundleDir, bundle.Role("*")))
+	if err != nil || len(roles) == 0 {
+		return "", fmt.Errorf("no role image in bundle %s", bundleDir)
+	}
+	best, size := "", int64(-1)
+	for _, r := range roles {
+		fi, err := os.Stat(r)
+		if err != nil {
+			return "", err
+		}
+		if fi.Size() > size {
+			best, size = r, fi.Size()
+		}
+	}
+	return best, nil
 }
 
 // netbootToInstaller runs and prints package vmboot's figure.

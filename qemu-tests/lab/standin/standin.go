@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
@@ -59,30 +60,36 @@ func RootModules() []string {
 // under dir (once; later calls reuse it). With fetch false it never uses the
 // network: a kernel .deb missing from the cache is cache.ErrNotCached.
 func Kernel(ctx context.Context, c *cache.Cache, fetch bool, dir string) (*kernel.Kernel, error) {
+	return KernelOf(ctx, c, fetch, dir, KernelSet)
+}
+
+// KernelOf is Kernel for the lockfile's kernel set (kernel-arm64,
+// kernel-amd64).
+func KernelOf(ctx context.Context, c *cache.Cache, fetch bool, dir, set string) (*kernel.Kernel, error) {
 	f, err := lock.Default()
 	if err != nil {
 		return nil, err
 	}
 	var debs []lock.Local
 	if fetch {
-		debs, err = lock.Fetch(ctx, c, f, KernelSet)
+		debs, err = lock.Fetch(ctx, c, f, set)
 	} else {
-		debs, err = lock.Cached(c, f, KernelSet)
+		debs, err = lock.Cached(c, f, set)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if len(debs) != 1 {
-		return nil, fmt.Errorf("standin: set %s has %d packages, want 1", KernelSet, len(debs))
+		return nil, fmt.Errorf("standin: set %s has %d packages, want 1", set, len(debs))
 	}
-	root := filepath.Join(dir, "kernel-arm64-"+debs[0].Pin.SHA256[:16])
+	root := filepath.Join(dir, set+"-"+debs[0].Pin.SHA256[:16])
 	if k, err := unpacked(root); err == nil {
 		return k, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(dir, ".kernel-arm64-")
+	tmp, err := os.MkdirTemp(dir, "."+set+"-")
 	if err != nil {
 		return nil, err
 	}
@@ -113,10 +120,16 @@ func unpacked(root string) (*kernel.Kernel, error) {
 
 // BuildInit builds the stand-in init for arm64 into out (static, no cgo).
 func BuildInit(ctx context.Context, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, InitPackage)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
+	return BuildStatic(ctx, InitPackage, "arm64", out)
+}
+
+// BuildStatic builds the Go package pkg for linux/goarch into out, static
+// (no cgo): an init for one of these initramfs images.
+func BuildStatic(ctx context.Context, pkg, goarch, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", InitPackage, err, strings.TrimSpace(string(b)))
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, strings.TrimSpace(string(b)))
 	}
 	return nil
 }
@@ -125,6 +138,12 @@ func BuildInit(ctx context.Context, out string) error {
 // modules of k (and their dependencies) under /lib/modules/<release> with a
 // modules.dep in load order, /dev/console and the mount points.
 func Initramfs(out, init string, k *kernel.Kernel, modules []string, log *slog.Logger) error {
+	return InitramfsWith(out, init, k, modules, nil, log)
+}
+
+// InitramfsWith is Initramfs with more files: path in the image -> file
+// on the host (e.g. a Debian program and its libraries).
+func InitramfsWith(out, init string, k *kernel.Kernel, modules []string, files map[string]string, log *slog.Logger) error {
 	bin, err := os.ReadFile(init)
 	if err != nil {
 		return err
@@ -144,6 +163,18 @@ func Initramfs(out, init string, k *kernel.Kernel, modules []string, log *slog.L
 			return err
 		}
 		recs = append(recs, mods...)
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b, err := os.ReadFile(files[n])
+		if err != nil {
+			return err
+		}
+		recs = append(recs, cpio.StaticFile(strings.TrimPrefix(n, "/"), string(b), 0o755))
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
