@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -247,10 +248,11 @@ func TestWriteImageAndVerify(t *testing.T) {
 	img := make([]byte, 9*mib+123) // more than two chunks, not sector-aligned
 	rand.Read(img)
 
-	sum, err := WriteImage(ctx, f, p, bytes.NewReader(img), int64(len(img)))
-	if err != nil {
+	if err := WriteImage(ctx, f, p, bytes.NewReader(img), int64(len(img))); err != nil {
 		t.Fatal(err)
 	}
+	h := sha256.Sum256(img)
+	sum := hex.EncodeToString(h[:])
 	if err := VerifyPartition(ctx, f, p, int64(len(img)), sum); err != nil {
 		t.Fatalf("VerifyPartition after write: %v", err)
 	}
@@ -271,13 +273,13 @@ func TestWriteImageAndVerify(t *testing.T) {
 		{"too big", bytes.NewReader(img), 17 * mib, ErrInvalidLayout},
 		{"negative", bytes.NewReader(img), -1, ErrInvalidLayout},
 	} {
-		if _, err := WriteImage(ctx, f, p, tc.r, tc.size); !errors.Is(err, tc.want) {
+		if err := WriteImage(ctx, f, p, tc.r, tc.size); !errors.Is(err, tc.want) {
 			t.Errorf("%s: WriteImage = %v, want %v", tc.name, err, tc.want)
 		}
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := WriteImage(cancelled, f, p, bytes.NewReader(img), int64(len(img))); !errors.Is(err, context.Canceled) {
+	if err := WriteImage(cancelled, f, p, bytes.NewReader(img), int64(len(img))); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled WriteImage = %v", err)
 	}
 }
@@ -540,7 +542,7 @@ func TestWriteImageStopsReading(t *testing.T) {
 	defer f.Close()
 	p := plan.Partition{Number: 1, Start: mib, Size: uint64(len(img))}
 	r := &watchedReader{r: bytes.NewReader(img), t: t}
-	_, err = WriteImage(context.Background(), failAt{f, mib + 2*ChunkSize}, p, r, int64(len(img)))
+	err = WriteImage(context.Background(), failAt{f, mib + 2*ChunkSize}, p, r, int64(len(img)))
 	r.returned.Store(true)
 	if err == nil || !strings.Contains(err.Error(), "partition 1: write at 8388608: disk gone") {
 		t.Fatalf("WriteImage on a failing disk = %v", err)

@@ -416,8 +416,9 @@ func (in *Installer) emptyPartition(ctx context.Context, dev *os.File, p plan.Pa
 	return disklayout.ClearPartition(ctx, dev, p)
 }
 
-// writePartition streams one image from the gate into its partition; the
-// hash computed while writing must already match the manifest.
+// writePartition streams one image from the gate into its partition.
+// fillDisk then reads it back against the manifest's hash, before any
+// ESP is written.
 func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Partition, key string, file bundle.File) error {
 	body, err := in.Gate.Open(ctx, file)
 	if err != nil {
@@ -425,14 +426,7 @@ func (in *Installer) writePartition(ctx context.Context, dev *os.File, p plan.Pa
 	}
 	defer body.Close()
 	r := in.meter(ctx, body, "write-"+key, p, file.Size)
-	sum, err := disklayout.WriteImage(ctx, dev, p, r, file.Size)
-	if err != nil {
-		return err
-	}
-	if sum != file.SHA256 {
-		return fmt.Errorf("%s: %w while streaming: got %s, want %s", file.Path, disklayout.ErrChecksum, sum, file.SHA256)
-	}
-	return nil
+	return disklayout.WriteImage(ctx, dev, p, r, file.Size)
 }
 
 // meter reports the progress of streaming body into p, every Step bytes.

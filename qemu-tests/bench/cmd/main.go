@@ -151,7 +151,7 @@ func (w installWrite) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	netboot.Print(os.Stdout, &netboot.Report{Figures: []netboot.Figure{f}}, w.rounds)
+	netboot.Print(os.Stdout, &netboot.Report{Figures: f}, w.rounds)
 	return nil
 }
 

@@ -4,9 +4,10 @@
 // image to write, and two blank targets of the same kind),
 // then, kiln.bench.rounds times, writes the image's first kiln.bench.size
 // bytes 1 MiB into each target: once through the installer's own writer
-// (disklayout.WriteImage: 4 MiB chunks, SHA-256 on the way, sync at the
-// end) and once with Debian's dd (bs=4M, conv=fsync), the first of the
-// two alternating. Caches are dropped before each write, so both read the
+// (disklayout.WriteImage: 4 MiB chunks read one ahead, sync at the end)
+// and once with Debian's dd (bs=4M, conv=fsync), the first of the two
+// alternating. The installer's read-back check (VerifyPartition, a read
+// and a SHA-256 of the partition) is timed apart. Caches are dropped before each write, so both read the
 // image from its disk. Each write prints
 //
 //	KILN-DISKWRITE side=kiln round=1 bytes=N seconds=S
@@ -21,6 +22,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -91,6 +93,13 @@ func run() error {
 			return err
 		}
 	}
+	if err := dropCaches(); err != nil {
+		return err
+	}
+	want, err := sum(devs["image"], 0, size)
+	if err != nil {
+		return err
+	}
 	for r := 1; r <= rounds; r++ {
 		sides := []string{"kiln", "dd"}
 		if r%2 == 0 {
@@ -101,22 +110,27 @@ func run() error {
 				return err
 			}
 			start := time.Now()
-			if side == "kiln" {
-				err = writeKiln(devs["image"], devs["kiln"], size)
-			} else {
-				err = writeDD(devs["image"], devs["dd"], size)
+			if side == "dd" {
+				if err := writeDD(devs["image"], devs["dd"], size); err != nil {
+					return fmt.Errorf("dd round %d: %w", r, err)
+				}
+				report(side, r, size, start)
+				continue
 			}
-			if err != nil {
-				return fmt.Errorf("%s round %d: %w", side, r, err)
+			p := plan.Partition{Number: 1, Name: "bench", Start: offset, Size: uint64(size)}
+			if err := writeKiln(devs["image"], devs["kiln"], p, size); err != nil {
+				return fmt.Errorf("kiln round %d: %w", r, err)
 			}
-			fmt.Printf("KILN-DISKWRITE side=%s round=%d bytes=%d seconds=%.3f\n", side, r, size, time.Since(start).Seconds())
+			report("kiln", r, size, start)
+			// The installer's read-back check, after the page cache is
+			// dropped as the installer drops it.
+			if err := verifyKiln(devs["kiln"], p, size, hex.EncodeToString(want)); err != nil {
+				return fmt.Errorf("kiln round %d: %w", r, err)
+			}
+			report("kiln-verified", r, size, start)
 		}
 	}
 	if err := dropCaches(); err != nil {
-		return err
-	}
-	want, err := sum(devs["image"], 0, size)
-	if err != nil {
 		return err
 	}
 	for _, side := range []string{"kiln", "dd"} {
@@ -128,8 +142,8 @@ func run() error {
 			return fmt.Errorf("%s's disk %s holds other bytes than the image", side, devs[side])
 		}
 	}
-	// What the guest's CPU hashes alone: the installer's write cannot
-	// be faster (under TCG the emulated CPU is the limit, not the disk).
+	// What the guest's CPU hashes alone: the installer's read-back check
+	// cannot be faster (under TCG the emulated CPU is the limit).
 	buf := make([]byte, 64<<20)
 	start := time.Now()
 	sha256.Sum256(buf)
@@ -138,9 +152,13 @@ func run() error {
 	return nil
 }
 
+func report(side string, round int, size int64, start time.Time) {
+	fmt.Printf("KILN-DISKWRITE side=%s round=%d bytes=%d seconds=%.3f\n", side, round, size, time.Since(start).Seconds())
+}
+
 // writeKiln is the installer's write of one partition image: the same
 // function, on the device opened as the installer opens it.
-func writeKiln(image, dev string, size int64) error {
+func writeKiln(image, dev string, p plan.Partition, size int64) error {
 	src, err := os.Open(image)
 	if err != nil {
 		return err
@@ -150,12 +168,24 @@ func writeKiln(image, dev string, size int64) error {
 	if err != nil {
 		return err
 	}
-	p := plan.Partition{Number: 1, Name: "bench", Start: offset, Size: uint64(size)}
-	_, err = disklayout.WriteImage(context.Background(), dst, p, src, size)
+	err = disklayout.WriteImage(context.Background(), dst, p, src, size)
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// verifyKiln is the installer's read-back check of a written partition.
+func verifyKiln(dev string, p plan.Partition, size int64, sum string) error {
+	f, err := os.OpenFile(dev, os.O_RDWR|os.O_EXCL, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := disklayout.DropCaches(f); err != nil {
+		return err
+	}
+	return disklayout.VerifyPartition(context.Background(), f, p, size, sum)
 }
 
 // writeDD is what a user would type.
