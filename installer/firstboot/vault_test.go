@@ -102,18 +102,7 @@ func TestVaultTornInit(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(vaultSeal{Initialized: true, Sealed: sealed})
 	})
-	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		asks++
-		ans := api.VaultUnseal{Sealed: true, Message: "init cut short", Action: api.VaultResetStorage}
-		if asks > 1 {
-			sealed, ans = false, api.VaultUnseal{Selftest: "wrote kiln-selftest/ceph-1 through this Vault, read back ceph-1"}
-		}
-		json.NewEncoder(w).Encode(ans)
-	}))
-	t.Cleanup(gate.Close)
-	s.env.HTTP = &gateclient.Client{Base: gate.URL, MAC: "52:54:00:00:00:11"}
+	resettingGate(t, s, &mu, &sealed, &asks, "init cut short", api.VaultResetStorage)
 	s.env.Storage.Command = func(ctx context.Context, name string, args ...string) ([]byte, error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -158,18 +147,7 @@ func TestVaultReset(t *testing.T) {
 				defer mu.Unlock()
 				return vaultSeal{Initialized: true, Sealed: sealed}
 			})
-			gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				defer mu.Unlock()
-				asks++
-				ans := api.VaultUnseal{Sealed: true, Message: "init failed", Action: tc.action}
-				if asks > 1 {
-					sealed, ans = false, api.VaultUnseal{Selftest: "wrote kiln-selftest/ceph-1 through this Vault, read back ceph-1"}
-				}
-				json.NewEncoder(w).Encode(ans)
-			}))
-			t.Cleanup(gate.Close)
-			s.env.HTTP = &gateclient.Client{Base: gate.URL, MAC: "52:54:00:00:00:11"}
+			resettingGate(t, s, &mu, &sealed, &asks, "init failed", tc.action)
 			if err := s.unsealVault(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -211,4 +189,22 @@ func localVaultHandler(t *testing.T, s *node, h http.HandlerFunc) {
 	vault.StartTLS()
 	t.Cleanup(vault.Close)
 	s.env.Machine.Vault.APIAddress = vault.URL
+}
+
+// resettingGate is s's gate: its first answer to an unseal request is
+// action (the node resets its Vault), its next ones unseal it (sealed
+// false) with a self-test done. asks counts the requests, under mu.
+func resettingGate(t *testing.T, s *node, mu *sync.Mutex, sealed *bool, asks *int, message, action string) {
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		*asks++
+		ans := api.VaultUnseal{Sealed: true, Message: message, Action: action}
+		if *asks > 1 {
+			*sealed, ans = false, api.VaultUnseal{Selftest: "wrote kiln-selftest/ceph-1 through this Vault, read back ceph-1"}
+		}
+		json.NewEncoder(w).Encode(ans)
+	}))
+	t.Cleanup(gate.Close)
+	s.env.HTTP = &gateclient.Client{Base: gate.URL, MAC: "52:54:00:00:00:11"}
 }
