@@ -37,6 +37,11 @@ type fakeVault struct {
 	// initDelay is how long sys/init takes (Vault on Consul under TCG:
 	// minutes).
 	initDelay time.Duration
+	// initStarted, when not nil, is told of each sys/init as it arrives;
+	// initRelease, when not nil, holds every sys/init until it is closed
+	// (a test orders events by them, not by sleeping).
+	initStarted chan struct{}
+	initRelease chan struct{}
 	// failInits is how many more sys/init fail after initialising the
 	// storage, as Vault's did when Consul lost its leader during its
 	// post-unseal setup.
@@ -59,6 +64,15 @@ func (f *fakeVault) node(name string) http.Handler {
 		json.NewEncoder(w).Encode(f.statusOf(name))
 	})
 	mux.HandleFunc("PUT /v1/sys/init", func(w http.ResponseWriter, r *http.Request) {
+		if f.initStarted != nil {
+			select {
+			case f.initStarted <- struct{}{}:
+			default:
+			}
+		}
+		if f.initRelease != nil {
+			<-f.initRelease
+		}
 		time.Sleep(f.initDelay) // Vault goes on whether the client waits or not
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -286,24 +300,33 @@ func TestKeysRedacted(t *testing.T) {
 // TestInitOutlivesTheAsker: the node that made the gate initialise Vault
 // goes away before Vault answers (its request timed out). The gate still
 // takes the answer, keeps the keys and unseals that Vault; a second node
-// asking meanwhile is told to come back, not queued.
+// asking meanwhile waits no longer than its own request, then is told to
+// come back. The fake holds the init until the test lets it go: ordered
+// by events, not by sleeps, so a loaded machine cannot reorder them.
 func TestInitOutlivesTheAsker(t *testing.T) {
-	f := &fakeVault{sealed: map[string]bool{}, initDelay: 300 * time.Millisecond}
+	f := &fakeVault{sealed: map[string]bool{}, initStarted: make(chan struct{}, 1), initRelease: make(chan struct{})}
 	addrs, client := startNodes(t, f, "ceph-1", "ceph-2")
 	k := newKeeper(t, client)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		_, err := k.Unseal(ctx, addrs["ceph-1"])
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // ceph-1's asker has gone
-	other, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	select {
+	case <-f.initStarted:
+	case <-time.After(30 * time.Second):
+		close(f.initRelease)
+		t.Fatal("ceph-1's unseal never asked Vault to initialise")
+	}
+	cancel() // ceph-1's asker has gone, its init held under way
+	other, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel2()
 	if _, err := k.Unseal(other, addrs["ceph-2"]); err == nil || !strings.Contains(err.Error(), "waiting for the unseal under way") {
 		t.Errorf("ceph-2 during the init: %v, want to be told to come back", err)
 	}
+	close(f.initRelease)
 	if err := <-done; err != nil {
 		t.Errorf("ceph-1's unseal, its asker gone: %v", err)
 	}
