@@ -4,12 +4,16 @@
 // idle memory side by side with ratios (package bench); with -bundle, it
 // then netboots a BIOS VM to the installer from kiln and from dnsmasq
 // (package vmboot) and times the installer's write of the bundle's largest
-// role image against dd (package diskwrite). Needs root (namespaces, taps,
-// the Debian disk's device nodes).
+// role image against dd (package diskwrite). With -build-only it times
+// `kiln build` with a warm cache against a hand-rolled mmdebstrap,
+// mksquashfs, mkfs.vfat and mcopy pipeline, and the gate image's build on
+// its own (package imagebuild; no VM). Needs root (namespaces, taps, the
+// Debian disk's device nodes, mmdebstrap --mode=root).
 //
 //	go run ./qemu-tests/bench/cmd -gate out/gate-1.img -bundle out/bundle
 //	go run ./qemu-tests/bench/cmd -standin     # before a real gate image exists
 //	go run ./qemu-tests/bench/cmd -write-only -bundle out/bundle
+//	go run ./qemu-tests/bench/cmd -build-only -kiln out/bin/kiln -secrets out/demo-lab
 //
 // KILN_ACCEL=auto|kvm|tcg chooses the accelerator as for the tests (the
 // arm64 VMs run under TCG on an amd64 host whatever the choice).
@@ -32,6 +36,7 @@ import (
 	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/qemu-tests/bench"
 	"github.com/kilnlab/kiln/qemu-tests/bench/diskwrite"
+	"github.com/kilnlab/kiln/qemu-tests/bench/imagebuild"
 	"github.com/kilnlab/kiln/qemu-tests/bench/netboot"
 	"github.com/kilnlab/kiln/qemu-tests/bench/vmboot"
 	"github.com/kilnlab/kiln/qemu-tests/lab"
@@ -56,11 +61,17 @@ func run() error {
 		offline = flag.Bool("offline", false, "never download (kernel .deb, Debian rootfs): fail if not cached")
 		verbose = flag.Bool("v", false, "log what the lab does")
 		bundleD = flag.String("bundle", "", "the netboot bundle of the same build: also time a netboot to the installer (kiln against dnsmasq) and the install write (the installer's writer against dd)")
-		kiln    = flag.String("kiln", "out/bin/kiln", "with -bundle: the kiln binary whose gate serve boots the VM")
-		rounds  = flag.Int("rounds", 5, "with -bundle: netboots per server, and writes per side, the sides alternating")
+		kiln    = flag.String("kiln", "out/bin/kiln", "with -bundle: the kiln binary whose gate serve boots the VM; with -build-only: the kiln binary timed")
+		rounds  = flag.Int("rounds", 5, "with -bundle: netboots per server, and writes per side; with -build-only: builds per side; the sides alternating")
 		writes  = flag.Bool("write-only", false, "with -bundle: only the install write figure (no gate boot, no netboot)")
+		builds  = flag.Bool("build-only", false, "only the image build figures: kiln build (the -kiln binary) of -profile, warm cache, against a hand-rolled pipeline, alternating over -rounds (no VM)")
+		secrets = flag.String("secrets", "", "with -build-only: kiln build --secrets (the lab's secrets and artifact record; make bench: out/demo-lab)")
+		warmup  = flag.Bool("warmup", true, "with -build-only: one untimed kiln build first (make bench has just built)")
 	)
 	flag.Parse()
+	if *builds {
+		return imageBuild(*kiln, *profile, *secrets, filepath.Join(*out, "imagebuild"), *rounds, *warmup)
+	}
 	if *writes && *bundleD == "" {
 		return errors.New("-write-only needs -bundle (its largest role image is what gets written)")
 	}
@@ -152,6 +163,30 @@ func (w installWrite) run(ctx context.Context) error {
 		return err
 	}
 	netboot.Print(os.Stdout, &netboot.Report{Figures: f}, w.rounds)
+	return nil
+}
+
+// imageBuild runs and prints package imagebuild's figures.
+func imageBuild(kiln, profile, secrets, out string, rounds int, warmup bool) error {
+	cdir, err := cache.DefaultDir()
+	if err != nil {
+		return err
+	}
+	pl, err := loadPlan(profile)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	fmt.Fprintf(os.Stderr, "bench: image build, %s against a hand-rolled pipeline, %d rounds\n", kiln, rounds)
+	f, err := imagebuild.Run(ctx, imagebuild.Options{
+		Kiln: kiln, Profile: profile, Plan: pl, Secrets: secrets, Out: out, Cache: cdir,
+		Rounds: rounds, Warmup: warmup, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	netboot.Print(os.Stdout, &netboot.Report{Figures: f}, rounds)
 	return nil
 }
 
