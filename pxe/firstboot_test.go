@@ -118,12 +118,12 @@ func TestWriteMachinesGolden(t *testing.T) {
 	now = at.Add(-9 * time.Minute)
 	must(st.MarkNetbooted(c1, ""))
 	now = at.Add(-5 * time.Minute)
-	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "starting"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}))
+	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "starting"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}, false))
 	now = at
 	for _, ph := range []string{"storage", "network", "ceph", "announce"} {
 		phases(c1, state.PhaseReport{Phase: ph, Status: state.PhaseRunning}, state.PhaseReport{Phase: ph, Status: state.PhaseDone})
 	}
-	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "ok", Detail: "HEALTH_OK"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}))
+	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "ok", Detail: "HEALTH_OK"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}, false))
 	// ceph-2: its ceph phase failed three times, the error a command's
 	// output; a service warns, another starts, a third is ok (the gate
 	// saw no netboot to count from).
@@ -138,7 +138,7 @@ func TestWriteMachinesGolden(t *testing.T) {
 		{Name: "ceph-mon", Status: "warn", Detail: "HEALTH_WARN: MON_CLOCK_SKEW"},
 		{Name: "k3s", Status: "starting"},
 		{Name: "chrony", Status: "ok"},
-	}))
+	}, false))
 
 	// ceph-3: its network phase runs again after a failure; no health
 	// report yet.

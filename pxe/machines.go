@@ -68,6 +68,9 @@ func Machines(p *plan.Plan, stateDir string) ([]MachineStatus, error) {
 			return nil, err
 		}
 		row.State, row.Updated, row.Detail, row.PowerOn = rec.State, rec.Updated, detail(rec), rec.Netbooted
+		if _, note := httpd.ReinstallNote(m, rec); note != "" {
+			row.Detail = "re-armed: " + note
+		}
 		row.Phases, row.Health = httpd.FirstBoot(m.FirstBoot, rec.Phases), httpd.ServicesHealth(rec.Health)
 		out = append(out, row)
 	}
@@ -150,7 +153,9 @@ func stamp(t time.Time, loc *time.Location) string {
 }
 
 // Reinstall re-arms a machine (by name or MAC): its next netboot installs
-// it again, with a fresh token. It works while the gate is serving.
+// it again, with a fresh token. It works while the gate is serving. Detail
+// says what the reinstall of a UEFI machine, which boots its disk first,
+// waits for (httpd.ReinstallNote).
 func Reinstall(p *plan.Plan, stateDir, nameOrMAC string) (MachineStatus, error) {
 	m, mac, err := findMachine(p, nameOrMAC)
 	if err != nil {
@@ -167,7 +172,8 @@ func Reinstall(p *plan.Plan, stateDir, nameOrMAC string) (MachineStatus, error) 
 	if err != nil {
 		return MachineStatus{}, err
 	}
-	return MachineStatus{Machine: m.Name, MAC: mac, State: rec.State, Updated: rec.Updated}, nil
+	_, note := httpd.ReinstallNote(m, rec)
+	return MachineStatus{Machine: m.Name, MAC: mac, State: rec.State, Updated: rec.Updated, Detail: note}, nil
 }
 
 func findMachine(p *plan.Plan, nameOrMAC string) (*plan.Machine, string, error) {

@@ -366,18 +366,106 @@ func gateStatus(t *testing.T, l *rehearse.Lab) httpd.Status {
 }
 
 // TestInstallUEFIFull is scenario B: OVMF, the gate as the only DHCP
-// server (full mode), one disk.
+// server (full mode), one disk. The installer puts the disk first in the
+// firmware's boot order (installer/efiboot), so the power-cycle goes
+// straight to it; then the machine is re-armed and must reinstall by the
+// way a real UEFI machine would: its first power-on still boots its disk,
+// its OS hears from the gate and makes its next boot a netboot, and that
+// power-on installs it again.
 func TestInstallUEFIFull(t *testing.T) {
 	requireLab(t)
 	ctx := testContext(t, machineDeadline)
 	l, p := startLab(t, ctx, profiles.DHCPFull, gateHost)
 	m := machine(t, p, "node-b")
-	r := l.Install(ctx, m, lab.ConfigFor(p.Lab, m))
+	cfg := lab.ConfigFor(p.Lab, m)
+	r, vm := l.InstallUp(ctx, m, cfg)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	hw := vm.Hardware()
+	r = l.PowerCycle(ctx, r, cfg, vm)
 	t.Logf("%s: install %s, role OS %s, power-cycled to disk in %s, %d boots: %s",
 		m.Name, r.Install, r.Booted, r.Reboot, r.Boots, r.Detail)
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
+	reinstallUEFI(t, ctx, l, m, cfg, hw)
+}
+
+// netbootNext is the role OS's console line once it has set BootNext.
+var netbootNext = regexp.MustCompile(`KILN-NETBOOT-NEXT host=\S+ entry=Boot[0-9A-F]{4}`)
+
+// reinstallUEFI re-arms installed UEFI machine m and follows its
+// reinstall: a power-on that boots its disk (PowerOn fails on an install
+// start), its OS's BootNext line and the gate's page saying so, then a
+// power-on that installs it and boots its new role OS.
+func reinstallUEFI(t *testing.T, ctx context.Context, l *rehearse.Lab, m plan.Machine, cfg lab.VMConfig, hw lab.Hardware) {
+	t.Helper()
+	if err := l.Reinstall(ctx, m.Name); err != nil {
+		t.Fatal(err)
+	}
+	on := cfg
+	on.Name = m.Name + "-rearmed"
+	start := time.Now()
+	vm, err := l.PowerOn(ctx, on, hw)
+	if err != nil {
+		t.Fatalf("re-armed, first power-on: %v", err)
+	}
+	defer vm.Stop()
+	toDisk := time.Since(start)
+	line, err := vm.WaitFor(ctx, netbootNext)
+	if err != nil {
+		t.Fatalf("re-armed: its OS never made its next boot a netboot: %v\n%s", err, vm.Tail(30))
+	}
+	toNext := time.Since(start)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		ms := statusOf(t, l, m.Name)
+		if ms.NetbootNext && strings.Contains(ms.Reinstall, "its next power-on installs it") {
+			t.Logf("gate status: %s %s: %s", m.Name, ms.State, ms.Reinstall)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gate's page never said %s netboots next: %+v", m.Name, ms)
+		}
+	}
+	vm.Stop()
+
+	again := cfg.On(hw)
+	again.Name = m.Name + "-reinstall"
+	again.FailOn = append(again.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
+	start2 := time.Now()
+	vm2, err := l.Net.NewVM(ctx, again)
+	if err == nil {
+		err = vm2.Start(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm2.Stop()
+	if _, err := vm2.WaitFor(ctx, regexp.MustCompile(`KILN-INSTALL-OK \S+`)); err != nil {
+		t.Fatalf("re-armed, second power-on: no reinstall: %v\n%s", err, vm2.Tail(30))
+	}
+	installed := time.Since(start2)
+	booted := regexp.MustCompile(`KILN-BOOTED host=` + regexp.QuoteMeta(m.Hostname) + ` `)
+	if _, err := vm2.WaitFor(ctx, booted); err != nil {
+		t.Fatalf("reinstalled, no role OS: %v\n%s", err, vm2.Tail(30))
+	}
+	t.Logf("%s re-armed: its power-on booted its disk in %s, its OS set the next boot to the network after %s (%s); "+
+		"the next power-on reinstalled it in %s and booted its role OS in %s",
+		m.Name, toDisk.Round(100*time.Millisecond), toNext.Round(time.Second), line,
+		installed.Round(time.Second), time.Since(start2).Round(time.Second))
+}
+
+// statusOf is machine's line of the gate's /status.json.
+func statusOf(t *testing.T, l *rehearse.Lab, machine string) httpd.MachineStatus {
+	t.Helper()
+	for _, m := range gateStatus(t, l).Machines {
+		if m.Name == machine {
+			return m
+		}
+	}
+	t.Fatalf("gate status page has no machine %s", machine)
+	return httpd.MachineStatus{}
 }
 
 // TestInstallRefusesAmbiguousDisk is scenario C: two disks answer to the

@@ -194,7 +194,7 @@ func runGateMachines(ctx context.Context, env *cli, args []string) error {
 }
 
 func runGateReinstall(ctx context.Context, env *cli, args []string) error {
-	fs := newFlags(env, "gate reinstall [--state DIR] [--profile P] MACHINE", "Re-arm MACHINE (name or MAC): its next netboot installs it again.\nA reinstall rewrites the system disk's table and system partitions\n(ESP, root, state: its secrets are handed out again) and keeps its data:\nthe data disks and the empty partitions (an OSD's) stay byte for byte\n(kiln plan shows ON REINSTALL per disk and partition).")
+	fs := newFlags(env, "gate reinstall [--state DIR] [--profile P] MACHINE", "Re-arm MACHINE (name or MAC): its next netboot installs it again.\nA UEFI machine kiln installed boots its disk first: its OS makes its\nnext boot a netboot at its next health report (kiln gate machines\nsays when), then its next power-on installs it; if its OS does not\ncome up, choose network boot in its firmware's boot menu.\nA reinstall rewrites the system disk's table and system partitions\n(ESP, root, state: its secrets are handed out again) and keeps its data:\nthe data disks and the empty partitions (an OSD's) stay byte for byte\n(kiln plan shows ON REINSTALL per disk and partition).")
 	var g gateFlags
 	g.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -215,6 +215,9 @@ func runGateReinstall(ctx context.Context, env *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "%s (%s): %s; its next netboot installs it\n", row.Machine, row.MAC, row.State)
+	if row.Detail != "" {
+		fmt.Fprintf(env.stdout, "%s: %s\n", row.Machine, row.Detail)
+	}
 	return nil
 }
 

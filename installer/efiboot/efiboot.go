@@ -1,15 +1,19 @@
-// Package efiboot owns what the installer tells a UEFI machine's firmware:
-// a boot entry for the installed disk's bootloader, placed right after the
-// network entry the machine netbooted from.
+// Package efiboot owns what kiln tells a UEFI machine's firmware: the
+// installer's boot entry for the installed disk, first in the boot order
+// with the network entry the machine netbooted from right behind it; and
+// the role OS's one-time netboot (BootNext) when the gate has re-armed the
+// machine.
 //
-// kiln keeps the network first in every machine's boot order, so that the
-// gate decides at each power-on: install, or exit to the disk. Under
-// BIOS that exit falls straight through to the disk. Under UEFI it falls
-// to the firmware's next entry, and a firmware's default list holds more
-// network entries (PXE over IPv6, HTTP boot over IPv4 and IPv6) before
-// any disk: each waits for its own timeout, a minute and a half on OVMF,
-// at every power-on of an installed machine. With the disk's entry second
-// the exit boots it at once, and a re-armed machine still reinstalls.
+// Disk first: a firmware's default list holds several network entries
+// (PXE over IPv4 and IPv6, HTTP boot over both), and each power-on that
+// goes through them first costs their DHCP waits, the iPXE binary and its
+// way back out to the disk: about ten seconds on OVMF at every power-on
+// of an installed machine, minutes on some real firmware. The network
+// stays second, so a disk that cannot boot (an install cut short clears
+// the old boot loader first) still falls to the gate. A healthy machine
+// the operator re-arms (kiln gate reinstall) hears it from the gate in its
+// next health report, and its OS sets BootNext to the network entry: the
+// next power-on, and that one only, netboots and installs.
 //
 // Nothing is removed: other entries keep their numbers and their relative
 // order, behind these two.
@@ -31,7 +35,7 @@ import (
 )
 
 // globalVariable is EFI_GLOBAL_VARIABLE, the vendor GUID of Boot####,
-// BootOrder and BootCurrent.
+// BootOrder, BootCurrent and BootNext.
 var globalVariable = uuid.MustParse("8be4df61-93ca-11d2-aa0d-00e098032b8c")
 
 // attrs are the attributes the UEFI specification requires of Boot####
@@ -121,7 +125,7 @@ func efiGUID(s string) ([16]byte, error) {
 }
 
 // ErrNoBootCurrent: the firmware does not say which entry it booted, so
-// there is no netboot entry to keep first.
+// there is no netboot entry to keep behind the disk.
 var ErrNoBootCurrent = errors.New("the firmware has no BootCurrent")
 
 // Result says what Place did.
@@ -134,7 +138,7 @@ type Result struct {
 
 // Place writes e's entry, reusing an identical one or one with the same
 // description (an earlier install of this machine), then sets BootOrder
-// to BootCurrent (the netboot that started this install), e, and every
+// to e, BootCurrent (the netboot that started this install), and every
 // other entry in its earlier order.
 func Place(v efivarfs.EFIVar, e Entry) (Result, error) {
 	opt, err := e.LoadOption()
@@ -168,7 +172,7 @@ func Place(v efivarfs.EFIVar, e Entry) (Result, error) {
 		r.Created = true
 	}
 	r.Number = num
-	r.After = reorder(order, current[0], num)
+	r.After = reorder(order, num, current[0])
 	if !slices.Equal(r.After, order) {
 		if err := v.Set(desc("BootOrder"), attrs, uint16s(r.After)); err != nil {
 			return Result{}, fmt.Errorf("write BootOrder: %w", err)
@@ -194,15 +198,15 @@ func match(entries map[uint16][]byte, opt []byte, desc string) (uint16, bool) {
 	return slices.Min(byName), true
 }
 
-// reorder puts first and then disk at the head of order, the rest after
-// them as they were.
-func reorder(order []uint16, first, disk uint16) []uint16 {
+// reorder puts first and then second at the head of order, the rest
+// after them as they were.
+func reorder(order []uint16, first, second uint16) []uint16 {
 	out := []uint16{first}
-	if disk != first {
-		out = append(out, disk)
+	if second != first {
+		out = append(out, second)
 	}
 	for _, n := range order {
-		if n != first && n != disk {
+		if n != first && n != second {
 			out = append(out, n)
 		}
 	}

@@ -87,17 +87,25 @@ func TestPlace(t *testing.T) {
 		want    Result
 		wantErr error
 	}{{
-		name: "first install: a new entry, second",
+		name: "first install: a new entry, first, the netboot second",
 		e:    entry("ceph-1"),
-		want: Result{Number: 6, Created: true, Before: []uint16{0, 1, 2, 3, 4, 5}, After: []uint16{2, 6, 0, 1, 3, 4, 5}},
+		want: Result{Number: 6, Created: true, Before: []uint16{0, 1, 2, 3, 4, 5}, After: []uint16{6, 2, 0, 1, 3, 4, 5}},
 	}, {
 		name: "reinstall: the same entry, nothing written",
+		prep: func(v efiboottest.Vars) {
+			v[desc("Boot0006")] = fresh
+			v[desc("BootOrder")] = efiboottest.Uint16s(6, 2, 0, 1, 3, 4, 5)
+		},
+		e:    entry("ceph-1"),
+		want: Result{Number: 6, Before: []uint16{6, 2, 0, 1, 3, 4, 5}, After: []uint16{6, 2, 0, 1, 3, 4, 5}},
+	}, {
+		name: "reinstall after an earlier kiln put the netboot first",
 		prep: func(v efiboottest.Vars) {
 			v[desc("Boot0006")] = fresh
 			v[desc("BootOrder")] = efiboottest.Uint16s(2, 6, 0, 1, 3, 4, 5)
 		},
 		e:    entry("ceph-1"),
-		want: Result{Number: 6, Before: []uint16{2, 6, 0, 1, 3, 4, 5}, After: []uint16{2, 6, 0, 1, 3, 4, 5}},
+		want: Result{Number: 6, Before: []uint16{2, 6, 0, 1, 3, 4, 5}, After: []uint16{6, 2, 0, 1, 3, 4, 5}},
 	}, {
 		name: "reinstall with a new layout: the machine's entry rewritten in place",
 		prep: func(v efiboottest.Vars) {
@@ -108,12 +116,12 @@ func TestPlace(t *testing.T) {
 			v[desc("BootOrder")] = efiboottest.Uint16s(0, 9, 1, 2, 3, 4, 5)
 		},
 		e:    entry("ceph-1"),
-		want: Result{Number: 9, Created: true, Before: []uint16{0, 9, 1, 2, 3, 4, 5}, After: []uint16{2, 9, 0, 1, 3, 4, 5}},
+		want: Result{Number: 9, Created: true, Before: []uint16{0, 9, 1, 2, 3, 4, 5}, After: []uint16{9, 2, 0, 1, 3, 4, 5}},
 	}, {
 		name: "no BootOrder yet",
 		prep: func(v efiboottest.Vars) { delete(v, desc("BootOrder")) },
 		e:    entry("ceph-1"),
-		want: Result{Number: 6, Created: true, After: []uint16{2, 6}},
+		want: Result{Number: 6, Created: true, After: []uint16{6, 2}},
 	}, {
 		name:    "no BootCurrent",
 		prep:    func(v efiboottest.Vars) { delete(v, desc("BootCurrent")) },

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/u-root/u-root/pkg/efivarfs"
+
 	"github.com/kilnlab/kiln/installer/gateclient"
 	"github.com/kilnlab/kiln/pxe/api"
 )
@@ -43,6 +45,10 @@ type Env struct {
 	// Net is what the network phase's bond check reads (netcheck.go);
 	// nil means the running system.
 	Net *NetCheck
+	// EFIVars are the firmware's variables on a UEFI machine (nil under
+	// BIOS): the health report sets BootNext through them when the gate
+	// has re-armed the machine (report.go).
+	EFIVars efivarfs.EFIVar
 }
 
 // Phases are the first-boot phases of a role OS, in the order of its

@@ -183,14 +183,17 @@ func (c *Client) Phase(ctx context.Context, p api.Phase) error {
 }
 
 // Health reports the machine's services' health, on the gate's TLS port
-// like Booted; details are made to fit as in Phase.
-func (c *Client) Health(ctx context.Context, h api.Health) error {
-	out := api.Health{Services: make([]api.Service, len(h.Services))} // [] in JSON, not null
+// like Booted; details are made to fit as in Phase. The gate's answer
+// says whether it wants the machine's next boot to be a netboot.
+func (c *Client) Health(ctx context.Context, h api.Health) (api.HealthAnswer, error) {
+	out := api.Health{Services: make([]api.Service, len(h.Services)), NetbootNext: h.NetbootNext} // [] in JSON, not null
 	for i, sv := range h.Services {
 		sv.Detail = fitText(sv.Detail)
 		out.Services[i] = sv
 	}
-	return c.post(ctx, c.endpoint(api.PathHealth, false), out)
+	var a api.HealthAnswer
+	err := c.postFor(ctx, c.endpoint(api.PathHealth, false), out, &a)
+	return a, err
 }
 
 // fitText makes s what the gate accepts as free text: valid UTF-8 without
@@ -216,6 +219,12 @@ func fitText(s string) string {
 }
 
 func (c *Client) post(ctx context.Context, u string, v any) error {
+	return c.postFor(ctx, u, v, nil)
+}
+
+// postFor posts v as JSON; a 200 answer is decoded into answer (when not
+// nil), a 204 leaves it as it was.
+func (c *Client) postFor(ctx context.Context, u string, v, answer any) error {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -230,10 +239,15 @@ func (c *Client) post(ctx context.Context, u string, v any) error {
 		return fmt.Errorf("post %s: %w", redact(u), redactErr(err))
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if err := status(resp); err != nil {
 		return fmt.Errorf("post %s: %w", redact(u), err)
 	}
+	if answer != nil && resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(answer); err != nil {
+			return fmt.Errorf("post %s: the gate's answer: %w", redact(u), err)
+		}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return nil
 }
 

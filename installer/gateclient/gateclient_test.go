@@ -117,13 +117,19 @@ func TestReports(t *testing.T) {
 	if len(ph) != 1 || len(ph[0].Error) != api.MaxText || !strings.HasPrefix(ph[0].Error, "...") || !strings.HasSuffix(ph[0].Error, "x\nno such device") {
 		t.Errorf("phase reports = %+v", ph)
 	}
-	if err := c.Health(ctx, api.Health{}); err != nil {
+	if a, err := c.Health(ctx, api.Health{}); err != nil || a.Netboot {
+		t.Fatalf("Health() = %+v, %v", a, err)
+	}
+	if _, err := c.Health(ctx, api.Health{Services: []api.Service{{Name: "k3s", Status: api.HealthWarn, Detail: "\x00odd"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Health(ctx, api.Health{Services: []api.Service{{Name: "k3s", Status: api.HealthWarn, Detail: "\x00odd"}}}); err != nil {
-		t.Fatal(err)
+	// A re-armed machine is told to netboot; its report says it will.
+	g.SetNetboot(true)
+	if a, err := c.Health(ctx, api.Health{Services: []api.Service{}, NetbootNext: true}); err != nil || !a.Netboot {
+		t.Fatalf("Health() to a re-arming gate = %+v, %v", a, err)
 	}
-	if d := cmp.Diff([]api.Health{{Services: []api.Service{}}, {Services: []api.Service{{Name: "k3s", Status: api.HealthWarn, Detail: "?odd"}}}}, g.Health()); d != "" {
+	want := []api.Health{{Services: []api.Service{}}, {Services: []api.Service{{Name: "k3s", Status: api.HealthWarn, Detail: "?odd"}}}, {Services: []api.Service{}, NetbootNext: true}}
+	if d := cmp.Diff(want, g.Health()); d != "" {
 		t.Errorf("health reports (-want +got):\n%s", d)
 	}
 	g.SetRefuse(http.StatusServiceUnavailable)

@@ -237,10 +237,11 @@ func (in *Installer) write(ctx context.Context, w *work) error {
 	return nil
 }
 
-// placeBootEntry gives the installed ESP a firmware boot entry second in
-// the boot order, after the netboot. The disk is installed and verified
-// either way: a firmware that refuses the variables only boots it later
-// (after its other network entries time out), so this warns and goes on.
+// placeBootEntry gives the installed ESP a firmware boot entry first in
+// the boot order, the netboot second (installer/efiboot says why). The
+// disk is installed and verified either way: a firmware that refuses the
+// variables only boots it later (through the gate, after its other
+// network entries time out), so this warns and goes on.
 func (in *Installer) placeBootEntry(ctx context.Context, w *work) {
 	if in.EFIVars == nil {
 		return
@@ -251,11 +252,11 @@ func (in *Installer) placeBootEntry(ctx context.Context, w *work) {
 	}
 	r, err := efiboot.Place(in.EFIVars, e)
 	if err != nil {
-		fmt.Fprintf(in.Console, "kiln: warning: the firmware's boot order is unchanged (%v): after the gate sends this machine to its disk, the firmware tries its other boot entries first\n", err)
+		fmt.Fprintf(in.Console, "kiln: warning: the firmware's boot order is unchanged (%v): each power-on goes through the gate and the firmware's other boot entries before the disk\n", err)
 		in.Log.Warn("firmware boot entry", "err", err)
 		return
 	}
-	fmt.Fprintf(in.Console, "kiln: firmware boot order %s (was %s): netboot, then Boot%04X %q\n", efiboot.Names(r.After), efiboot.Names(r.Before), r.Number, e.Description)
+	fmt.Fprintf(in.Console, "kiln: firmware boot order %s (was %s): Boot%04X %q, then the netboot\n", efiboot.Names(r.After), efiboot.Names(r.Before), r.Number, e.Description)
 	in.progress(ctx, api.Progress{Phase: "boot-order", Message: efiboot.Names(r.After)})
 }
 

@@ -198,7 +198,8 @@ func TestInstall(t *testing.T) {
 }
 
 // TestInstallPlacesBootEntry: on a UEFI machine the written ESP gets a
-// boot entry right after the netboot entry the install came from.
+// boot entry first in the boot order, the netboot entry the install came
+// from right after it.
 func TestInstallPlacesBootEntry(t *testing.T) {
 	fx := newFixture(t, wipeAll(machine()))
 	vars := efiboottest.OVMF()
@@ -206,7 +207,7 @@ func TestInstallPlacesBootEntry(t *testing.T) {
 	if err := fx.in.Run(context.Background()); err != nil {
 		t.Fatalf("Run(): %v\nconsole:\n%s", err, fx.console)
 	}
-	if got, want := vars.Order(), []uint16{2, 6, 0, 1, 3, 4, 5}; !slices.Equal(got, want) {
+	if got, want := vars.Order(), []uint16{6, 2, 0, 1, 3, 4, 5}; !slices.Equal(got, want) {
 		t.Errorf("BootOrder %v, want %v", got, want)
 	}
 	_, opt, err := vars.Get(efiboottest.Desc("Boot0006"))
@@ -217,7 +218,7 @@ func TestInstallPlacesBootEntry(t *testing.T) {
 	if !bytes.Contains(opt, []byte{0x52, 0x1c, 0x0c, 0x5e, 0x1b, 0x1d, 0x5a, 0x5f}) || !bytes.Contains(opt, []byte("k\x00i\x00l\x00n\x00 \x00c\x00e\x00p\x00h\x00-\x001\x00")) {
 		t.Errorf("Boot0006 = %x", opt)
 	}
-	if !strings.Contains(fx.console.String(), `kiln: firmware boot order 0002,0006,0000,0001,0003,0004,0005 (was 0000,0001,0002,0003,0004,0005): netboot, then Boot0006 "kiln ceph-1"`) {
+	if !strings.Contains(fx.console.String(), `kiln: firmware boot order 0006,0002,0000,0001,0003,0004,0005 (was 0000,0001,0002,0003,0004,0005): Boot0006 "kiln ceph-1", then the netboot`) {
 		t.Errorf("console:\n%s", fx.console)
 	}
 

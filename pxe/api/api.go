@@ -107,6 +107,20 @@ const (
 // services as it sees them now; each report replaces the last.
 type Health struct {
 	Services []Service `json:"services"`
+	// NetbootNext: the machine's firmware netboots at its next boot, that
+	// one only (a UEFI machine's BootNext names its PXE entry), because
+	// the gate asked (HealthAnswer).
+	NetbootNext bool `json:"netboot_next,omitempty"`
+}
+
+// HealthAnswer is the gate's answer to a Health report (200; 204 says
+// nothing to do).
+type HealthAnswer struct {
+	// Netboot: the gate has the machine re-armed (kiln gate reinstall).
+	// A machine whose firmware boots its disk first (UEFI, see
+	// installer/efiboot) makes its next boot a netboot, so that the next
+	// power-on installs it; one that netboots first (BIOS) needs nothing.
+	Netboot bool `json:"netboot,omitempty"`
 }
 
 // Service is one service's health in a Health report.

@@ -193,11 +193,23 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 			unwell = append(unwell, sv.Name+"="+sv.Status)
 		}
 	}
-	if _, err := s.cfg.States.ReportHealth(mac, m.Name, services); err != nil {
+	rec, err := s.cfg.States.ReportHealth(mac, m.Name, services, h.NetbootNext)
+	if err != nil {
 		log.Error("api: recording health", "err", err)
 		http.Error(w, "state write failed", http.StatusInternalServerError)
 		return
 	}
-	log.Info("api: health", "services", len(services), "not_ok", strings.Join(unwell, " "))
-	w.WriteHeader(http.StatusNoContent)
+	log.Info("api: health", "services", len(services), "not_ok", strings.Join(unwell, " "), "netboot_next", h.NetbootNext)
+	if rec.State != state.Install || rec.Installs == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	// Re-armed after an install this gate saw through, and its OS runs: a
+	// machine that boots its disk first must be told to netboot
+	// (installer/efiboot). One this gate never installed is not: a gate
+	// that lost its states does not send every machine to an install.
+	if !h.NetbootNext {
+		log.Info("api: re-armed; its next boot must be a netboot")
+	}
+	writeJSON(w, api.HealthAnswer{Netboot: true})
 }

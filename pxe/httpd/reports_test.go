@@ -269,3 +269,73 @@ func checkFuzzText(t *testing.T, s string) {
 		t.Fatalf("accepted text %q", s)
 	}
 }
+
+// TestHealthAnswersNetboot: the health report of a machine re-armed after
+// an install this gate saw is answered "netboot" until the machine says
+// its next boot is one; the status page says what the reinstall waits
+// for. A machine this gate never installed is not told.
+func TestHealthAnswersNetboot(t *testing.T) {
+	f := newIDFixture(t)
+	c1 := f.certs["ceph-1"].TLSCertificate()
+	post := func(body string) (int, api.HealthAnswer) {
+		t.Helper()
+		cfg := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{c1}}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := c.Post(f.tls.URL+api.PathHealth+macC1, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a api.HealthAnswer
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, a
+	}
+	status := func() MachineStatus {
+		t.Helper()
+		st, err := f.srv.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Machines[1]
+	}
+
+	// Never installed by this gate (its state is the default, install).
+	if code, _ := post(`{"services":[]}`); code != http.StatusNoContent {
+		t.Errorf("a machine never installed: %d, want 204", code)
+	}
+	if ms := status(); ms.Reinstall != "" || ms.NetbootNext {
+		t.Errorf("never installed: status %q, %v", ms.Reinstall, ms.NetbootNext)
+	}
+	// Installed, then re-armed by the operator.
+	if _, err := f.states.Update(macC1, "ceph-1", func(r *state.Record) error {
+		r.State, r.Installs = state.Installed, 1
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := post(`{"services":[]}`); code != http.StatusNoContent {
+		t.Errorf("installed: %d, want 204", code)
+	}
+	if _, err := f.states.Rearm(macC1, "ceph-1"); err != nil {
+		t.Fatal(err)
+	}
+	if ms := status(); ms.NetbootNext || !strings.Contains(ms.Reinstall, "next health report") {
+		t.Errorf("re-armed: status %q, %v", ms.Reinstall, ms.NetbootNext)
+	}
+	if code, a := post(`{"services":[]}`); code != http.StatusOK || !a.Netboot {
+		t.Errorf("re-armed: %d %+v, want 200 netboot", code, a)
+	}
+	if code, a := post(`{"services":[],"netboot_next":true}`); code != http.StatusOK || !a.Netboot {
+		t.Errorf("re-armed, its next boot a netboot: %d %+v", code, a)
+	}
+	if ms := status(); !ms.NetbootNext || !strings.Contains(ms.Reinstall, "its next power-on installs it") {
+		t.Errorf("netboot next: status %q, %v", ms.Reinstall, ms.NetbootNext)
+	}
+	if !strings.Contains(f.logs.String(), "its next boot must be a netboot") {
+		t.Error("the request to netboot is not logged")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnlab/kiln/plan"
+	"github.com/kilnlab/kiln/profiles"
 	"github.com/kilnlab/kiln/pxe/api"
 	"github.com/kilnlab/kiln/pxe/state"
 )
@@ -60,8 +61,14 @@ type MachineStatus struct {
 	// state.MaxAttempts in a row the gate gives up (state Failed).
 	Attempts int `json:"attempts,omitempty"`
 	// Rearmed says why and when the gate itself re-armed the machine.
-	Rearmed string        `json:"rearmed,omitempty"`
-	Booted  *BootedStatus `json:"booted,omitempty"`
+	Rearmed string `json:"rearmed,omitempty"`
+	// NetbootNext: re-armed, the machine's OS has said since that its
+	// next boot is a netboot (api.Health); Reinstall says what the
+	// reinstall of an installed UEFI machine, which boots its disk first,
+	// waits for.
+	NetbootNext bool          `json:"netboot_next,omitempty"`
+	Reinstall   string        `json:"reinstall,omitempty"`
+	Booted      *BootedStatus `json:"booted,omitempty"`
 	// PowerOn is the machine's last netboot the gate saw, its last
 	// power-on as far as the gate can tell (state.Store.MarkNetbooted).
 	PowerOn time.Time `json:"power_on,omitzero"`
@@ -202,7 +209,27 @@ func (s *Server) machineStatus(m *plan.Machine) (MachineStatus, error) {
 	}
 	ms.Phases = FirstBoot(m.FirstBoot, r.Phases)
 	ms.Health = ServicesHealth(r.Health)
+	ms.NetbootNext, ms.Reinstall = ReinstallNote(m, r)
 	return ms, nil
+}
+
+// ReinstallNote says whether a re-armed machine's OS has made its next
+// boot a netboot, and, for a UEFI machine installed before (its disk comes
+// first in its boot order, installer/efiboot), what its reinstall waits
+// for. `kiln gate machines` and `kiln gate reinstall` say the same.
+func ReinstallNote(m *plan.Machine, r state.Record) (bool, string) {
+	if r.State != state.Install || r.Installs == 0 {
+		return false, ""
+	}
+	h := r.Health
+	next := h != nil && h.NetbootNext && !h.At.Before(r.Since)
+	switch {
+	case m.Firmware != profiles.FirmwareUEFI:
+		return next, ""
+	case next:
+		return true, "its OS has set its next boot to the network (" + exact(h.At) + "): its next power-on installs it"
+	}
+	return false, "it boots its disk first: its OS sets its next boot to the network at its next health report (every few minutes while it runs), then its next power-on installs it; if its OS does not come up, choose network boot in its firmware's boot menu"
 }
 
 // ServicesHealth is a record's last health report as the status shows it

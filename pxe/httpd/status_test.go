@@ -125,7 +125,7 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		{Name: "systemd-timesyncd", Status: "starting"},
 		{Name: "ceph-mon", Status: "starting", Detail: "waiting for quorum"},
 		{Name: "ceph", Status: "starting"},
-	}))
+	}, false))
 	f.clock.add(30 * time.Second)
 	phases(macC1, "ceph-1",
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
@@ -140,7 +140,7 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		{Name: "systemd-timesyncd", Status: "warn", Detail: "clock not synchronised"},
 		{Name: "ceph-mon", Status: "starting", Detail: "waiting for quorum"},
 		{Name: "ceph", Status: "ok", Detail: cephDetail},
-	}))
+	}, false))
 
 	netboot(macCo1, "compute-1")
 	tok = arm(macCo1, "compute-1")
@@ -158,7 +158,7 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 	must(st.ReportHealth(macCo1, "compute-1", []state.Service{
 		{Name: hostile, Status: "failed", Detail: hostile},
 		{Name: "k3s", Status: "ok", Detail: standInDetail},
-	}))
+	}, false))
 
 	// ceph-3: a LAN host took its first install's secrets (the machine
 	// netbooted again, and its second install took them too).

@@ -34,7 +34,9 @@ import (
 // Machine states.
 const (
 	// Install: the next netboot installs the machine (the default for a
-	// machine never seen, and what re-arming sets).
+	// machine never seen, and what re-arming sets). A UEFI machine boots
+	// its disk first: the gate's answer to its OS's health report makes
+	// its next boot a netboot (api.HealthAnswer).
 	Install = "install"
 	// Installing: the installer traded its token for the install manifest.
 	Installing = "installing"
@@ -175,6 +177,9 @@ type Phase struct {
 type Health struct {
 	Services []Service `json:"services"`
 	At       time.Time `json:"at"`
+	// NetbootNext: the machine said its next boot is a netboot (its OS
+	// set it when the gate answered that it is re-armed).
+	NetbootNext bool `json:"netboot_next,omitempty"`
 }
 
 // Service is one service's health as the machine reported it, with what
@@ -541,11 +546,11 @@ func (s *Store) ReportPhase(mac, machine string, p PhaseReport) (Record, error) 
 // ReportHealth replaces the machine's last health report: the first
 // MaxServices services, strings clipped to MaxName and MaxText, each with
 // its Since and HealthyAt carried on from the last report of this boot.
-func (s *Store) ReportHealth(mac, machine string, services []Service) (Record, error) {
+func (s *Store) ReportHealth(mac, machine string, services []Service, netbootNext bool) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
 		now := s.now().UTC()
 		before := bootServices(r)
-		h := &Health{Services: make([]Service, 0, min(len(services), MaxServices)), At: now}
+		h := &Health{Services: make([]Service, 0, min(len(services), MaxServices)), At: now, NetbootNext: netbootNext}
 		for _, sv := range services[:min(len(services), MaxServices)] {
 			sv = Service{Name: clip(sv.Name, MaxName), Status: clip(sv.Status, MaxName), Detail: clip(sv.Detail, MaxText)}
 			h.Services = append(h.Services, track(sv, before, now))

@@ -247,7 +247,7 @@ func TestReportsBounded(t *testing.T) {
 	for i := range MaxServices + 5 {
 		many = append(many, Service{Name: fmt.Sprint("svc-", i, long), Status: "ok", Detail: long})
 	}
-	r, err = s.ReportHealth(mac, "ceph-1", many)
+	r, err = s.ReportHealth(mac, "ceph-1", many, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestReportsBounded(t *testing.T) {
 		}
 	}
 	// Each report replaces the last.
-	r, err = s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "starting"}})
+	r, err = s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "starting"}}, false)
 	if err != nil || len(r.Health.Services) != 1 {
 		t.Fatalf("second health report = %+v, %v", r.Health, err)
 	}
@@ -273,7 +273,7 @@ func TestNewInstallForgetsFirstBoot(t *testing.T) {
 	if _, err := s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: "storage", Status: PhaseDone}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "ok"}}); err != nil {
+	if _, err := s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "ok"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := s.ArmToken(mac, "ceph-1")
@@ -304,7 +304,7 @@ func TestServiceSinceAndHealthyAt(t *testing.T) {
 	// n happens at second 2n-1.
 	at := func(n int) time.Time { return time.Date(2026, 11, 1, 12, 0, 2*n-1, 0, time.UTC) }
 	report := func(svs ...Service) func() (Record, error) {
-		return func() (Record, error) { return s.ReportHealth(mac, "ceph-1", svs) }
+		return func() (Record, error) { return s.ReportHealth(mac, "ceph-1", svs, false) }
 	}
 	netboot := func() (Record, error) { return s.MarkNetbooted(mac, "ceph-1") }
 	booted := func() (Record, error) { return s.MarkBooted(mac, "ceph-1", Booted{Hostname: "ceph-1"}) }

@@ -291,7 +291,8 @@ var ErrRefused = errors.New("installer refused")
 
 // Install runs machine m from power-on to its role OS: netboot, install,
 // reboot, KILN-BOOTED; then powers it off and on again and checks that this
-// PXE boot goes to its disk (boot mode) and not to a reinstall. cfg is the
+// boot goes to its disk (boot mode) and not to a reinstall: under BIOS
+// the gate sends its netboot there, under UEFI its disk comes first. cfg is the
 // VM, normally lab.ConfigFor(plan.Lab, m), which tests adjust.
 func (l *Lab) Install(ctx context.Context, m plan.Machine, cfg lab.VMConfig) Result {
 	r, vm := l.InstallUp(ctx, m, cfg)
@@ -342,7 +343,7 @@ func (l *Lab) InstallUp(ctx context.Context, m plan.Machine, cfg lab.VMConfig) (
 }
 
 // PowerCycle powers off m's VM from InstallUp and boots it again from
-// cold: the gate must send it to its disk.
+// cold: it must boot its disk (PowerOn).
 func (l *Lab) PowerCycle(ctx context.Context, r Result, cfg lab.VMConfig, vm *lab.VM) Result {
 	vm.Stop()
 	r.Boots = vm.Boots()
@@ -396,8 +397,8 @@ func (l *Lab) StatusURL() string {
 	return "http://" + net.JoinHostPort(l.opts.Plan.Gate.Address, strconv.Itoa(pxe.DefaultHTTPPort)) + "/status.json"
 }
 
-// powerCycle boots the installed machine again from cold: PXE comes first
-// in its boot order, and the gate must send it to its disk.
+// powerCycle boots the installed machine again from cold: it must boot
+// its disk (PowerOn).
 func (l *Lab) powerCycle(ctx context.Context, r Result, cfg lab.VMConfig, hw lab.Hardware) Result {
 	cfg.Name += "-again"
 	start := time.Now()
@@ -414,9 +415,9 @@ func (l *Lab) powerCycle(ctx context.Context, r Result, cfg lab.VMConfig, hw lab
 
 // PowerOn boots an installed machine from cold on its hardware (an
 // earlier VM's disks and firmware variables) and leaves it running once
-// its kernel is up from disk: PXE comes first in its boot order, and the
-// gate must send it to its disk, not to an install. The caller stops the
-// VM.
+// its kernel is up from disk, not an install: under BIOS PXE comes first
+// and the gate sends it to its disk; under UEFI the installer put the
+// disk first (installer/efiboot). The caller stops the VM.
 func (l *Lab) PowerOn(ctx context.Context, cfg lab.VMConfig, hw lab.Hardware) (*lab.VM, error) {
 	cfg = cfg.On(hw)
 	cfg.FailOn = append(slices.Clone(cfg.FailOn), installStart)

@@ -17,7 +17,8 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
+
+	"github.com/u-root/u-root/pkg/efivarfs"
 
 	"github.com/kilnlab/kiln/installer/cmdline"
 	"github.com/kilnlab/kiln/installer/firstboot"
@@ -65,7 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	env := &firstboot.Env{Log: log, Console: stdout, Machine: m, StatePartUUID: statePartUUID(*cmdlinePath)}
 	env.HTTP, env.HTTPErr = reportClient(m)
 	if health {
-		return reportHealth(ctx, env, *stateDir)
+		env.EFIVars = efiVars(log)
+		return env.ReportHealth(ctx, *stateDir)
 	}
 	runner := firstboot.Runner{Dir: *stateDir, Log: log}
 	if env.HTTP != nil {
@@ -76,25 +78,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("the first-boot phases are not reported to the gate", "err", env.HTTPErr)
 	}
 	return runner.Run(ctx, env.Phases())
-}
-
-// reportHealth checks the services once, prints the console line when it
-// changed, and sends the report; a gate that cannot be told fails the run
-// (the journal says why), the next timer run tries again.
-func reportHealth(ctx context.Context, env *firstboot.Env, stateDir string) error {
-	h := env.Health(ctx, stateDir)
-	for _, s := range h.Services {
-		env.Log.Info("health", "service", s.Name, "status", s.Status, "detail", s.Detail)
-	}
-	if err := env.PrintHealthChange(firstboot.HealthLine(env.Machine.Name, h)); err != nil {
-		env.Log.Warn("health: console line", "err", err)
-	}
-	if env.HTTP == nil {
-		return fmt.Errorf("cannot report to the gate: %w", env.HTTPErr)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return env.HTTP.Health(ctx, h)
 }
 
 // reportClient talks to the gate's TLS port as this machine: its key and
@@ -127,4 +110,18 @@ func statePartUUID(path string) string {
 		return ""
 	}
 	return cmdline.Parse(string(b)).State
+}
+
+// efiVars are the firmware's variables when the machine booted by UEFI
+// (nil under BIOS, where the kernel has no /sys/firmware/efi).
+func efiVars(log *slog.Logger) efivarfs.EFIVar {
+	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
+		return nil
+	}
+	v, err := efivarfs.New()
+	if err != nil {
+		log.Warn("UEFI, but its variables cannot be read", "err", err)
+		return nil
+	}
+	return v
 }

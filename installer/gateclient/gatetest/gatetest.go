@@ -32,7 +32,8 @@ type Gate struct {
 	booted   []api.Booted
 	phases   []api.Phase
 	health   []api.Health
-	refuse   int // SetRefuse
+	refuse   int  // SetRefuse
+	netboot  bool // SetNetboot
 	// Corrupt, when set, is a bundle path served with its first byte
 	// flipped (the manifest keeps the right hash).
 	Corrupt string
@@ -63,7 +64,7 @@ func New(t testing.TB, m plan.Machine, token string, files map[string]string, na
 	mux.HandleFunc("POST "+api.PathResult+"{mac}", record(g, &g.results, true))
 	mux.HandleFunc("POST "+api.PathBooted+"{mac}", record(g, &g.booted, false))
 	mux.HandleFunc("POST "+api.PathPhase+"{mac}", g.refusing(record(g, &g.phases, false)))
-	mux.HandleFunc("POST "+api.PathHealth+"{mac}", g.refusing(record(g, &g.health, false)))
+	mux.HandleFunc("POST "+api.PathHealth+"{mac}", g.refusing(g.healthReport))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	g.URL = srv.URL
@@ -166,6 +167,33 @@ func (g *Gate) refusing(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// healthReport records a health report and answers it as the real gate
+// does: 204, or the netboot request of SetNetboot.
+func (g *Gate) healthReport(w http.ResponseWriter, r *http.Request) {
+	var h api.Health
+	if err := json.NewDecoder(r.Body).Decode(&h); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	g.mu.Lock()
+	g.health = append(g.health, h)
+	netboot := g.netboot
+	g.mu.Unlock()
+	if !netboot {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(api.HealthAnswer{Netboot: true})
+}
+
+// SetNetboot makes the gate answer health reports as it does for a
+// re-armed machine: its next boot must be a netboot.
+func (g *Gate) SetNetboot(on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.netboot = on
 }
 
 // SetRefuse makes the gate answer every phase and health report with
