@@ -118,12 +118,12 @@ func TestWriteMachinesGolden(t *testing.T) {
 	now = at.Add(-9 * time.Minute)
 	must(st.MarkNetbooted(c1, ""))
 	now = at.Add(-5 * time.Minute)
-	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "starting"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}, false))
+	must(st.ReportHealth(c1, "", state.HealthReport{Services: []state.Service{{Name: "ceph-mon", Status: "starting"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}}))
 	now = at
 	for _, ph := range []string{"storage", "network", "ceph", "announce"} {
 		phases(c1, state.PhaseReport{Phase: ph, Status: state.PhaseRunning}, state.PhaseReport{Phase: ph, Status: state.PhaseDone})
 	}
-	must(st.ReportHealth(c1, "", []state.Service{{Name: "ceph-mon", Status: "ok", Detail: "HEALTH_OK"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}, false))
+	must(st.ReportHealth(c1, "", state.HealthReport{Services: []state.Service{{Name: "ceph-mon", Status: "ok", Detail: "HEALTH_OK"}, {Name: "k3s", Status: "ok", Detail: "STAND-IN: k3s\nnode Ready"}}}))
 	// ceph-2: its ceph phase failed three times, the error a command's
 	// output; a service warns, another starts, a third is ok (the gate
 	// saw no netboot to count from).
@@ -134,11 +134,11 @@ func TestWriteMachinesGolden(t *testing.T) {
 		phases(c2, state.PhaseReport{Phase: "ceph", Status: state.PhaseRunning},
 			state.PhaseReport{Phase: "ceph", Status: state.PhaseFailed, Task: "mon", Error: "ceph-mon --mkfs: exit status 1\n\tmon.ceph-2: no quorum\n"})
 	}
-	must(st.ReportHealth(c2, "", []state.Service{
+	must(st.ReportHealth(c2, "", state.HealthReport{Services: []state.Service{
 		{Name: "ceph-mon", Status: "warn", Detail: "HEALTH_WARN: MON_CLOCK_SKEW"},
 		{Name: "k3s", Status: "starting"},
 		{Name: "chrony", Status: "ok"},
-	}, false))
+	}}))
 
 	// ceph-3: its network phase runs again after a failure; no health
 	// report yet.

@@ -34,8 +34,8 @@ type MachineStatus struct {
 	// page does.
 	Phases []httpd.PhaseStatus `json:"phases,omitempty"`
 	Health *httpd.HealthStatus `json:"health,omitempty"`
-	// PowerOn is the machine's last netboot, where its services' time to
-	// healthy starts (httpd.ServiceRows).
+	// PowerOn is the machine's last power-on as far as the gate can tell
+	// (state.Record.PowerOn), where its services' time to healthy starts.
 	PowerOn time.Time `json:"power_on,omitzero"`
 }
 
@@ -67,7 +67,7 @@ func Machines(p *plan.Plan, stateDir string) ([]MachineStatus, error) {
 		if err != nil {
 			return nil, err
 		}
-		row.State, row.Updated, row.Detail, row.PowerOn = rec.State, rec.Updated, detail(rec), rec.Netbooted
+		row.State, row.Updated, row.Detail, row.PowerOn = rec.State, rec.Updated, detail(rec), rec.PowerOn()
 		if _, note := httpd.ReinstallNote(m, rec); note != "" {
 			row.Detail = "re-armed: " + note
 		}

@@ -2,7 +2,11 @@ package firstboot
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnlab/kiln/installer/efiboot"
@@ -29,6 +33,11 @@ func (e *Env) ReportHealth(ctx context.Context, doneDir string) error {
 	if e.HTTP == nil {
 		return fmt.Errorf("cannot report to the gate: %w", e.HTTPErr)
 	}
+	if boot, err := e.bootTime(); err != nil {
+		e.Log.Warn("health: when this system started", "err", err)
+	} else {
+		h.Boot = boot
+	}
 	if e.EFIVars != nil {
 		next, err := efiboot.NetbootsNext(e.EFIVars, e.Machine.MAC)
 		if err != nil {
@@ -52,4 +61,32 @@ func (e *Env) ReportHealth(ctx context.Context, doneDir string) error {
 	h.NetbootNext = true
 	_, err = e.HTTP.Health(ctx, h)
 	return err
+}
+
+// bootTime is when the running system started: the kernel's btime in
+// /proc/stat (Env.BootTime in tests). The gate takes it for the power-on
+// of a boot it did not see begin (a UEFI machine boots its disk first).
+func (e *Env) bootTime() (time.Time, error) {
+	if e.BootTime != nil {
+		return e.BootTime()
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	return parseBtime(b)
+}
+
+// parseBtime reads the btime line of /proc/stat: seconds since the epoch.
+func parseBtime(stat []byte) (time.Time, error) {
+	for _, line := range strings.Split(string(stat), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil || n <= 0 {
+				return time.Time{}, fmt.Errorf("/proc/stat: btime %q", v)
+			}
+			return time.Unix(n, 0).UTC(), nil
+		}
+	}
+	return time.Time{}, errors.New("/proc/stat: no btime")
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -20,11 +21,13 @@ import (
 // to the gate; a BIOS machine and a machine not re-armed change nothing.
 func TestReportHealthNetboot(t *testing.T) {
 	ctx := context.Background()
+	boot := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	newEnv := func(t *testing.T, vars efiboottest.Vars) (*Env, *gatetest.Gate, *bytes.Buffer) {
 		g := gatetest.New(t, plan.Machine{Name: "node-b", MAC: efiboottest.MAC}, "token", nil, nil)
 		var console bytes.Buffer
 		env := &Env{Log: quiet(), Console: &console, Storage: &Storage{Root: t.TempDir()},
-			Machine: Machine{Name: "node-b", Role: profiles.RoleCompute, MAC: efiboottest.MAC}, HTTP: g.Client()}
+			Machine: Machine{Name: "node-b", Role: profiles.RoleCompute, MAC: efiboottest.MAC}, HTTP: g.Client(),
+			BootTime: func() (time.Time, error) { return boot, nil }}
 		if vars != nil {
 			env.EFIVars = vars
 		}
@@ -68,6 +71,11 @@ func TestReportHealthNetboot(t *testing.T) {
 	if d := cmp.Diff([]bool{false, false, true, true}, reports(g)); d != "" {
 		t.Errorf("reports' netboot_next (-want +got):\n%s", d)
 	}
+	for _, h := range g.Health() {
+		if !h.Boot.Equal(boot) {
+			t.Errorf("a report says the system started at %v, want %v", h.Boot, boot)
+		}
+	}
 
 	// No PXE entry for the NIC: the run fails and says why.
 	vars = efiboottest.OVMF()
@@ -86,5 +94,23 @@ func TestReportHealthNetboot(t *testing.T) {
 	}
 	if d := cmp.Diff([]bool{false}, reports(g)); d != "" {
 		t.Errorf("BIOS reports (-want +got):\n%s", d)
+	}
+}
+
+func TestParseBtime(t *testing.T) {
+	for _, tc := range []struct {
+		stat string
+		want time.Time
+		ok   bool
+	}{
+		{"cpu  1 2 3\nintr 5\nbtime 1796522400\nprocesses 9\n", time.Unix(1796522400, 0).UTC(), true},
+		{"cpu  1 2 3\n", time.Time{}, false},
+		{"btime soon\n", time.Time{}, false},
+		{"btime 0\n", time.Time{}, false},
+	} {
+		got, err := parseBtime([]byte(tc.stat))
+		if (err == nil) != tc.ok || !got.Equal(tc.want) {
+			t.Errorf("parseBtime(%q) = %v, %v; want %v", tc.stat, got, err, tc.want)
+		}
 	}
 }

@@ -49,6 +49,9 @@ type Env struct {
 	// BIOS): the health report sets BootNext through them when the gate
 	// has re-armed the machine (report.go).
 	EFIVars efivarfs.EFIVar
+	// BootTime says when the running system started; nil means the
+	// kernel's btime (report.go).
+	BootTime func() (time.Time, error)
 }
 
 // Phases are the first-boot phases of a role OS, in the order of its

@@ -186,7 +186,7 @@ func (c *Client) Phase(ctx context.Context, p api.Phase) error {
 // like Booted; details are made to fit as in Phase. The gate's answer
 // says whether it wants the machine's next boot to be a netboot.
 func (c *Client) Health(ctx context.Context, h api.Health) (api.HealthAnswer, error) {
-	out := api.Health{Services: make([]api.Service, len(h.Services)), NetbootNext: h.NetbootNext} // [] in JSON, not null
+	out := api.Health{Services: make([]api.Service, len(h.Services)), NetbootNext: h.NetbootNext, Boot: h.Boot} // [] in JSON, not null
 	for i, sv := range h.Services {
 		sv.Detail = fitText(sv.Detail)
 		out.Services[i] = sv

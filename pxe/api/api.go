@@ -6,6 +6,8 @@
 package api
 
 import (
+	"time"
+
 	"github.com/kilnlab/kiln/image/bundle"
 	"github.com/kilnlab/kiln/plan"
 )
@@ -111,6 +113,10 @@ type Health struct {
 	// one only (a UEFI machine's BootNext names its PXE entry), because
 	// the gate asked (HealthAnswer).
 	NetbootNext bool `json:"netboot_next,omitempty"`
+	// Boot is when the machine's running system started (its kernel's
+	// start by its clock): the gate's only word of a power-on that did not
+	// netboot (a UEFI machine boots its disk first).
+	Boot time.Time `json:"boot,omitzero"`
 }
 
 // HealthAnswer is the gate's answer to a Health report (200; 204 says

@@ -193,7 +193,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 			unwell = append(unwell, sv.Name+"="+sv.Status)
 		}
 	}
-	rec, err := s.cfg.States.ReportHealth(mac, m.Name, services, h.NetbootNext)
+	rec, err := s.cfg.States.ReportHealth(mac, m.Name, state.HealthReport{Services: services, NetbootNext: h.NetbootNext, Boot: h.Boot})
 	if err != nil {
 		log.Error("api: recording health", "err", err)
 		http.Error(w, "state write failed", http.StatusInternalServerError)

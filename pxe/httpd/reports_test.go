@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -337,5 +338,10 @@ func TestHealthAnswersNetboot(t *testing.T) {
 	}
 	if !strings.Contains(f.logs.String(), "its next boot must be a netboot") {
 		t.Error("the request to netboot is not logged")
+	}
+	// A boot no netboot began (it booted its disk) is its power-on.
+	post(`{"services":[],"boot":"2026-01-02T03:04:05Z"}`)
+	if ms := status(); !ms.DiskBoot || !ms.PowerOn.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("after a disk boot: power-on %v, disk boot %v", ms.PowerOn, ms.DiskBoot)
 	}
 }

@@ -69,9 +69,11 @@ type MachineStatus struct {
 	NetbootNext bool          `json:"netboot_next,omitempty"`
 	Reinstall   string        `json:"reinstall,omitempty"`
 	Booted      *BootedStatus `json:"booted,omitempty"`
-	// PowerOn is the machine's last netboot the gate saw, its last
-	// power-on as far as the gate can tell (state.Store.MarkNetbooted).
-	PowerOn time.Time `json:"power_on,omitzero"`
+	// PowerOn is the machine's last power-on as far as the gate can tell
+	// (state.Record.PowerOn): its last netboot, or when DiskBoot, the
+	// start of a boot from disk that its OS reported.
+	PowerOn  time.Time `json:"power_on,omitzero"`
+	DiskBoot bool      `json:"disk_boot,omitempty"`
 	// Secrets are the latest hand-outs of the machine's secrets, oldest
 	// first: when, and to which host (one the operator did not expect,
 	// or two for one install, is a host that raced the machine).
@@ -193,7 +195,8 @@ func (s *Server) machineStatus(m *plan.Machine) (MachineStatus, error) {
 	if err != nil {
 		return ms, fmt.Errorf("machine %s: %w", m.Name, err)
 	}
-	ms.State, ms.Since, ms.Error, ms.PowerOn = r.State, r.Since, r.Error, r.Netbooted
+	ms.State, ms.Since, ms.Error, ms.PowerOn = r.State, r.Since, r.Error, r.PowerOn()
+	ms.DiskBoot = !ms.PowerOn.IsZero() && ms.PowerOn.Equal(r.DiskBoot)
 	ms.Attempts, ms.Rearmed = r.Attempts, r.Rearmed
 	if p := r.Progress; p != nil {
 		ms.Progress = &ProgressStatus{
@@ -493,6 +496,9 @@ func newRow(now time.Time, m MachineStatus) row {
 	}
 	if !m.PowerOn.IsZero() {
 		r.PowerOnText = "netbooted " + when(now, m.PowerOn)
+		if m.DiskBoot {
+			r.PowerOnText = "booted its disk " + when(now, m.PowerOn)
+		}
 	}
 	r.SecretsItems, r.SecretsEarlier = secretsItems(now, m.Secrets)
 	for _, p := range m.Phases {

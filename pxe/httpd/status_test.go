@@ -120,12 +120,12 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
 		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address",
 			Error: "address 192.168.1.11/24 never appeared: context deadline exceeded"})
-	must(st.ReportHealth(macC1, "ceph-1", []state.Service{
+	must(st.ReportHealth(macC1, "ceph-1", state.HealthReport{Services: []state.Service{
 		{Name: "systemd-networkd", Status: "ok"},
 		{Name: "systemd-timesyncd", Status: "starting"},
 		{Name: "ceph-mon", Status: "starting", Detail: "waiting for quorum"},
 		{Name: "ceph", Status: "starting"},
-	}, false))
+	}}))
 	f.clock.add(30 * time.Second)
 	phases(macC1, "ceph-1",
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
@@ -135,12 +135,12 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		state.PhaseReport{Phase: "announce", Status: state.PhaseRunning},
 		state.PhaseReport{Phase: "announce", Status: state.PhaseRunning, Task: "gate", Message: "task 2 of 2"})
 	must(st.MarkBooted(macC1, "ceph-1", state.Booted{Hostname: "ceph-1", Address: "192.168.1.11/24"}))
-	must(st.ReportHealth(macC1, "ceph-1", []state.Service{
+	must(st.ReportHealth(macC1, "ceph-1", state.HealthReport{Services: []state.Service{
 		{Name: "systemd-networkd", Status: "ok"},
 		{Name: "systemd-timesyncd", Status: "warn", Detail: "clock not synchronised"},
 		{Name: "ceph-mon", Status: "starting", Detail: "waiting for quorum"},
 		{Name: "ceph", Status: "ok", Detail: cephDetail},
-	}, false))
+	}}))
 
 	netboot(macCo1, "compute-1")
 	tok = arm(macCo1, "compute-1")
@@ -155,10 +155,10 @@ func statusFixture(t *testing.T) (*fixture, []string) {
 		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address", Error: "first try"},
 		state.PhaseReport{Phase: "network", Status: state.PhaseRunning},
 		state.PhaseReport{Phase: "network", Status: state.PhaseFailed, Task: "wait-address", Error: hostile})
-	must(st.ReportHealth(macCo1, "compute-1", []state.Service{
+	must(st.ReportHealth(macCo1, "compute-1", state.HealthReport{Services: []state.Service{
 		{Name: hostile, Status: "failed", Detail: hostile},
 		{Name: "k3s", Status: "ok", Detail: standInDetail},
-	}, false))
+	}}))
 
 	// ceph-3: a LAN host took its first install's secrets (the machine
 	// netbooted again, and its second install took them too).

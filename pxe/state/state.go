@@ -93,8 +93,12 @@ type Record struct {
 	Error      string    `json:"error,omitempty"`
 	Booted     *Booted   `json:"booted,omitempty"`
 	// Netbooted is when the machine last asked for its iPXE script
-	// (MarkNetbooted): its last power-on as far as the gate can tell.
+	// (MarkNetbooted).
 	Netbooted time.Time `json:"netbooted,omitzero"`
+	// DiskBoot is the start of a boot that no netboot began, as the
+	// machine's OS reported it (a UEFI machine boots its disk first):
+	// see ReportHealth and PowerOn.
+	DiskBoot time.Time `json:"disk_boot,omitzero"`
 	// Handouts are the latest hand-outs of the machine's secrets, oldest
 	// first (at most MaxHandouts): more than one per install means a
 	// host other than the machine asked first.
@@ -466,12 +470,23 @@ func (s *Store) Finish(mac, machine, token string, ok bool, msg string) (Record,
 	})
 }
 
+// PowerOn is the machine's last power-on as far as the gate can tell: its
+// last netboot, or the later start of a boot its OS reported that no
+// netboot began.
+func (r Record) PowerOn() time.Time {
+	if r.DiskBoot.After(r.Netbooted) {
+		return r.DiskBoot
+	}
+	return r.Netbooted
+}
+
 // MarkNetbooted records a netboot of the machine (its request for its
-// iPXE script), the gate's word for the machine's power-on: every kiln
-// machine netboots first at every power-on (installed ones are sent on to
-// their disk), while the first-boot report comes once per install (its
-// task is recorded done), after the services may have come up, so it
-// marks neither a later boot nor the start of the first. The firmware's
+// iPXE script), the gate's word for the machine's power-on: a BIOS machine
+// netboots first at every power-on (installed ones are sent on to their
+// disk), while the first-boot report comes once per install (its task is
+// recorded done), after the services may have come up, so it marks
+// neither a later boot nor the start of the first. (A UEFI machine boots
+// its disk first; its health reports say when, see ReportHealth.) The firmware's
 // DHCP request comes a few seconds earlier but is not one per boot (iPXE
 // asks again, and again when it retries). The iPXE leg is plain HTTP, so a
 // LAN host asking in a machine's name moves its power-on: only the times
@@ -480,11 +495,7 @@ func (s *Store) Finish(mac, machine, token string, ok bool, msg string) (Record,
 func (s *Store) MarkNetbooted(mac, machine string) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
 		r.Netbooted = s.now().UTC()
-		if r.Health != nil {
-			for i := range r.Health.Services {
-				r.Health.Services[i].HealthyAt = time.Time{}
-			}
-		}
+		clearHealthy(r)
 		return nil
 	})
 }
@@ -543,15 +554,31 @@ func (s *Store) ReportPhase(mac, machine string, p PhaseReport) (Record, error) 
 	})
 }
 
+// HealthReport is a machine's health report as the gate records it.
+type HealthReport struct {
+	Services []Service
+	// NetbootNext: the machine's next boot is a netboot (api.Health).
+	NetbootNext bool
+	// Boot is when the machine's running system started (its kernel, by
+	// its clock, which the gate's NTP sets); zero when it did not say.
+	Boot time.Time
+}
+
 // ReportHealth replaces the machine's last health report: the first
 // MaxServices services, strings clipped to MaxName and MaxText, each with
-// its Since and HealthyAt carried on from the last report of this boot.
-func (s *Store) ReportHealth(mac, machine string, services []Service, netbootNext bool) (Record, error) {
+// its Since and HealthyAt carried on from the last report of this boot. A
+// report from a boot that no netboot began (diskBoot) makes that boot the
+// machine's power-on first, as a netboot does.
+func (s *Store) ReportHealth(mac, machine string, rep HealthReport) (Record, error) {
 	return s.Update(mac, machine, func(r *Record) error {
 		now := s.now().UTC()
+		if boot := diskBoot(r, rep.Boot); !boot.IsZero() {
+			r.DiskBoot = boot
+			clearHealthy(r)
+		}
 		before := bootServices(r)
-		h := &Health{Services: make([]Service, 0, min(len(services), MaxServices)), At: now, NetbootNext: netbootNext}
-		for _, sv := range services[:min(len(services), MaxServices)] {
+		h := &Health{Services: make([]Service, 0, min(len(rep.Services), MaxServices)), At: now, NetbootNext: rep.NetbootNext}
+		for _, sv := range rep.Services[:min(len(rep.Services), MaxServices)] {
 			sv = Service{Name: clip(sv.Name, MaxName), Status: clip(sv.Status, MaxName), Detail: clip(sv.Detail, MaxText)}
 			h.Services = append(h.Services, track(sv, before, now))
 		}
@@ -560,12 +587,49 @@ func (s *Store) ReportHealth(mac, machine string, services []Service, netbootNex
 	})
 }
 
+// Bounds of diskBoot's judgement. bootSlack: a reported start this close
+// to the known power-on is the same boot (a clock set by NTP after boot
+// moves the start the kernel reports). netbootToKernel: a netboot this
+// long or less before a start began that boot (the gate sent it to its
+// disk, or its installer rebooted into it).
+const (
+	bootSlack       = 30 * time.Second
+	netbootToKernel = 3 * time.Minute
+)
+
+// diskBoot is boot when it is the start of a boot the gate has not
+// counted, that no netboot began; zero otherwise. A netboot before the
+// install's result (Since, in Installed) began the install, not the boot
+// from disk that follows it.
+func diskBoot(r *Record, boot time.Time) time.Time {
+	boot = boot.UTC()
+	if boot.IsZero() || !boot.After(r.PowerOn().Add(bootSlack)) {
+		return time.Time{}
+	}
+	installs := r.State == Installed && r.Netbooted.Before(r.Since)
+	if !r.Netbooted.IsZero() && boot.Sub(r.Netbooted) <= netbootToKernel && !installs {
+		return time.Time{}
+	}
+	return boot
+}
+
+// clearHealthy marks a new boot: the last boot's health stays, the
+// machine's last word, but none of its services has been healthy in it.
+func clearHealthy(r *Record) {
+	if r.Health == nil {
+		return
+	}
+	for i := range r.Health.Services {
+		r.Health.Services[i].HealthyAt = time.Time{}
+	}
+}
+
 // bootServices are the services of the machine's last health report when
-// it came in this boot (not before the last netboot), else none: a
-// service restarted with its machine, so what it was in the boot before
-// says nothing of since when it is what it is now.
+// it came in this boot (not before its power-on), else none: a service
+// restarted with its machine, so what it was in the boot before says
+// nothing of since when it is what it is now.
 func bootServices(r *Record) []Service {
-	if r.Health == nil || r.Health.At.Before(r.Netbooted) {
+	if r.Health == nil || r.Health.At.Before(r.PowerOn()) {
 		return nil
 	}
 	return r.Health.Services

@@ -247,7 +247,7 @@ func TestReportsBounded(t *testing.T) {
 	for i := range MaxServices + 5 {
 		many = append(many, Service{Name: fmt.Sprint("svc-", i, long), Status: "ok", Detail: long})
 	}
-	r, err = s.ReportHealth(mac, "ceph-1", many, false)
+	r, err = s.ReportHealth(mac, "ceph-1", HealthReport{Services: many})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestReportsBounded(t *testing.T) {
 		}
 	}
 	// Each report replaces the last.
-	r, err = s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "starting"}}, false)
+	r, err = s.ReportHealth(mac, "ceph-1", HealthReport{Services: []Service{{Name: "k3s", Status: "starting"}}})
 	if err != nil || len(r.Health.Services) != 1 {
 		t.Fatalf("second health report = %+v, %v", r.Health, err)
 	}
@@ -273,7 +273,7 @@ func TestNewInstallForgetsFirstBoot(t *testing.T) {
 	if _, err := s.ReportPhase(mac, "ceph-1", PhaseReport{Phase: "storage", Status: PhaseDone}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ReportHealth(mac, "ceph-1", []Service{{Name: "k3s", Status: "ok"}}, false); err != nil {
+	if _, err := s.ReportHealth(mac, "ceph-1", HealthReport{Services: []Service{{Name: "k3s", Status: "ok"}}}); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := s.ArmToken(mac, "ceph-1")
@@ -304,7 +304,7 @@ func TestServiceSinceAndHealthyAt(t *testing.T) {
 	// n happens at second 2n-1.
 	at := func(n int) time.Time { return time.Date(2026, 11, 1, 12, 0, 2*n-1, 0, time.UTC) }
 	report := func(svs ...Service) func() (Record, error) {
-		return func() (Record, error) { return s.ReportHealth(mac, "ceph-1", svs, false) }
+		return func() (Record, error) { return s.ReportHealth(mac, "ceph-1", HealthReport{Services: svs}) }
 	}
 	netboot := func() (Record, error) { return s.MarkNetbooted(mac, "ceph-1") }
 	booted := func() (Record, error) { return s.MarkBooted(mac, "ceph-1", Booted{Hostname: "ceph-1"}) }
@@ -537,5 +537,67 @@ func TestBootedCompletesInstall(t *testing.T) {
 	}
 	if r, _ := s.MarkBooted(mac, "ceph-1", Booted{Hostname: "ceph-1"}); r.State != Install {
 		t.Errorf("a re-armed machine's report: %s, want install", r.State)
+	}
+}
+
+// TestDiskBoot: which starts an OS reports are power-ons the gate did not
+// see (a UEFI machine booting its disk first), and which a netboot began.
+func TestDiskBoot(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for _, tc := range []struct {
+		name string
+		r    Record
+		boot time.Time
+		want time.Time
+	}{
+		{"no start reported", Record{State: Installed, Netbooted: t0}, time.Time{}, time.Time{}},
+		{"BIOS: the netboot the gate sent to its disk", Record{State: Installed, Since: at(-time.Hour), Netbooted: t0}, at(12 * time.Second), time.Time{}},
+		{"BIOS on slow firmware: still that netboot's boot", Record{State: Installed, Since: at(-time.Hour), Netbooted: t0}, at(2 * time.Minute), time.Time{}},
+		{"UEFI, power-cycled: no netboot", Record{State: Installed, Since: at(-time.Hour), Netbooted: at(-time.Hour)}, t0, t0},
+		{"UEFI after its install: the install's netboot began the install", Record{State: Installed, Since: at(40 * time.Second), Netbooted: t0}, at(50 * time.Second), at(50 * time.Second)},
+		{"the same disk boot reported again", Record{State: Installed, Netbooted: at(-time.Hour), DiskBoot: t0}, at(2 * time.Second), time.Time{}},
+		{"a clock set after boot moved the start a little", Record{State: Installed, Netbooted: at(-time.Hour), DiskBoot: t0}, at(-20 * time.Second), time.Time{}},
+		{"a later disk boot", Record{State: Installed, Netbooted: at(-time.Hour), DiskBoot: at(-10 * time.Minute)}, t0, t0},
+		{"never netbooted by this gate", Record{State: Install}, t0, t0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := diskBoot(&tc.r, tc.boot); !got.Equal(tc.want) {
+				t.Errorf("diskBoot = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestHealthAfterDiskBoot: a report from a boot no netboot began starts
+// the services' tracking afresh, as a netboot does, and moves PowerOn.
+func TestHealthAfterDiskBoot(t *testing.T) {
+	clock := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	s, err := Open(t.TempDir(), func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MarkNetbooted(mac, "ceph-1"); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(time.Minute)
+	ok := []Service{{Name: "k3s", Status: "ok"}}
+	r, err := s.ReportHealth(mac, "ceph-1", HealthReport{Services: ok, Boot: clock.Add(-50 * time.Second)})
+	if err != nil || !r.DiskBoot.IsZero() || !r.Health.Services[0].HealthyAt.Equal(clock) {
+		t.Fatalf("the netboot's own boot: %+v, %v", r, err)
+	}
+	// An hour on, powered off and on: its disk, no netboot.
+	clock = clock.Add(time.Hour)
+	boot := clock.Add(-time.Minute)
+	r, err = s.ReportHealth(mac, "ceph-1", HealthReport{Services: []Service{{Name: "k3s", Status: "starting"}}, Boot: boot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.PowerOn().Equal(boot) || !r.Health.Services[0].HealthyAt.IsZero() {
+		t.Fatalf("after a disk boot: power-on %v (want %v), k3s %+v", r.PowerOn(), boot, r.Health.Services[0])
+	}
+	clock = clock.Add(2 * time.Minute)
+	if r, err = s.ReportHealth(mac, "ceph-1", HealthReport{Services: ok, Boot: boot}); err != nil || !r.Health.Services[0].HealthyAt.Equal(clock) || !r.PowerOn().Equal(boot) {
+		t.Fatalf("healthy in the disk boot: %+v, %v", r, err)
 	}
 }
