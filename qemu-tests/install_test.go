@@ -432,12 +432,9 @@ func reinstallUEFI(t *testing.T, ctx context.Context, l *rehearse.Lab, m plan.Ma
 
 	again := cfg.On(hw)
 	again.Name = m.Name + "-reinstall"
-	again.FailOn = append(again.FailOn, regexp.MustCompile(`KILN-INSTALL-(REFUSED|FAILED) .*`))
+	again.FailOn = append(again.FailOn, installDeadEnd)
 	start2 := time.Now()
-	vm2, err := l.Net.NewVM(ctx, again)
-	if err == nil {
-		err = vm2.Start(ctx)
-	}
+	vm2, err := startVM(ctx, l, again)
 	if err != nil {
 		t.Fatal(err)
 	}

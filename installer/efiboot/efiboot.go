@@ -249,18 +249,33 @@ func bootEntries(v efivarfs.EFIVar) (map[uint16][]byte, error) {
 
 // description is a load option's description, if it parses.
 func description(opt []byte) (string, bool) {
+	d, _, ok := splitOption(opt)
+	return d, ok
+}
+
+// splitOption splits an EFI_LOAD_OPTION into its description and its
+// device path list (after the attributes, the path list's length and the
+// NUL-ended UCS-2 description); ok says the description parsed, and the
+// path is nil when the option is too short to hold it.
+func splitOption(opt []byte) (string, []byte, bool) {
 	if len(opt) < 6 {
-		return "", false
+		return "", nil, false
 	}
+	n := int(binary.LittleEndian.Uint16(opt[4:]))
 	var u []uint16
 	for i := 6; i+1 < len(opt); i += 2 {
 		c := binary.LittleEndian.Uint16(opt[i:])
-		if c == 0 {
-			return string(utf16.Decode(u)), true
+		if c != 0 {
+			u = append(u, c)
+			continue
 		}
-		u = append(u, c)
+		var path []byte
+		if start := i + 2; start+n <= len(opt) {
+			path = opt[start : start+n]
+		}
+		return string(utf16.Decode(u)), path, true
 	}
-	return "", false
+	return "", nil, false
 }
 
 func readUint16s(v efivarfs.EFIVar, name string) ([]uint16, error) {

@@ -61,8 +61,8 @@ const (
 
 // pxe4 says whether load option opt boots PXE over IPv4 from hw.
 func pxe4(opt []byte, hw net.HardwareAddr) bool {
-	path, ok := devicePath(opt)
-	if !ok {
+	_, path, _ := splitOption(opt)
+	if path == nil {
 		return false
 	}
 	var mac, ipv4, uri bool
@@ -86,25 +86,6 @@ func pxe4(opt []byte, hw net.HardwareAddr) bool {
 		path = path[n:]
 	}
 	return mac && ipv4 && !uri
-}
-
-// devicePath is a load option's device path list: after its attributes,
-// path length and NUL-ended UCS-2 description.
-func devicePath(opt []byte) ([]byte, bool) {
-	if len(opt) < 6 {
-		return nil, false
-	}
-	n := int(binary.LittleEndian.Uint16(opt[4:]))
-	for i := 6; i+1 < len(opt); i += 2 {
-		if opt[i] == 0 && opt[i+1] == 0 {
-			start := i + 2
-			if start+n > len(opt) {
-				return nil, false
-			}
-			return opt[start : start+n], true
-		}
-	}
-	return nil, false
 }
 
 // NetbootNext makes the firmware's next boot, that one only, the machine's

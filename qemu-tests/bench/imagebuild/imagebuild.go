@@ -496,7 +496,7 @@ func figures(ks []kilnRun, ps []pipelineRun, nRoles, nMachines int) []netboot.Fi
 			f.MiBps["kiln"] = append(f.MiBps["kiln"], k(i))
 			f.MiBps["pipeline"] = append(f.MiBps["pipeline"], p(i))
 		}
-		if km, pm := median(f.MiBps["kiln"]), median(f.MiBps["pipeline"]); pm > 0 {
+		if km, pm := netboot.Median(f.MiBps["kiln"]), netboot.Median(f.MiBps["pipeline"]); pm > 0 {
 			notes = append(notes, fmt.Sprintf("kiln/pipeline time: %.2f× (goal ≤ 1.0×)", km/pm))
 		}
 		f.Notes = notes
@@ -538,7 +538,7 @@ func figures(ks []kilnRun, ps []pipelineRun, nRoles, nMachines int) []netboot.Fi
 			bundleSteps, func(i int) float64 { return ps[i].wall.Seconds() },
 			"kiln: "+strings.Join(kilnSteps, ", "),
 			"pipeline: copies of kernel, initramfs, iPXE and gptmbr.bin from kiln's bundle; role images; machine images; sha256sum of the bundle",
-			fmt.Sprintf("kiln's installer initramfs (u-root), which the pipeline takes as it is: median %.1f s", median(collect(ks, step(stepInitramfs))))),
+			fmt.Sprintf("kiln's installer initramfs (u-root), which the pipeline takes as it is: median %.1f s", netboot.Median(collect(ks, step(stepInitramfs))))),
 	}
 	gate := netboot.Figure{Name: "Image build, warm cache: the gate SD image on its own (kiln's gate kernel and firmware, gate initramfs and gate SD image steps; no pipeline)",
 		Servers: []string{"kiln"}, MiBps: map[string][]float64{}, Unit: "s", LowerBetter: true}
@@ -553,9 +553,9 @@ func figures(ks []kilnRun, ps []pipelineRun, nRoles, nMachines int) []netboot.Fi
 	}
 	if len(gate.MiBps["kiln"]) > 0 {
 		for _, n := range gateSteps {
-			gate.Notes = append(gate.Notes, fmt.Sprintf("%s: median %.1f s", n, median(collect(ks, step(n)))))
+			gate.Notes = append(gate.Notes, fmt.Sprintf("%s: median %.1f s", n, netboot.Median(collect(ks, step(n)))))
 		}
-		gate.Notes = append(gate.Notes, fmt.Sprintf("whole kiln build: median %.1f s", median(collect(ks, func(i int) float64 { return ks[i].wall.Seconds() }))))
+		gate.Notes = append(gate.Notes, fmt.Sprintf("whole kiln build: median %.1f s", netboot.Median(collect(ks, func(i int) float64 { return ks[i].wall.Seconds() }))))
 		out = append(out, gate)
 	}
 	return out
@@ -567,17 +567,6 @@ func collect(ks []kilnRun, f func(int) float64) []float64 {
 		v[i] = f(i)
 	}
 	return v
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(v))
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
 }
 
 func run(ctx context.Context, name string, args ...string) error {

@@ -442,6 +442,12 @@ func watchRSS(pid int) func() int64 {
 	}
 }
 
+// Median is v's median (0 for none), as the report prints it.
+func Median(v []float64) float64 {
+	med, _, _ := stats(v)
+	return med
+}
+
 // stats is median, min and max.
 func stats(v []float64) (med, lo, hi float64) {
 	if len(v) == 0 {
