@@ -249,7 +249,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	ts := &tftp.Server{Root: filepath.Join(s.cfg.BundleDir, "tftp"), Log: log.With("svc", "tftp")}
 	g.Go(func() error { return ts.Serve(ctx, tftpConn) })
-	hsrv := &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	hsrv := &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 30 * time.Second, ConnContext: httpd.ConnContext}
 	g.Go(func() error {
 		if err := hsrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)

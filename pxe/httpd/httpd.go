@@ -182,6 +182,7 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	defer cork(r)()
 	http.ServeContent(w, r, name, st.ModTime(), f)
 }
 

@@ -203,7 +203,7 @@ func serveHTTP(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	// As kiln gate serve runs it (pxe.Service).
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ConnContext: httpd.ConnContext}
 	go func() { <-ctx.Done(); hs.Close() }()
 	if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
