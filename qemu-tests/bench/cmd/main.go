@@ -13,6 +13,7 @@
 //	go run ./qemu-tests/bench/cmd -gate out/gate-1.img -bundle out/bundle
 //	go run ./qemu-tests/bench/cmd -standin     # before a real gate image exists
 //	go run ./qemu-tests/bench/cmd -write-only -bundle out/bundle
+//	go run ./qemu-tests/bench/cmd -netboot-only -bundle out/bundle
 //	go run ./qemu-tests/bench/cmd -build-only -kiln out/bin/kiln -secrets out/demo-lab
 //
 // KILN_ACCEL=auto|kvm|tcg chooses the accelerator as for the tests (the
@@ -64,6 +65,7 @@ func run() error {
 		kiln    = flag.String("kiln", "out/bin/kiln", "with -bundle: the kiln binary whose gate serve boots the VM; with -build-only: the kiln binary timed")
 		rounds  = flag.Int("rounds", 5, "with -bundle: netboots per server, and writes per side; with -build-only: builds per side; the sides alternating")
 		writes  = flag.Bool("write-only", false, "with -bundle: only the install write figure (no gate boot, no netboot)")
+		netOnly = flag.Bool("netboot-only", false, "with -bundle: only the netboot figures, kiln against dnsmasq (no gate boot, no install write)")
 		builds  = flag.Bool("build-only", false, "only the image build figures: kiln build (the -kiln binary) of -profile, warm cache, against a hand-rolled pipeline, alternating over -rounds (no VM)")
 		secrets = flag.String("secrets", "", "with -build-only: kiln build --secrets (the lab's secrets and artifact record; make bench: out/demo-lab)")
 		warmup  = flag.Bool("warmup", true, "with -build-only: one untimed kiln build first (make bench has just built)")
@@ -75,7 +77,10 @@ func run() error {
 	if *writes && *bundleD == "" {
 		return errors.New("-write-only needs -bundle (its largest role image is what gets written)")
 	}
-	if !*writes && (*image == "") == !*standIn {
+	if *netOnly && *bundleD == "" {
+		return errors.New("-netboot-only needs -bundle (its kernel and initramfs are what both servers serve)")
+	}
+	if !*writes && !*netOnly && (*image == "") == !*standIn {
 		return errors.New("give -gate IMAGE (e.g. out/bundle/gate-1.img from `kiln build -o out/bundle`) or -standin")
 	}
 	if *image != "" {
@@ -113,6 +118,9 @@ func run() error {
 		rounds: *rounds, accel: accel, log: log}
 	if *writes {
 		return w.run(ctx)
+	}
+	if *netOnly {
+		return netbootToInstaller(ctx, *profile, *bundleD, *kiln, filepath.Join(*out, "vmboot"), *rounds, accel)
 	}
 	r, err := bench.Run(ctx, bench.Options{
 		Image: *image, StandIn: *standIn,
@@ -209,7 +217,7 @@ func largestRole(bundleDir string) (string, error) {
 	return best, nil
 }
 
-// netbootToInstaller runs and prints package vmboot's figure.
+// netbootToInstaller runs and prints package vmboot's figures.
 func netbootToInstaller(ctx context.Context, profile, bundleDir, kiln, out string, rounds int, accel lab.Accel) error {
 	p, err := loadPlan(profile)
 	if err != nil {
@@ -226,14 +234,14 @@ func netbootToInstaller(ctx context.Context, profile, bundleDir, kiln, out strin
 	if err := os.RemoveAll(out); err != nil {
 		return err
 	}
-	f, err := vmboot.Run(ctx, vmboot.Options{
+	figs, err := vmboot.Run(ctx, vmboot.Options{
 		Plan: p, Profile: profile, Bundle: bundleDir, Kiln: kiln,
 		Out: out, Rounds: rounds, Accel: accel, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
 	}
-	netboot.Print(os.Stdout, &netboot.Report{Figures: []netboot.Figure{f}}, rounds)
+	netboot.Print(os.Stdout, &netboot.Report{Figures: figs}, rounds)
 	return nil
 }
 
