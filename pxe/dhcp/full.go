@@ -66,7 +66,7 @@ func (f *Full) answer(log *slog.Logger, req *dhcpv4.DHCPv4, mt dhcpv4.MessageTyp
 		// A netboot client kiln will not boot gets nothing, like in
 		// proxy mode: an address alone would only stall its firmware.
 		var ok bool
-		if bf, ok = netbootFile(log, req, f.Hosts, f.Boot); !ok && (!known || h.Netboot) {
+		if bf, _, ok = netbootFile(log, req, f.Hosts, f.Boot); !ok && (!known || h.Netboot) {
 			return nil
 		}
 		boot = ok

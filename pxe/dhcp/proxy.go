@@ -36,7 +36,7 @@ func (p *Proxy) Reply(log *slog.Logger, req *dhcpv4.DHCPv4, via Via) *dhcpv4.DHC
 	default:
 		return nil
 	}
-	bf, ok := netbootFile(log, req, p.Hosts, p.Boot)
+	bf, name, ok := netbootFile(log, req, p.Hosts, p.Boot)
 	if !ok {
 		return nil
 	}
@@ -46,28 +46,29 @@ func (p *Proxy) Reply(log *slog.Logger, req *dhcpv4.DHCPv4, via Via) *dhcpv4.DHC
 		return nil
 	}
 	withBoot(reply, req, p.Boot, bf)
-	log.Info("dhcp: proxy "+mt.String(), "file", bf.Name)
+	log.Info("dhcp: proxy "+mt.String(), "machine", name, "file", bf.Name)
 	return reply
 }
 
 // netbootFile decides whether a request is a netboot the gate should
-// serve, logging why not, and picks the boot file.
-func netbootFile(log *slog.Logger, req *dhcpv4.DHCPv4, hosts Hosts, boot Boot) (BootFile, bool) {
+// serve, logging why not, and picks the boot file; name is the plan
+// machine's. The client's attributes go into the few log calls that need
+// them rather than into a derived logger: that would cost two handler
+// clones on every answer, the common path that logs none of them.
+func netbootFile(log *slog.Logger, req *dhcpv4.DHCPv4, hosts Hosts, boot Boot) (bf BootFile, name string, ok bool) {
 	c := Classify(req)
 	if !c.Netboot() {
 		log.Debug("dhcp: not a netboot client", "vendor", c.Vendor)
-		return BootFile{}, false
+		return BootFile{}, "", false
 	}
-	log = log.With("vendor", c.Vendor, "ipxe", c.IPXE)
 	h, known := hosts.Host(req.ClientHWAddr)
 	if !known {
-		log.Warn("dhcp: netboot from a MAC not in the plan: not booted")
-		return BootFile{}, false
+		log.Warn("dhcp: netboot from a MAC not in the plan: not booted", "vendor", c.Vendor, "ipxe", c.IPXE)
+		return BootFile{}, "", false
 	}
-	log = log.With("machine", h.Name)
 	if !h.Netboot {
-		log.Info("dhcp: machine is never netbooted", "reason", h.Reason)
-		return BootFile{}, false
+		log.Info("dhcp: machine is never netbooted", "vendor", c.Vendor, "ipxe", c.IPXE, "machine", h.Name, "reason", h.Reason)
+		return BootFile{}, h.Name, false
 	}
 	bf, err := boot.File(c)
 	if err != nil {
@@ -75,8 +76,8 @@ func netbootFile(log *slog.Logger, req *dhcpv4.DHCPv4, hosts Hosts, boot Boot) (
 		if errors.Is(err, ErrUnsupportedArch) {
 			lvl = slog.LevelWarn
 		}
-		log.Log(context.Background(), lvl, "dhcp: no boot file", "err", err)
-		return BootFile{}, false
+		log.Log(context.Background(), lvl, "dhcp: no boot file", "vendor", c.Vendor, "ipxe", c.IPXE, "machine", h.Name, "err", err)
+		return BootFile{}, h.Name, false
 	}
-	return bf, true
+	return bf, h.Name, true
 }

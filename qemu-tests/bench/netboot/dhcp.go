@@ -268,7 +268,7 @@ func measureDHCP(ctx context.Context, nt *Net, o Options, mode string) ([]Figure
 	if mode == ModeProxy {
 		what, exchange = "proxyDHCP", "a proxy answer (DISCOVER, proxy OFFER)"
 	}
-	rate := Figure{Name: fmt.Sprintf("%s, %d PXE clients (distinct MACs), %d at once: completed exchanges per second; %s", what, o.DHCPClients, o.DHCPConc, exchange), MiBps: map[string][]float64{}, Unit: "exchanges/s"}
+	rate := Figure{Name: fmt.Sprintf("%s, %d PXE clients (distinct MACs), %d at once: completed exchanges per second; %s", what, o.clients(mode), o.DHCPConc, exchange), MiBps: map[string][]float64{}, Unit: "exchanges/s"}
 	p50 := Figure{Name: what + ": p50 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
 	p99 := Figure{Name: what + ": p99 latency of an exchange (ms; lower is better)", MiBps: map[string][]float64{}, Unit: "ms", LowerBetter: true}
 	servers := DHCPServers()
@@ -293,8 +293,16 @@ func measureDHCP(ctx context.Context, nt *Net, o Options, mode string) ([]Figure
 				what, s.Name, round+1, l.Completed, l.Lost, l.Failed, l.Seconds, l.P50ms, l.P99ms, l.Sent, l.Retries, l.Unmatched, l.Drops, l.FirstErr)
 		}
 	}
-	rate.Notes = dhcpNotes(servers, total, o.Rounds*o.DHCPClients, mode)
+	rate.Notes = dhcpNotes(servers, total, o.Rounds*o.clients(mode), mode)
 	return []Figure{rate, p50, p99}, nil
+}
+
+// clients is how many clients a round of mode runs.
+func (o Options) clients(mode string) int {
+	if mode == ModeProxy {
+		return o.ProxyClients
+	}
+	return o.DHCPClients
 }
 
 // dhcpRound starts s, runs the load generator against it twice in the
@@ -304,7 +312,7 @@ func measureDHCP(ctx context.Context, nt *Net, o Options, mode string) ([]Figure
 // just-started server's first allocations and page faults. The warm-up's
 // losses and failures still show in the progress output.
 func dhcpRound(ctx context.Context, nt *Net, o Options, s *Server, mode string) (Load, error) {
-	if err := s.startDHCP(ctx, nt, o.Config, mode, o.DHCPClients, nt.ServerIface); err != nil {
+	if err := s.startDHCP(ctx, nt, o.Config, mode, o.clients(mode), nt.ServerIface); err != nil {
 		return Load{}, err
 	}
 	defer s.Stop()
@@ -321,7 +329,7 @@ func dhcpRound(ctx context.Context, nt *Net, o Options, s *Server, mode string) 
 func dhcpLoad(ctx context.Context, nt *Net, o Options, s *Server, mode string) (Load, error) {
 	var l Load
 	out, err := nt.InClient(ctx, o.Self, "dhcp-load", "-iface", nt.ClientIface, "-mode", mode,
-		"-clients", strconv.Itoa(o.DHCPClients), "-conc", strconv.Itoa(o.DHCPConc),
+		"-clients", strconv.Itoa(o.clients(mode)), "-conc", strconv.Itoa(o.DHCPConc),
 		"-timeout", loadTimeout.String(), "-tries", strconv.Itoa(loadTries)).Output()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return l, fmt.Errorf("dhcp load against %s: %w: %s", s.Name, err, ee.Stderr)

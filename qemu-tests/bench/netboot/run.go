@@ -23,9 +23,11 @@ type Options struct {
 	TFTPSize int64 // bytes of the TFTP file (64 MiB)
 	HTTPSize int64 // bytes of the HTTP file (1 GiB, a role image's size)
 	Parallel int   // clients at once in the parallel HTTP figure (8)
-	// DHCPClients simulated PXE clients per DHCP round, DHCPConc of
-	// them at once.
-	DHCPClients, DHCPConc int
+	// DHCPClients simulated PXE clients per full-mode DHCP round,
+	// ProxyClients per proxyDHCP round, DHCPConc of them at once.
+	// Proxy answers are cheap on both sides (nothing written): a round
+	// needs ten times the clients to last long enough to time.
+	DHCPClients, ProxyClients, DHCPConc int
 	// StormClients netboot at once in the PXE storm (50).
 	StormClients int
 	// Kiln is the kiln binary whose gate serve the storm runs.
