@@ -14,7 +14,7 @@ import (
 // in the first, instead of pushing each of sendfile's steps out as soon as
 // it is queued, as Go's default TCP_NODELAY does. The receiver handles
 // fewer, larger packets. One stream of a 1 GiB role image over a veth pair
-// went from 0.80× nginx to 0.89–0.98× (BENCHMARKS.md, HTTP).
+// went from 0.80× nginx to 0.87–0.98× (BENCHMARKS.md, HTTP).
 
 type connKey struct{}
 
