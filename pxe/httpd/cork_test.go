@@ -36,10 +36,10 @@ func corkOf(t *testing.T, tc *net.TCPConn) int {
 func TestFileResponseCorked(t *testing.T) {
 	f := newFixture(t)
 	conns := make(chan *net.TCPConn, 4)
-	var during []int
+	during := make(chan int, 4) // the cork as each body starts
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tc := r.Context().Value(connKey{}).(*net.TCPConn)
-		cw := &corkWatch{ResponseWriter: w, check: func() { during = append(during, corkOf(t, tc)) }}
+		cw := &corkWatch{ResponseWriter: w, check: func() { during <- corkOf(t, tc) }}
 		f.handler.ServeHTTP(cw, r)
 	})
 	srv := httptest.NewUnstartedServer(h)
@@ -67,13 +67,13 @@ func TestFileResponseCorked(t *testing.T) {
 	if got := corkOf(t, tc); got != 0 {
 		t.Errorf("TCP_CORK after the responses = %d, want 0", got)
 	}
-	for i, v := range during {
-		if v != 1 {
+	if len(during) != 2 {
+		t.Errorf("%d bodies seen, want 2", len(during))
+	}
+	for i := range len(during) {
+		if v := <-during; v != 1 {
 			t.Errorf("response %d written with TCP_CORK %d, want 1", i, v)
 		}
-	}
-	if len(during) != 2 {
-		t.Errorf("%d corked writes seen, want 2", len(during))
 	}
 }
 
