@@ -70,17 +70,16 @@ func Run(ctx context.Context, o Options) ([]netboot.Figure, error) {
 		Servers: Servers, MiBps: map[string][]float64{}, Unit: "s", LowerBetter: true,
 		Notes: []string{"the firmware's start (SeaBIOS, the NIC's iPXE ROM and its banners) is in both sides' figure, the same"},
 	}
-	figs := func() []netboot.Figure { return []netboot.Figure{up, fetch} }
 	m, err := machine(o.Plan, o.Machine)
 	if err != nil {
-		return figs(), err
+		return nil, err
 	}
 	for round := range o.Rounds {
 		for i := range Servers {
 			name := Servers[(i+round)%len(Servers)]
 			dir := filepath.Join(o.Out, fmt.Sprintf("%s-%d", name, round+1))
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return figs(), err
+				return nil, err
 			}
 			boot := bootKiln
 			if name == "dnsmasq" {
@@ -88,14 +87,14 @@ func Run(ctx context.Context, o Options) ([]netboot.Figure, error) {
 			}
 			t, err := boot(ctx, o, m, dir)
 			if err != nil {
-				return figs(), fmt.Errorf("%s round %d: %w", name, round+1, err)
+				return nil, fmt.Errorf("%s round %d: %w", name, round+1, err)
 			}
 			up.MiBps[name] = append(up.MiBps[name], t.installer.Seconds())
 			fetch.MiBps[name] = append(fetch.MiBps[name], t.fetched.Seconds())
 			fmt.Fprintf(o.Progress, "bench: netboot to installer, %s round %d: %.1f s (initramfs fetched at %.1f s)\n", name, round+1, t.installer.Seconds(), t.fetched.Seconds())
 		}
 	}
-	return figs(), nil
+	return []netboot.Figure{up, fetch}, nil
 }
 
 // times are a boot's marks from power-on.
